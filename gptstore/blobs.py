@@ -1,0 +1,180 @@
+"""Content-addressed blob storage: ``<root>/sha256/<hex>``.
+
+One engine for the local library and the store server. Blobs are written through a
+:class:`BlobWriter` that hashes while it writes (no second read), fsyncs, and renames into place
+only when the digest (and size, if expected) match; a blob therefore either exists whole and
+correct or not at all. Unfinished writes live in ``<root>/tmp`` and can be resumed by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import DigestMismatch
+from .fsutil import fsync_dir
+
+CHUNK = 4 * 1024 * 1024
+
+
+def hash_file(path: Path, *, chunk: int = CHUNK) -> tuple[str, int]:
+    """sha256 hex and size of a file, read in large chunks into one reused buffer."""
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            n = handle.readinto(buffer)
+            if not n:
+                break
+            digest.update(view[:n])
+            size += n
+    return digest.hexdigest(), size
+
+
+class BlobWriter:
+    """Write a blob in pieces; :meth:`commit` checks and publishes it.
+
+    With ``resume_name`` the partial file ``tmp/<resume_name>`` is kept on failure and continued
+    next time (its bytes are re-hashed once to restore the hash state).
+    """
+
+    def __init__(self, store: BlobStore, *, expected_sha256: str | None = None,
+                 expected_size: int | None = None, resume_name: str | None = None) -> None:
+        self.store = store
+        self.expected_sha256 = expected_sha256
+        self.expected_size = expected_size
+        self._hash = hashlib.sha256()
+        self.size = 0
+        store.tmp.mkdir(parents=True, exist_ok=True)
+        self._keep_partial = resume_name is not None
+        if resume_name is not None:
+            self.path = store.tmp / resume_name
+            if self.path.exists():
+                with open(self.path, "rb") as handle:
+                    while chunk := handle.read(CHUNK):
+                        self._hash.update(chunk)
+                        self.size += len(chunk)
+            self._file: BinaryIO = open(self.path, "ab")
+        else:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(dir=store.tmp, prefix="blob.", suffix=".part")
+            self.path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self, *, label: str | None = None) -> str:
+        """Check size and digest, then move the blob into place; returns its sha256 hex."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        actual = self._hash.hexdigest()
+        what = label or "blob"
+        if self.expected_size is not None and self.size != self.expected_size:
+            self.discard(force=True)
+            raise DigestMismatch(f"{what}: size {self.size} bytes, expected {self.expected_size}",
+                                 path=label, expected=str(self.expected_size), actual=str(self.size))
+        if self.expected_sha256 is not None and actual != self.expected_sha256:
+            self.discard(force=True)
+            raise DigestMismatch(f"{what}: sha256 {actual[:12]}…, expected {self.expected_sha256[:12]}…",
+                                 path=label, expected=self.expected_sha256, actual=actual)
+        target = self.store.path(actual)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            self.path.unlink(missing_ok=True)
+        else:
+            os.replace(self.path, target)
+            fsync_dir(target.parent)
+        self._done = True
+        return actual
+
+    def discard(self, *, force: bool = False) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if force or not self._keep_partial:
+            self.path.unlink(missing_ok=True)
+        self._done = True
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._done:
+            self.discard()
+
+
+class BlobStore:
+    """Blobs by sha256 under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        return self.path(sha256).stat().st_size
+
+    def writer(self, **kwargs) -> BlobWriter:
+        return BlobWriter(self, **kwargs)
+
+    def put_file(self, source: Path, *, expected_sha256: str | None = None, label: str | None = None) -> tuple[str, int]:
+        """Copy a file in, hashing while copying; returns (sha256, size)."""
+        with self.writer(expected_sha256=expected_sha256) as writer:
+            buffer = bytearray(CHUNK)
+            view = memoryview(buffer)
+            with open(source, "rb", buffering=0) as handle:
+                while n := handle.readinto(buffer):
+                    writer.write(view[:n])
+            return writer.commit(label=label), writer.size
+
+    def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> str:
+        with self.writer(expected_sha256=expected_sha256) as writer:
+            writer.write(data)
+            return writer.commit()
+
+    def read_bytes(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def open(self, sha256: str) -> BinaryIO:
+        return open(self.path(sha256), "rb")
+
+    def iter_range(self, sha256: str, start: int = 0, end: int | None = None,
+                   chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield bytes ``[start, end]`` (inclusive end, like HTTP ranges)."""
+        with self.open(sha256) as handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                data = handle.read(chunk if remaining is None else min(chunk, remaining))
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def all(self) -> Iterator[str]:
+        folder = self.root / "sha256"
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                if entry.is_file():
+                    yield entry.name

@@ -1,0 +1,167 @@
+"""Assembles the ``gptstore`` CLI and formats every error in one place.
+
+Command modules are imported lazily (only the one being run), and plugins add commands through
+the ``register_commands`` hook. ``gptstore --help`` imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+#: command name -> "module:attribute"; modules are imported only when the command is used
+COMMANDS: dict[str, str] = {
+    "package": "gptstore.cli.models:package",
+    "publish": "gptstore.cli.models:publish",
+    "list": "gptstore.cli.models:list_models",
+    "show": "gptstore.cli.models:show",
+    "verify": "gptstore.cli.models:verify",
+    "rm": "gptstore.cli.models:rm",
+    "plugins": "gptstore.cli.plugins:plugins",
+    "manifest": "gptstore.cli.manifest:manifest",
+}
+
+#: one-line help shown by ``gptstore --help`` without importing the command modules
+SUMMARIES: dict[str, str] = {
+    "package": "Write a manifest (gptstore.json) for a model directory.",
+    "publish": "Publish a package directory to the local library.",
+    "list": "List models in the local library.",
+    "show": "Show a model's manifest.",
+    "verify": "Verify a model's files against its manifest.",
+    "rm": "Remove a model (or one tag) and free unused blobs.",
+    "plugins": "List plugins, their hooks and load errors.",
+    "manifest": "Manifest tools (schema).",
+}
+
+
+class CLIError(click.ClickException):
+    """A GPTStoreError shown as one line, with the error's exit code."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.exit_code = getattr(error, "exit_code", 1)
+
+
+class LazyGroup(click.Group):
+    _plugins_key: tuple = ()
+    _owners: dict[str, str] = {}
+
+    def load_plugin_commands(self) -> None:
+        """Let plugins add commands (again whenever the set of plugins changed).
+
+        A plugin command whose name a built-in or an earlier plugin already has is reported and
+        the first one stays.
+        """
+        from .. import plugins
+
+        plugins.load_plugins()
+        key = tuple(sorted(name for name, _ in plugins.pm.list_name_plugin()))
+        if key == self._plugins_key:
+            return
+        self._plugins_key = key
+        self._owners = {}
+        before = dict(self.commands)
+        for name, _ in plugins.call_each("register_commands", strict=False, cli=self):
+            for cmd_name, command in list(self.commands.items()):
+                if before.get(cmd_name) is command:
+                    continue
+                owner = self._owners.get(cmd_name) or ("gptstore" if cmd_name in COMMANDS else None)
+                if owner is not None:
+                    plugins.report(name, "register_commands",
+                                   f"command {cmd_name!r} is already provided by {owner}; the first one stays")
+                    if cmd_name in before:
+                        self.commands[cmd_name] = before[cmd_name]
+                    else:
+                        del self.commands[cmd_name]
+                    continue
+                self._owners[cmd_name] = name
+                before[cmd_name] = command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            self.load_plugin_commands()
+        if name in self.commands:
+            return self.commands[name]
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        self.commands[name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
+            else:
+                rows.append((name, SUMMARIES.get(name, "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        from ..errors import GPTStoreError
+        from .. import config
+
+        try:
+            return super().invoke(ctx)
+        except GPTStoreError as exc:
+            if config.debug():
+                raise
+            raise CLIError(exc) from exc
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("gptstore")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gptstore", message="gptstore %(version)s")
+def cli() -> None:
+    """gptstore: package, sign, publish, pull, verify and run GPT models.
+
+    \b
+    Provider:  package → publish → push
+    Consumer:  search → show → pull → verify → run
+    Set GPTSTORE_HOME to choose where the local library lives.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .. import config
+
+    try:
+        cli.main(args=argv, prog_name="gptstore", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected bug: one line unless debugging
+        if config.debug():
+            traceback.print_exc()
+        else:
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+                       "(set GPTSTORE_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)

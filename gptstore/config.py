@@ -1,0 +1,74 @@
+"""The one place that reads gptstore's environment variables and default paths.
+
+Values are read on every call (cheap), so tests and long-running processes see changes.
+
+| variable                | meaning                                                            |
+|-------------------------|--------------------------------------------------------------------|
+| GPTSTORE_HOME           | the local library and all state (default: the user data dir)       |
+| GPTSTORE_STORE          | default store URL for search/pull/push (default: the local library)|
+| GPTSTORE_LOAD_PLUGINS   | comma list of plugin distributions to load; empty = none           |
+| GPTSTORE_DEBUG          | 1 = print tracebacks                                               |
+| GPTSTORE_TRACE_PLUGINS  | 1 = print every hook call to stderr                                |
+| GPTSTORE_NO_USAGE_LOG   | 1 = do not record generations                                      |
+| GPTSTORE_OFFLINE        | 1 = never touch the network (HF_HUB_OFFLINE=1 counts too)          |
+| GPTSTORE_TOKEN          | token for the remote store                                         |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRUTHY = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in TRUTHY
+
+
+def home() -> Path:
+    """Root of the local library and every piece of gptstore state."""
+    value = os.environ.get("GPTSTORE_HOME")
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("gptstore", appauthor=False))
+
+
+def default_store() -> str | None:
+    """The store URL used when a command gets no ``--store``; None means the local library."""
+    return os.environ.get("GPTSTORE_STORE") or None
+
+
+def load_plugins() -> list[str] | None:
+    """Distributions whose plugins may load; None = all, [] = none."""
+    value = os.environ.get("GPTSTORE_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def debug() -> bool:
+    return _flag("GPTSTORE_DEBUG")
+
+
+def trace_plugins() -> bool:
+    return _flag("GPTSTORE_TRACE_PLUGINS")
+
+
+def usage_log_enabled() -> bool:
+    return not _flag("GPTSTORE_NO_USAGE_LOG")
+
+
+def offline() -> bool:
+    return _flag("GPTSTORE_OFFLINE") or _flag("HF_HUB_OFFLINE")
+
+
+def token() -> str | None:
+    return os.environ.get("GPTSTORE_TOKEN") or None
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read another variable (e.g. HF_TOKEN) through this module, so every read is here."""
+    return os.environ.get(name, default)

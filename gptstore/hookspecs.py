@@ -1,0 +1,116 @@
+"""The plugin contract: every hook gptstore calls, with every argument documented.
+
+Plugins implement hooks with ``@gptstore.hookimpl`` and declare an entry point in the group
+``gptstore``. An implementation may accept any subset of a hook's arguments. Arguments are only
+ever added, never renamed or removed.
+
+Collection hooks (``register_*``) receive a ``register`` callback; the host owns names, dedupe
+and conflicts (the first registration of a name stays, later ones are reported). Each plugin's
+implementation is called on its own, so one broken plugin never takes the others down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import click
+
+    from .manifest import Manifest
+
+hookspec = pluggy.HookspecMarker("gptstore")
+hookimpl = pluggy.HookimplMarker("gptstore")
+
+
+# -- registration hooks ------------------------------------------------------------------------
+
+@hookspec
+def register_adapters(register: Callable[..., None]) -> None:
+    """Register package formats (adapters).
+
+    :param register: call ``register(adapter)`` with an object that has a ``name`` attribute and
+        the methods of :class:`gptstore.adapters.Adapter` (``detect``, ``inspect``).
+    """
+
+
+@hookspec
+def register_engines(register: Callable[..., None]) -> None:
+    """Register inference engines.
+
+    :param register: call ``register(engine)`` with an object that has a ``name`` attribute, a
+        ``formats`` set of adapter names it can load, ``available()`` and ``load(...)``; see
+        :mod:`gptstore.engines.base`.
+    """
+
+
+@hookspec
+def register_stores(register: Callable[..., None]) -> None:
+    """Register store backends by URL scheme.
+
+    :param register: call ``register(scheme, factory)``; ``factory(url)`` returns a
+        :class:`gptstore.stores.base.Store` for URLs of that scheme (``"file"`` for local paths).
+    """
+
+
+@hookspec
+def register_verifiers(register: Callable[..., None]) -> None:
+    """Register extra verification checks, run by ``verify``, ``pull`` and ``load``.
+
+    :param register: call ``register(name, check)``; ``check(manifest, path)`` receives the
+        :class:`~gptstore.manifest.Manifest` and the snapshot directory and returns a
+        :class:`gptstore.verify.CheckResult` (or raises a ``GPTStoreError`` to refuse).
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``gptstore`` CLI.
+
+    :param cli: the root click group; call ``cli.add_command(...)`` or use ``@cli.command()``.
+        Import heavy libraries inside the command, not at module level, so ``--help`` stays fast.
+    """
+
+
+# -- packaging hooks ----------------------------------------------------------------------------
+
+@hookspec
+def prepare_manifest(manifest: Manifest, path: Path) -> dict[str, Any] | None:
+    """Enrich a manifest while a package is made, before it is written and published.
+
+    Called by ``gptstore package`` after the adapter filled the format and file list.
+
+    :param manifest: the manifest as it stands (do not mutate it).
+    :param path: the package directory.
+    :return: a dict of top-level manifest fields to update (e.g. ``{"tags": [...]}``), or None.
+        Updates are applied in call order and the result is validated again; ``files``,
+        ``format``, ``namespace``, ``name`` and ``version`` cannot be changed.
+    """
+
+
+# -- generation hooks ---------------------------------------------------------------------------
+
+@hookspec
+def before_generate(model: Any, prompts: list[str], params: Any) -> list[str] | None:
+    """Called before every generation (``generate``, ``stream``, ``gptstore run``).
+
+    :param model: the :class:`gptstore.Model` about to generate (``model.reference``,
+        ``model.manifest``, ``model.digest``).
+    :param prompts: the prompts after the prompt template was applied.
+    :param params: the resolved :class:`gptstore.GenerationParams`.
+    :return: a replacement list of prompts (same length), or None to leave them. Raise a
+        ``GPTStoreError`` to refuse the generation.
+    """
+
+
+@hookspec
+def after_generate(model: Any, completions: list[Any]) -> list[Any] | None:
+    """Called after every generation, before the completions reach the caller.
+
+    :param model: the :class:`gptstore.Model` that generated.
+    :param completions: the :class:`gptstore.Completion` objects, one per prompt.
+    :return: replacement completions (same length), or None to keep them.
+    """

@@ -1,0 +1,347 @@
+"""The local, content-addressed model library under ``GPTSTORE_HOME``.
+
+Layout::
+
+    blobs/sha256/<hex>              file contents, one blob serves every model that holds it
+    manifests/sha256/<hex>          canonical manifest JSON, named by the manifest digest
+    manifests/sha256/<hex>.sig      the package signature, when there is one
+    refs/<namespace>/<name>/<tag>   "<manifest digest>" — written last
+    snapshots/<hex>/...             the package as a directory, files hard-linked to the blobs
+    stamps/<hex>.json               verification stamp cache
+    library.lock                    serialises writers across processes
+
+Writes are atomic (temp file, fsync, rename) and a ref is written only after every blob, the
+manifest and the snapshot are in place, so a model appears whole or not at all. Publishing and
+removing hold ``library.lock``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock
+
+from . import config
+from .blobs import BlobStore, hash_file
+from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound, UsageError
+from .fsutil import atomic_write, fsync_dir, link_or_copy
+from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
+from .refs import DEFAULT_TAG, Reference, parse as parse_ref
+from .verify import CheckResult, IntegrityReport, StampCache, check_integrity, check_safety, _config_of
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model resolved in the library."""
+
+    reference: Reference
+    digest: str
+    manifest: Manifest
+    path: Path  # the snapshot directory
+
+    @property
+    def name(self) -> str:
+        return f"{self.reference.repo_id}:{self.reference.tag}"
+
+
+@dataclass(frozen=True)
+class RefEntry:
+    repo_id: str
+    tag: str
+    digest: str
+
+
+@dataclass
+class GCResult:
+    manifests: int = 0
+    blobs: int = 0
+    bytes: int = 0
+
+
+class Library:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else config.home()
+        self.blobs = BlobStore(self.root / "blobs")
+
+    # -- paths -----------------------------------------------------------------------------
+    def _manifest_path(self, digest: str) -> Path:
+        return self.root / "manifests" / "sha256" / digest
+
+    def _ref_path(self, repo_id: str, tag: str) -> Path:
+        return self.root / "refs" / repo_id / tag
+
+    def snapshot_path(self, digest: str) -> Path:
+        return self.root / "snapshots" / digest
+
+    def stamps(self, digest: str) -> StampCache:
+        return StampCache(self.root / "stamps" / f"{digest}.json")
+
+    def lock(self, timeout: float = 600) -> FileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / "library.lock"), timeout=timeout)
+
+    # -- reading ---------------------------------------------------------------------------
+    def refs(self) -> list[RefEntry]:
+        base = self.root / "refs"
+        found = []
+        if base.is_dir():
+            for ns in sorted(os.listdir(base)):
+                for name in sorted(os.listdir(base / ns)):
+                    for tag in sorted(os.listdir(base / ns / name)):
+                        if tag.startswith("."):
+                            continue
+                        digest = (base / ns / name / tag).read_text().strip()
+                        found.append(RefEntry(f"{ns}/{name}", tag, digest))
+        return found
+
+    def tags(self, repo_id: str) -> dict[str, str]:
+        return {e.tag: e.digest for e in self.refs() if e.repo_id == repo_id}
+
+    def has_manifest(self, digest: str) -> bool:
+        return self._manifest_path(digest).is_file()
+
+    def manifest(self, digest: str) -> Manifest:
+        """The manifest stored under ``digest``, re-checked against its digest."""
+        try:
+            data = self._manifest_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise ModelNotFound(f"sha256:{digest}") from None
+        manifest = parse_bytes(data, source=f"manifest sha256:{digest[:12]}")
+        if manifest.digest != digest:
+            raise DigestMismatch(f"stored manifest sha256:{digest[:12]}… was modified",
+                                 path=MANIFEST_FILE, expected=digest, actual=manifest.digest,
+                                 hint="remove the model and publish or pull it again")
+        return manifest
+
+    def signature(self, digest: str) -> bytes | None:
+        try:
+            return self._manifest_path(digest).with_suffix(".sig").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def resolve(self, reference: str | Reference) -> tuple[Reference, str]:
+        """(parsed reference, manifest digest); a pinned digest wins over the tag."""
+        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        if ref.digest:
+            if not self.has_manifest(ref.digest):
+                raise ModelNotFound(str(ref))
+            return ref, ref.digest
+        try:
+            digest = self._ref_path(ref.repo_id, ref.tag).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ModelNotFound(str(ref)) from None
+        return ref, digest
+
+    def get(self, reference: str | Reference) -> LocalModel:
+        ref, digest = self.resolve(reference)
+        manifest = self.manifest(digest)
+        return LocalModel(ref, digest, manifest, self.snapshot(digest, manifest))
+
+    def snapshot(self, digest: str, manifest: Manifest | None = None) -> Path:
+        """The snapshot directory of a manifest, rebuilt from the blobs if it is missing."""
+        path = self.snapshot_path(digest)
+        if path.is_dir():
+            return path
+        manifest = manifest or self.manifest(digest)
+        tmp = path.with_name(f".tmp-{digest}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for entry in manifest.files:
+            if not self.blobs.has(entry.sha256):
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise IntegrityError(f"blob of {entry.path} is missing from the library", path=entry.path,
+                                     hint=f"pull {manifest.repo_id}:{manifest.version} again")
+            link_or_copy(self.blobs.path(entry.sha256), tmp / entry.path)
+        tmp.mkdir(parents=True, exist_ok=True)
+        atomic_write(tmp / MANIFEST_FILE, dumps(manifest))
+        sig = self.signature(digest)
+        if sig is not None:
+            atomic_write(tmp / SIGNATURE_FILE, sig)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process built it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(path.parent)
+        return path
+
+    # -- verification ----------------------------------------------------------------------
+    def check(self, model: LocalModel, *, full: bool = False) -> IntegrityReport:
+        return check_integrity(model.path, model.manifest, full=full, stamps=self.stamps(model.digest),
+                               reference=model.name)
+
+    # -- writing ---------------------------------------------------------------------------
+    def publish(self, package_dir: Path | str, *, force: bool = False, allow_unsafe: bool = False,
+                tags: list[str] | None = None) -> LocalModel:
+        """Add a package directory to the library under its version tag and ``latest``.
+
+        Every file is hashed once, while it is copied into the blob store, and checked against the
+        manifest. Publishing a version that already names other content needs ``force``.
+        """
+        package_dir = Path(package_dir)
+        if not package_dir.is_dir():
+            raise UsageError(f"{package_dir} is not a directory", hint="give the package directory")
+        manifest = load_manifest(package_dir)
+        check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
+                     config=_config_of(package_dir), where=str(package_dir))
+        # listing problems (missing / unlisted) before any byte is copied
+        listing = check_integrity(package_dir, manifest, full=False,
+                                  stamps=_AlwaysFresh(), reference=str(package_dir))
+        listing.raise_first()
+        sig_path = package_dir / SIGNATURE_FILE
+        signature = sig_path.read_bytes() if sig_path.is_file() else None
+        tags = tags or [manifest.version, DEFAULT_TAG]
+        with self.lock():
+            self._check_tags(manifest, tags, force)
+            added = self._ingest(package_dir, manifest)
+            try:
+                return self._commit(manifest, signature, tags)
+            except BaseException:
+                for sha in added:
+                    self.blobs.delete(sha)
+                raise
+
+    def _check_tags(self, manifest: Manifest, tags: list[str], force: bool) -> None:
+        digest = manifest.digest
+        for tag in tags:
+            if tag == DEFAULT_TAG:
+                continue
+            try:
+                current = self._ref_path(manifest.repo_id, tag).read_text().strip()
+            except FileNotFoundError:
+                continue
+            if current != digest and not force:
+                raise ConflictError(
+                    f"{manifest.repo_id}:{tag} is already published with other content "
+                    f"(sha256:{current[:12]}…)", hint="bump the version, or pass --force to replace it")
+
+    def _ingest(self, package_dir: Path, manifest: Manifest) -> list[str]:
+        """Copy (hashing once) every file into the blob store; returns blobs that are new."""
+        added: list[str] = []
+
+        def one(entry):
+            source = package_dir / entry.path
+            if self.blobs.has(entry.sha256):
+                actual, _ = hash_file(source)
+                if actual != entry.sha256:
+                    raise DigestMismatch(
+                        f"{entry.path} does not match its sha256 in the manifest", path=entry.path,
+                        expected=entry.sha256, actual=actual,
+                        hint="run `gptstore package` again after changing files")
+                return None
+            self.blobs.put_file(source, expected_sha256=entry.sha256, label=entry.path)
+            return entry.sha256
+
+        entries = sorted(manifest.files, key=lambda e: -e.size)
+        try:
+            with ThreadPoolExecutor(max_workers=min(4, max(1, len(entries)))) as pool:
+                for sha in pool.map(one, entries):
+                    if sha:
+                        added.append(sha)
+        except BaseException:
+            for sha in added:
+                self.blobs.delete(sha)
+            raise
+        return added
+
+    def add(self, manifest: Manifest, *, signature: bytes | None = None, tags: list[str] | None = None,
+            force: bool = False) -> LocalModel:
+        """Record a manifest whose blobs are already in the store (used by pull)."""
+        tags = tags or [manifest.version, DEFAULT_TAG]
+        with self.lock():
+            self._check_tags(manifest, tags, force)
+            return self._commit(manifest, signature, tags)
+
+    def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str]) -> LocalModel:
+        digest = manifest.digest
+        for entry in manifest.files:
+            if not self.blobs.has(entry.sha256):
+                raise IntegrityError(f"blob of {entry.path} is missing", path=entry.path)
+        mpath = self._manifest_path(digest)
+        atomic_write(mpath, manifest.canonical_json())
+        if signature is not None:
+            atomic_write(mpath.with_suffix(".sig"), signature)
+            shutil.rmtree(self.snapshot_path(digest), ignore_errors=True)  # carry the new signature
+        path = self.snapshot(digest, manifest)
+        self.stamps(digest).clear()
+        for tag in tags:  # refs last
+            atomic_write(self._ref_path(manifest.repo_id, tag), f"{digest}\n".encode())
+        ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
+        return LocalModel(ref, digest, manifest, path)
+
+    def remove(self, reference: str | Reference) -> list[RefEntry]:
+        """Remove a tag (``ns/name:tag``), every tag of a digest (``@sha256:``), or every tag of a
+        model (``ns/name``); then garbage-collect. Returns the refs removed."""
+        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        with self.lock():
+            entries = [e for e in self.refs() if e.repo_id == ref.repo_id]
+            if ref.digest:
+                doomed = [e for e in entries if e.digest == ref.digest]
+            elif ref.explicit_tag:
+                doomed = [e for e in entries if e.tag == ref.tag]
+            else:
+                doomed = entries
+            if not doomed:
+                raise ModelNotFound(str(ref))
+            for entry in doomed:
+                self._ref_path(entry.repo_id, entry.tag).unlink()
+            folder = self.root / "refs" / ref.repo_id
+            if folder.is_dir() and not os.listdir(folder):
+                folder.rmdir()
+                if not os.listdir(folder.parent):
+                    folder.parent.rmdir()
+            self._gc()
+        return doomed
+
+    def gc(self) -> GCResult:
+        with self.lock():
+            return self._gc()
+
+    def _gc(self) -> GCResult:
+        result = GCResult()
+        live = {e.digest for e in self.refs()}
+        keep: set[str] = set()
+        folder = self.root / "manifests" / "sha256"
+        for name in os.listdir(folder) if folder.is_dir() else []:
+            if name.endswith(".sig"):
+                continue
+            if name in live:
+                keep.update(f.sha256 for f in self.manifest(name).files)
+                continue
+            (folder / name).unlink()
+            (folder / f"{name}.sig").unlink(missing_ok=True)
+            shutil.rmtree(self.snapshot_path(name), ignore_errors=True)
+            self.stamps(name).clear()
+            result.manifests += 1
+        for sha in list(self.blobs.all()):
+            if sha not in keep:
+                result.bytes += self.blobs.size(sha)
+                self.blobs.delete(sha)
+                result.blobs += 1
+        return result
+
+    def iter_models(self) -> Iterator[tuple[RefEntry, Manifest]]:
+        cache: dict[str, Manifest] = {}
+        for entry in self.refs():
+            if entry.digest not in cache:
+                cache[entry.digest] = self.manifest(entry.digest)
+            yield entry, cache[entry.digest]
+
+
+class _AlwaysFresh(StampCache):
+    """A stamp cache that never matches: used to list problems without hashing."""
+
+    def __init__(self) -> None:
+        self.stamps = {}
+
+    def matches(self, rel, st) -> bool:  # type: ignore[override]
+        return True
+
+    def save(self, stamps) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass

@@ -1,0 +1,71 @@
+"""Make a package: inspect a model directory with an adapter and write its ``gptstore.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import plugins
+from .adapters import adapters, get_adapter
+from .blobs import hash_file
+from .errors import ManifestError, PackageError, UsageError
+from .fsutil import package_files
+from .manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load as load_manifest, save, validate
+from .refs import parse_repo_id
+
+#: fields a prepare_manifest plugin may not change
+PROTECTED = frozenset({"files", "format", "namespace", "name", "version", "schema_version"})
+
+
+def pick_adapter(path: Path, name: str | None) -> Any:
+    if name:
+        return get_adapter(name)
+    for adapter in adapters().values():
+        if adapter.detect(path):
+            return adapter
+    raise PackageError(f"no adapter recognises {path}", path=path,
+                       hint="pass --adapter NAME (see `gptstore plugins`) or check the directory")
+
+
+def file_entries(root: Path) -> list[dict[str, Any]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = package_files(root, skip=METADATA_FILES)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        hashes = list(pool.map(lambda rel: hash_file(root / rel), paths))
+    return [{"path": rel, "size": size, "sha256": sha} for rel, (sha, size) in zip(paths, hashes)]
+
+
+def package(path: Path | str, *, name: str, version: str, adapter: str | None = None,
+            allow_unsafe: bool = False, **fields: Any) -> Manifest:
+    """Write ``path/gptstore.json`` for a model directory and return the manifest.
+
+    Fields of an existing ``gptstore.json`` (e.g. the metrics and provenance that ``finetune``
+    drafted) are kept unless given again in ``fields``; the format and the file list are always
+    recomputed. ``prepare_manifest`` plugins may then enrich it.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="give the model directory to package")
+    ref = parse_repo_id(name)
+    chosen = pick_adapter(root, adapter)
+    format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe)
+    data: dict[str, Any] = {}
+    if (root / MANIFEST_FILE).is_file():
+        data = load_manifest(root).model_dump(exclude_none=True)
+        data.pop("created_at", None)
+    data.update({k: v for k, v in fields.items() if v is not None})
+    data.update(namespace=ref.namespace, name=ref.name, version=version, format=format_fields,
+                files=file_entries(root))
+    manifest = validate(data, source=f"manifest for {root}")
+    for plugin, updates in plugins.call_each("prepare_manifest", strict=True, manifest=manifest, path=root):
+        if not updates:
+            continue
+        bad = PROTECTED & set(updates)
+        if bad:
+            raise ManifestError(f"plugin {plugin!r} tried to change {', '.join(sorted(bad))} in prepare_manifest",
+                                hint="plugins may enrich descriptive fields only")
+        merged = manifest.model_dump(exclude_none=True) | updates
+        manifest = validate(merged, source=f"manifest after plugin {plugin!r}")
+    save(manifest, root)
+    return manifest

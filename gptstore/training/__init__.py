@@ -1,0 +1,1 @@
+"""Training: tiny models, fine-tuning and evaluation. Imports torch lazily."""

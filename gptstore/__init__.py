@@ -1,1 +1,61 @@
-"""gptstore."""
+"""gptstore: an open GPT store.
+
+Importing this package is cheap: names are served lazily from their modules, and nothing here
+imports torch or transformers until a model is loaded.
+
+    >>> import gptstore
+    >>> model = gptstore.load("acme/poet")                        # doctest: +SKIP
+    >>> model.generate("Roses are", max_new_tokens=20).text       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "hookimpl": "gptstore.hookspecs",
+    "hookspec": "gptstore.hookspecs",
+    "Reference": "gptstore.refs",
+    "parse_reference": "gptstore.refs",
+    "Manifest": "gptstore.manifest",
+    "Library": "gptstore.library",
+    "LocalModel": "gptstore.library",
+    "package": "gptstore.packaging",
+    "GPTStoreError": "gptstore.errors",
+    "load": "gptstore.model",
+    "Model": "gptstore.model",
+    "GenerationParams": "gptstore.engines.params",
+    "Completion": "gptstore.engines.completion",
+}
+_ALIASES = {"parse_reference": "parse"}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .engines.completion import Completion
+    from .engines.params import GenerationParams
+    from .errors import GPTStoreError
+    from .hookspecs import hookimpl, hookspec
+    from .library import Library, LocalModel
+    from .manifest import Manifest
+    from .model import Model, load
+    from .packaging import package
+    from .refs import Reference
+    from .refs import parse as parse_reference
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gptstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -189,7 +189,7 @@ class Library:
                      config=_config_of(package_dir), where=str(package_dir))
         # listing problems (missing / unlisted) before any byte is copied
         listing = check_integrity(package_dir, manifest, full=False,
-                                  stamps=_AlwaysFresh(), reference=str(package_dir))
+                                  stamps=_ListingOnly(), reference=str(package_dir))
         listing.raise_first()
         sig_path = package_dir / SIGNATURE_FILE
         signature = sig_path.read_bytes() if sig_path.is_file() else None
@@ -198,11 +198,14 @@ class Library:
             self._check_tags(manifest, tags, force)
             added = self._ingest(package_dir, manifest)
             try:
-                return self._commit(manifest, signature, tags)
+                model = self._commit(manifest, signature, tags)
             except BaseException:
                 for sha in added:
                     self.blobs.delete(sha)
                 raise
+            if force:  # a replaced version may have left content nothing refers to
+                self._gc()
+            return model
 
     def _check_tags(self, manifest: Manifest, tags: list[str], force: bool) -> None:
         digest = manifest.digest
@@ -331,8 +334,8 @@ class Library:
             yield entry, cache[entry.digest]
 
 
-class _AlwaysFresh(StampCache):
-    """A stamp cache that never matches: used to list problems without hashing."""
+class _ListingOnly(StampCache):
+    """Stamps that always match: checks listing and sizes without hashing anything."""
 
     def __init__(self) -> None:
         self.stamps = {}

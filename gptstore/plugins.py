@@ -20,7 +20,7 @@ from .errors import GPTStoreError, PluginError
 ENTRY_POINT_GROUP = "gptstore"
 DEFAULT_PLUGINS = (
     "gptstore.adapters.transformers",
-    "gptstore.verify",
+    "gptstore.stores.local",
 )
 
 pm = pluggy.PluginManager("gptstore")
@@ -29,6 +29,8 @@ pm.add_hookspecs(hookspecs)
 
 @dataclass
 class PluginProblem:
+    """A plugin that failed to load or raised in a hook, as ``gptstore plugins`` reports it."""
+
     plugin: str
     where: str
     error: str
@@ -159,7 +161,7 @@ def collect(hook: str, kind: str, key: Callable[..., str]) -> dict[str, tuple[st
 
     caller = getattr(pm.hook, hook)
     load_plugins()
-    for impl in reversed(caller.get_hookimpls()):
+    for impl in caller.get_hookimpls():  # registration order: built-ins first, so they win names
         current["plugin"] = plugin_name(impl)
         _trace(hook, current["plugin"], {})
         try:

@@ -8,7 +8,7 @@ The tag defaults to ``latest``; a pinned digest always wins over the tag.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidReference
 
@@ -28,7 +28,7 @@ class Reference:
     name: str
     tag: str = DEFAULT_TAG
     digest: str | None = None  # 64 lowercase hex, without the "sha256:" prefix
-    explicit_tag: bool = False
+    explicit_tag: bool = field(default=False, compare=False)
 
     @property
     def repo_id(self) -> str:

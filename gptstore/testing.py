@@ -10,6 +10,9 @@ Every test gets an isolated ``GPTSTORE_HOME`` and Hugging Face cache under ``tmp
 - ``run_cli`` — ``run_cli("list", "--json")`` runs the ``gptstore`` CLI in-process and returns
   the click ``Result``.
 
+And :func:`tree_state` — ``{relative path: sha256}`` of a directory, to assert that a failed
+operation left the library exactly as it was.
+
 Nothing heavy is imported until a fixture that needs it runs.
 """
 
@@ -20,6 +23,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+
+def tree_state(root: Path) -> dict[str, str]:
+    """``{relative path: sha256 of content}`` of every file under ``root`` (lock files excluded)."""
+    import hashlib
+
+    root = Path(root)
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"}
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ Integrity hashes files in parallel threads (hashlib releases the GIL) with large
 cache of ``(inode, size, mtime_ns)`` per file, recorded after a full check, lets a re-verify of an
 unchanged model skip hashing; ``full=True`` re-hashes everything.
 
-This module is also a built-in plugin: it registers the ``integrity`` and ``safety`` verifiers.
+Plugins add further checks (authenticity, policy) through ``register_verifiers``; :func:`verify_model`
+runs them all.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .blobs import hash_file
 from .errors import DigestMismatch, FileMissing, IntegrityError, UnlistedFile, UnsafeContentError
 from .fsutil import atomic_write, package_files
-from .hookspecs import hookimpl
 from .manifest import METADATA_FILES, Manifest
+
+if TYPE_CHECKING:
+    from .library import Library, LocalModel
 
 #: weight formats that can execute code when loaded (pickle)
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
@@ -197,6 +200,76 @@ def safety_verifier(manifest: Manifest, path: Path, *, allow_unsafe: bool = Fals
                         config=_config_of(Path(path)), where=f"{manifest.repo_id}:{manifest.version}")
 
 
-@hookimpl
-def register_verifiers(register):
-    register("safety", safety_verifier)
+def verifiers() -> dict[str, tuple[str, Callable[[Manifest, Path], CheckResult]]]:
+    """Extra checks registered by plugins (``register_verifiers``): ``{name: (plugin, check)}``."""
+    from . import plugins
+
+    found = plugins.collect("register_verifiers", "verifier", key=lambda name, check: name)
+    return {name: (plugin, args[1]) for name, (plugin, args, _kw) in found.items()}
+
+
+@dataclass
+class VerificationReport:
+    """Integrity, safety and every registered check (e.g. authenticity) for one model."""
+
+    reference: str
+    digest: str
+    checks: list[CheckResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": f"sha256:{self.digest}", "ok": self.ok,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def verify_model(model: LocalModel, library: Library, *, full: bool = False, allow_unsafe: bool = False,
+                 strict: bool = True) -> VerificationReport:
+    """Run every layer on a library model: integrity, then the registered checks, then safety.
+
+    With ``strict`` the first failure raises (what ``load`` and ``pull`` do); without, failures
+    are collected in the report (what ``gptstore verify`` prints).
+    """
+    integrity = library.check(model, full=full)
+    return _run_checks(model.name, model.digest, model.manifest, model.path, integrity,
+                       allow_unsafe=allow_unsafe, strict=strict)
+
+
+def verify_directory(path: Path, *, full: bool = True, allow_unsafe: bool = False,
+                     strict: bool = False) -> VerificationReport:
+    """The same layers for a package directory (before it is published)."""
+    from .manifest import load
+
+    manifest = load(path)
+    integrity = check_integrity(path, manifest, full=full, reference=str(path))
+    return _run_checks(str(path), manifest.digest, manifest, Path(path), integrity,
+                       allow_unsafe=allow_unsafe, strict=strict)
+
+
+def _run_checks(reference: str, digest: str, manifest: Manifest, path: Path, integrity: IntegrityReport,
+                *, allow_unsafe: bool, strict: bool) -> VerificationReport:
+    from .errors import GPTStoreError, PluginError
+
+    if strict:
+        integrity.raise_first()
+    checks = [integrity.as_check()]
+    steps: list[tuple[str, str, Callable[[], CheckResult]]] = []
+    for name, (plugin, check) in verifiers().items():
+        steps.append((name, plugin, lambda check=check: check(manifest, path)))
+    steps.append(("safety", "gptstore", lambda: safety_verifier(manifest, path, allow_unsafe=allow_unsafe)))
+    for name, plugin, step in steps:
+        try:
+            result = step()
+        except GPTStoreError as exc:
+            if strict:
+                raise
+            result = CheckResult(name, False, str(exc))
+        except Exception as exc:
+            error = PluginError(plugin, f"verifier {name!r}", exc)
+            if strict:
+                raise error from exc
+            result = CheckResult(name, False, str(error))
+        checks.append(result)
+    return VerificationReport(reference, digest, checks)

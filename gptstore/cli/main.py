@@ -85,8 +85,7 @@ class LazyGroup(click.Group):
         return sorted(set(COMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            self.load_plugin_commands()
+        self.load_plugin_commands()
         if name in self.commands:
             return self.commands[name]
         target = COMMANDS.get(name)

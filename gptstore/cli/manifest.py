@@ -1,0 +1,19 @@
+"""``gptstore manifest``: tools for the manifest format."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def manifest():
+    """Manifest tools."""
+
+
+@manifest.command()
+def schema():
+    """Print the JSON Schema of gptstore.json."""
+    from ..manifest import json_schema
+    from ._output import echo_json
+
+    echo_json(json_schema())

@@ -1,0 +1,199 @@
+"""Provider and library commands: package, publish, list, show, verify, rm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._output import echo_json, human_size, short, table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+store_option = click.option("--store", "store_url", metavar="URL", default=None,
+                            help="Store to use (default: GPTSTORE_STORE or the local library).")
+allow_unsafe_option = click.option("--allow-unsafe", is_flag=True,
+                                   help="Accept pickle-based weights (.bin .pt .pth .pkl .ckpt). Only for sources you trust.")
+
+PACKAGE_EXAMPLES = """
+\b
+Examples:
+  gptstore package ./my-model --name acme/poet --version 1.0.0 --description "Writes verse"
+  gptstore package ./my-model --name acme/poet --version 1.1.0 --price-model per_1k_tokens --price 0.02
+"""
+
+
+@click.command(epilog=PACKAGE_EXAMPLES)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, metavar="NS/NAME", help="Reference of the model, namespace/name.")
+@click.option("--version", "version", required=True, metavar="X.Y.Z", help="Semantic version of this release.")
+@click.option("--description", default=None, help="One paragraph on what the model does.")
+@click.option("--adapter", default=None, help="Package format (default: detected).")
+@click.option("--license", "license_", default=None, help="SPDX license id, e.g. apache-2.0.")
+@click.option("--tag", "tags", multiple=True, help="Search tag (repeatable).")
+@click.option("--language", "languages", multiple=True, help="Language code (repeatable).")
+@click.option("--provider", default=None, help="Provider name.")
+@click.option("--template", default=None, help="Prompt template containing {prompt}.")
+@click.option("--price-model", type=click.Choice(["free", "per_1k_tokens", "flat"]), default=None)
+@click.option("--price", type=float, default=None, help="Amount for --price-model.")
+@click.option("--currency", default=None, help="ISO 4217 currency (default USD).")
+@allow_unsafe_option
+@json_option
+def package(directory, name, version, description, adapter, license_, tags, languages, provider,
+            template, price_model, price, currency, allow_unsafe, as_json):
+    """Write DIRECTORY/gptstore.json: inspect the model and pin every file by sha256."""
+    from ..packaging import package as make_package
+
+    fields = {"description": description, "license": license_, "tags": list(tags) or None,
+              "languages": list(languages) or None, "prompt_template": template,
+              "provider": {"name": provider} if provider else None}
+    if price_model or price is not None or currency:
+        fields["pricing"] = {k: v for k, v in {"model": price_model or "per_1k_tokens", "amount": price,
+                                               "currency": currency}.items() if v is not None}
+    manifest = make_package(directory, name=name, version=version, adapter=adapter,
+                            allow_unsafe=allow_unsafe, **fields)
+    if as_json:
+        echo_json({"manifest": str(directory / "gptstore.json"), "digest": f"sha256:{manifest.digest}",
+                   "files": len(manifest.files), "bytes": manifest.total_size})
+        return
+    fmt = manifest.format
+    click.echo(f"Packaged {manifest.repo_id}:{manifest.version} ({fmt.adapter}, {fmt.architecture}, "
+               f"{fmt.parameters:,} parameters, {fmt.dtype})")
+    click.echo(f"  {len(manifest.files)} files, {human_size(manifest.total_size)}, "
+               f"digest sha256:{short(manifest.digest)}")
+    click.echo(f"  wrote {directory / 'gptstore.json'}; next: gptstore publish {directory}")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a version that was published with other content.")
+@allow_unsafe_option
+@json_option
+def publish(directory, force, allow_unsafe, as_json):
+    """Publish a packaged DIRECTORY to the local library (version tag and latest)."""
+    from ..library import Library
+
+    model = Library().publish(directory, force=force, allow_unsafe=allow_unsafe)
+    if as_json:
+        echo_json({"reference": model.name, "digest": f"sha256:{model.digest}", "path": str(model.path)})
+        return
+    click.echo(f"Published {model.name} (sha256:{short(model.digest)}), also tagged latest")
+
+
+@click.command("list")
+@json_option
+def list_models(as_json):
+    """List models in the local library."""
+    from ..library import Library
+
+    rows = []
+    for entry, manifest in Library().iter_models():
+        rows.append({"reference": f"{entry.repo_id}:{entry.tag}", "version": manifest.version,
+                     "digest": f"sha256:{entry.digest}", "size": manifest.total_size,
+                     "format": manifest.format.adapter, "description": manifest.description})
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No models yet. Package and publish one, or pull one: gptstore pull NS/NAME")
+        return
+    table(["REFERENCE", "VERSION", "DIGEST", "SIZE", "FORMAT", "DESCRIPTION"],
+          [[r["reference"], r["version"], short(r["digest"][7:]), human_size(r["size"]), r["format"],
+            (r["description"][:50] + "…") if len(r["description"]) > 50 else r["description"]] for r in rows])
+
+
+@click.command()
+@click.argument("reference")
+@store_option
+@json_option
+def show(reference, store_url, as_json):
+    """Show a model's manifest: identity, format, files, metrics, pricing, provenance."""
+    from ..refs import parse
+    from ..stores import get_store
+
+    ref = parse(reference)
+    manifest, digest, signature = get_store(store_url).manifest(ref)
+    if as_json:
+        data = manifest.model_dump(mode="json", exclude_none=True)
+        data["digest"] = f"sha256:{digest}"
+        data["signed"] = signature is not None
+        echo_json(data)
+        return
+    from ..stores.base import price_label
+
+    m = manifest
+    click.echo(f"{m.repo_id}:{m.version}  sha256:{digest}")
+    if m.description:
+        click.echo(f"  {m.description}")
+    click.echo(f"  provider:   {m.provider.name if m.provider else '-'}    license: {m.license}    "
+               f"price: {price_label(m)}")
+    click.echo(f"  format:     {m.format.adapter} {m.format.architecture}, {m.format.parameters:,} parameters, "
+               f"context {m.format.context_length}, {m.format.dtype}")
+    if m.format.base:
+        click.echo(f"  base:       {m.format.base.reference} sha256:{short(m.format.base.digest)}")
+    click.echo(f"  signed:     {'yes' if signature else 'no'}    created: {m.created_at:%Y-%m-%d %H:%M}Z")
+    if m.tags:
+        click.echo(f"  tags:       {', '.join(m.tags)}")
+    for metric in m.metrics:
+        where = f" on {metric.dataset}" if metric.dataset else ""
+        click.echo(f"  metric:     {metric.name} = {metric.value:.4g}{where}")
+    if m.provenance:
+        p = m.provenance
+        base = p.base_reference or (f"sha256:{short(p.base_digest)}" if p.base_digest else "-")
+        click.echo(f"  provenance: base {base}, {len(p.datasets)} dataset(s), "
+                   f"{', '.join(f'{k} {v}' for k, v in sorted(p.frameworks.items()))}")
+    click.echo(f"  files ({len(m.files)}, {human_size(m.total_size)}):")
+    for f in m.files:
+        click.echo(f"    {f.path:<40} {human_size(f.size):>10}  {short(f.sha256)}")
+
+
+@click.command()
+@click.argument("reference")
+@click.option("--full", is_flag=True, help="Re-hash every file instead of trusting unchanged stamps.")
+@allow_unsafe_option
+@json_option
+def verify(reference, full, allow_unsafe, as_json):
+    """Verify a library model (or a package directory): integrity, authenticity, safety.
+
+    Exits 1 when any check fails.
+    """
+    from ..errors import IntegrityError
+    from ..library import Library
+    from ..verify import verify_directory, verify_model
+
+    path = Path(reference)
+    if (path / "gptstore.json").is_file():
+        report = verify_directory(path, full=True, allow_unsafe=allow_unsafe)
+    else:
+        library = Library()
+        report = verify_model(library.get(reference), library, full=full, allow_unsafe=allow_unsafe,
+                              strict=False)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(f"{report.reference}  sha256:{short(report.digest)}")
+        for check in report.checks:
+            mark = "ok  " if check.ok and not check.warning else ("warn" if check.ok else "FAIL")
+            click.echo(f"  {mark} {check.name:<13} {check.summary}")
+    if not report.ok:
+        failed = ", ".join(c.name for c in report.checks if not c.ok)
+        raise IntegrityError(f"verification of {report.reference} failed ({failed})",
+                             hint="see the lines above; pull or publish the model again")
+
+
+@click.command()
+@click.argument("reference")
+@json_option
+def rm(reference, as_json):
+    """Remove a model: every tag of NS/NAME, one tag with NS/NAME:TAG, or a digest with @sha256:…
+
+    Blobs no other model uses are deleted.
+    """
+    from ..library import Library
+
+    library = Library()
+    removed = library.remove(reference)
+    if as_json:
+        echo_json([{"reference": f"{e.repo_id}:{e.tag}", "digest": f"sha256:{e.digest}"} for e in removed])
+        return
+    for entry in removed:
+        click.echo(f"Removed {entry.repo_id}:{entry.tag} (sha256:{short(entry.digest)})")

@@ -1,0 +1,78 @@
+"""A library on disk used as a store: the default, and any ``file://`` path or bare path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from ..hookspecs import hookimpl
+from ..library import Library, LocalModel
+from ..manifest import Manifest
+from ..refs import Reference
+from .base import SearchHit, Sort, Store, hit_for
+
+
+def _matches(manifest: Manifest, query: str) -> bool:
+    if not query:
+        return True
+    text = " ".join([manifest.repo_id, manifest.description, " ".join(manifest.tags),
+                     manifest.provider.name if manifest.provider else ""]).lower()
+    return all(word in text for word in query.lower().split())
+
+
+class LocalStore(Store):
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.library = Library(root)
+        self.url = f"file://{self.library.root}"
+
+    def search(self, query: str = "", *, tag: str | None = None, sort: Sort = "recent",
+               limit: int = 50) -> list[SearchHit]:
+        latest: dict[str, Manifest] = {}
+        digests: dict[str, str] = {}
+        for entry, manifest in self.library.iter_models():
+            if entry.tag != "latest" or not _matches(manifest, query):
+                continue
+            if tag and tag not in manifest.tags:
+                continue
+            latest[entry.repo_id] = manifest
+            digests[entry.repo_id] = entry.digest
+        ordered = sorted(latest.values(), key=lambda m: m.created_at, reverse=True)
+        return [hit_for(m, digests[m.repo_id]) for m in ordered[:limit]]
+
+    def resolve(self, ref: Reference) -> str:
+        return self.library.resolve(ref)[1]
+
+    def manifest(self, ref: Reference) -> tuple[Manifest, str, bytes | None]:
+        digest = self.resolve(ref)
+        return self.library.manifest(digest), digest, self.library.signature(digest)
+
+    def tags(self, repo_id: str) -> dict[str, str]:
+        return self.library.tags(repo_id)
+
+    def iter_file(self, ref: Reference, path: str) -> Iterator[bytes]:
+        manifest, _digest, _sig = self.manifest(ref)
+        entry = manifest.file(path)
+        if entry is None:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"{path} is not a file of {ref}")
+        return self.library.blobs.iter_range(entry.sha256)
+
+    def push(self, model: LocalModel, *, private: bool = False) -> str:
+        for entry in model.manifest.files:
+            if not self.library.blobs.has(entry.sha256):
+                self.library.blobs.put_file(model.path / entry.path, expected_sha256=entry.sha256,
+                                            label=entry.path)
+        source_sig = model.path / "gptstore.sig"
+        signature = source_sig.read_bytes() if source_sig.is_file() else None
+        self.library.add(model.manifest, signature=signature)
+        return f"{self.url}#{model.manifest.repo_id}:{model.manifest.version}"
+
+
+def _from_url(url: str) -> LocalStore:
+    return LocalStore(url[len("file://"):] if url.startswith("file://") else url)
+
+
+@hookimpl
+def register_stores(register):
+    register("file", _from_url)

@@ -1,6 +1,7 @@
 """Built-in ``transformers`` adapter: a Hugging Face causal-LM directory with safetensors weights.
 
-Everything here reads JSON and safetensors headers only: no torch, no transformers import.
+Everything here reads JSON and safetensors headers only: no torch, no transformers import (and
+the module itself imports nothing heavy, since every CLI start registers it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import Any
 from ..errors import PackageError
 from ..fsutil import package_files
 from ..hookspecs import hookimpl
-from ..manifest import METADATA_FILES
-from ..verify import check_safety
 
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
@@ -88,6 +87,9 @@ class TransformersAdapter:
                                hint="save the model with save_pretrained() into this directory") from None
         except ValueError as exc:
             raise PackageError(f"config.json in {root} is not valid JSON ({exc})", path=root) from None
+        from ..manifest import METADATA_FILES
+        from ..verify import check_safety
+
         files = package_files(root, skip=METADATA_FILES)
         check_safety(files, allow_unsafe=allow_unsafe, config=config, where=str(root))
         weights = weight_files(root)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "rm": "gptstore.cli.models:rm",
     "plugins": "gptstore.cli.plugins:plugins",
     "manifest": "gptstore.cli.manifest:manifest",
+    "demo": "gptstore.cli.demo:demo",
 }
 
 #: one-line help shown by ``gptstore --help`` without importing the command modules
@@ -34,6 +35,7 @@ SUMMARIES: dict[str, str] = {
     "rm": "Remove a model (or one tag) and free unused blobs.",
     "plugins": "List plugins, their hooks and load errors.",
     "manifest": "Manifest tools (schema).",
+    "demo": "Run the end-to-end demo, offline.",
 }
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..hookspecs import hookimpl
-from ..library import Library, LocalModel
-from ..manifest import Manifest
-from ..refs import Reference
 from .base import SearchHit, Sort, Store, hit_for
+
+if TYPE_CHECKING:
+    from ..library import LocalModel
+    from ..manifest import Manifest
+    from ..refs import Reference
 
 
 def _matches(manifest: Manifest, query: str) -> bool:
@@ -22,6 +24,8 @@ def _matches(manifest: Manifest, query: str) -> bool:
 
 class LocalStore(Store):
     def __init__(self, root: Path | str | None = None) -> None:
+        from ..library import Library
+
         self.library = Library(root)
         self.url = f"file://{self.library.root}"
 

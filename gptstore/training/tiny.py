@@ -61,7 +61,10 @@ def build_tiny_gpt(out_dir: Path | str, *, texts: list[str] | None = None, vocab
     """
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = texts if texts is not None else stdlib_docstrings()
@@ -69,7 +72,8 @@ def build_tiny_gpt(out_dir: Path | str, *, texts: list[str] | None = None, vocab
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=context_length, n_embd=n_embd,
                         n_layer=n_layer, n_head=n_head, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+                        loss_type="ForCausalLM")
     model = GPT2LMHeadModel(config)
     if train_steps:
         _train(model, tokenizer, texts, steps=train_steps, block=context_length,
@@ -87,7 +91,7 @@ def _train(model, tokenizer, texts, *, steps: int, block: int, batch_size: int, 
 
     ids: list[int] = []
     for text in texts:
-        ids.extend(tokenizer(text)["input_ids"])
+        ids.extend(tokenizer(text, verbose=False)["input_ids"])
         ids.append(tokenizer.eos_token_id)
     data = torch.tensor(ids, dtype=torch.long)
     n_blocks = max(1, (len(data) - 1) // block)
@@ -98,7 +102,7 @@ def _train(model, tokenizer, texts, *, steps: int, block: int, batch_size: int, 
     for _ in range(steps):
         rows = torch.randint(0, n_blocks, (batch_size,), generator=generator)
         batch = data[rows]
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

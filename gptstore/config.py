@@ -12,6 +12,7 @@ Values are read on every call (cheap), so tests and long-running processes see c
 | GPTSTORE_NO_USAGE_LOG   | 1 = do not record generations                                      |
 | GPTSTORE_OFFLINE        | 1 = never touch the network (HF_HUB_OFFLINE=1 counts too)          |
 | GPTSTORE_TOKEN          | token for the remote store                                         |
+| GPTSTORE_KEY_PASSPHRASE | passphrase of an encrypted signing key (keys generate, sign)       |
 """
 
 from __future__ import annotations
@@ -72,3 +73,14 @@ def token() -> str | None:
 def env(name: str, default: str | None = None) -> str | None:
     """Read another variable (e.g. HF_TOKEN) through this module, so every read is here."""
     return os.environ.get(name, default)
+
+
+def key_passphrase() -> str | None:
+    """Passphrase for encrypted signing keys (``GPTSTORE_KEY_PASSPHRASE``); None when unset or empty."""
+    return os.environ.get("GPTSTORE_KEY_PASSPHRASE") or None
+
+
+
+
+
+

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "gptstore"
 DEFAULT_PLUGINS = (
     "gptstore.adapters.transformers",
     "gptstore.stores.local",
+    "gptstore.trust",
 )
 
 pm = pluggy.PluginManager("gptstore")

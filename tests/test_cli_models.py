@@ -33,7 +33,7 @@ def test_package_publish_list_show_verify_rm(run_cli, tiny_gpt):
     verified = run_cli("verify", "acme/tiny", "--json")
     assert verified.exit_code == 0
     report = json.loads(verified.output)
-    assert report["ok"] and [c["name"] for c in report["checks"]] == ["integrity", "safety"]
+    assert report["ok"] and [c["name"] for c in report["checks"]] == ["integrity", "authenticity", "safety"]
     assert run_cli("verify", "acme/tiny", "--full").exit_code == 0
     assert run_cli("verify", str(tiny_gpt)).exit_code == 0  # a package directory too
 

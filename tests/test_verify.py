@@ -48,7 +48,7 @@ def test_missing_and_extra_files_named(model):
 def test_verify_model_report_and_strict(model):
     lib = Library()
     report = verify_model(model, lib)
-    assert report.ok and [c.name for c in report.checks] == ["integrity", "safety"]
+    assert report.ok and [c.name for c in report.checks] == ["integrity", "authenticity", "safety"]
     (model.path / "model.safetensors").write_bytes(b"0")
     report = verify_model(model, lib, strict=False)
     assert not report.ok and report.checks[0].name == "integrity"
@@ -80,5 +80,5 @@ def test_hook_register_verifiers(model, register_plugin):
     register_plugin(Plugin(), name="license-check")
     report = verify_model(model, Library(), strict=False)
     assert seen == [("acme/tiny", True)]
-    assert [c.name for c in report.checks] == ["integrity", "license", "safety"]
+    assert [c.name for c in report.checks] == ["integrity", "authenticity", "license", "safety"]
     assert not report.ok

@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "plugins": "gptstore.cli.plugins:plugins",
     "manifest": "gptstore.cli.manifest:manifest",
     "demo": "gptstore.cli.demo:demo",
+    "keys": "gptstore.cli.keys:keys",
+    "trust": "gptstore.cli.keys:trust",
+    "sign": "gptstore.cli.keys:sign",
 }
 
 #: one-line help shown by ``gptstore --help`` without importing the command modules
@@ -36,6 +39,9 @@ SUMMARIES: dict[str, str] = {
     "plugins": "List plugins, their hooks and load errors.",
     "manifest": "Manifest tools (schema).",
     "demo": "Run the end-to-end demo, offline.",
+    "keys": "Make, list and export signing keys.",
+    "trust": "Trust publishers' keys and set the signature policy.",
+    "sign": "Sign a package directory (writes gptstore.sig).",
 }
 
 

@@ -156,10 +156,13 @@ def verify(reference, full, allow_unsafe, as_json):
 
     Exits 1 when any check fails.
     """
+    import logging
+
     from ..errors import IntegrityError
     from ..library import Library
     from ..verify import verify_directory, verify_model
 
+    logging.getLogger("gptstore.trust").setLevel(logging.ERROR)  # the report shows warnings itself
     path = Path(reference)
     if (path / "gptstore.json").is_file():
         report = verify_directory(path, full=True, allow_unsafe=allow_unsafe)

@@ -1,0 +1,485 @@
+"""Signing keys, DSSE signatures over the manifest digest, and the authenticity check.
+
+**Keys** are Ed25519, under ``GPTSTORE_HOME/keys/``: ``NAME.key`` (PKCS#8 PEM, mode 0600,
+optionally encrypted with a passphrase) and ``NAME.pub`` (SubjectPublicKeyInfo PEM). A private
+key file that others may read is refused, as ssh does. A key's **key id** is the first 16 hex
+characters of the sha256 of its raw 32-byte public key.
+
+**Signatures** (``gptstore.sig`` beside ``gptstore.json``) are DSSE envelopes::
+
+    {"payloadType": "application/vnd.gptstore.manifest+json",
+     "payload": "<base64 of the statement>",
+     "signatures": [{"keyid": "<key id>", "sig": "<base64 Ed25519 signature>"}]}
+
+The signature is over DSSE's ``PAE(payloadType, payload)``; the statement is canonical JSON
+``{"digest": "sha256:<manifest digest>", "reference": "namespace/name:version",
+"schema_version": 1, "signed_at": "<UTC time>"}``. Since the manifest pins every file by sha256,
+one signature covers every byte of the package.
+
+``cryptography`` (the ``signing`` extra) is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import config
+from .errors import ConflictError, MissingDependency, NotFoundError, TrustError, UsageError
+from .fsutil import atomic_write
+from .manifest import SIGNATURE_FILE, Manifest, canonical_json
+
+if TYPE_CHECKING:
+    from .verify import CheckResult
+
+PAYLOAD_TYPE = "application/vnd.gptstore.manifest+json"
+STATEMENT_VERSION = 1
+MAX_SIGNATURE_BYTES = 1 << 20
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+log = logging.getLogger("gptstore.trust")
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A signing key in ``GPTSTORE_HOME/keys``."""
+
+    name: str
+    keyid: str
+    public_key: str  # PEM
+    encrypted: bool
+    path: Path  # the private key file
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def _crypto():
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:  # pragma: no cover - the extra is installed in development
+        raise MissingDependency("cryptography (needed to sign and check signatures)", "signing") from None
+    return serialization, ed25519
+
+
+def keys_dir() -> Path:
+    return config.home() / "keys"
+
+
+def check_key_name(name: str) -> str:
+    if not isinstance(name, str) or not _KEY_NAME.match(name):
+        raise UsageError(f"invalid key name {name!r}",
+                         hint="use letters, digits and -_. (at most 64), starting with a letter or digit")
+    return name
+
+
+def key_id(public_key: Any) -> str:
+    """First 16 hex of sha256 over the raw 32-byte Ed25519 public key."""
+    serialization, _ = _crypto()
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_pem(public_key: Any) -> str:
+    serialization, _ = _crypto()
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def load_public_key(text: str | bytes, *, source: str = "public key") -> Any:
+    """An Ed25519 public key from PEM text (explanatory lines around the block are ignored)."""
+    serialization, ed25519 = _crypto()
+    data = text.encode() if isinstance(text, str) else text
+    match = _PEM_BLOCK.search(data)
+    if match is None:
+        raise TrustError(f"{source} holds no PEM public key (-----BEGIN PUBLIC KEY-----)",
+                         hint="give the file that `gptstore keys export NAME` wrote")
+    try:
+        key = serialization.load_pem_public_key(match.group(0))
+    except ValueError as exc:
+        raise TrustError(f"{source} is not a readable public key ({exc})",
+                         hint="give the file that `gptstore keys export NAME` wrote") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise TrustError(f"{source} is a {type(key).__name__.removeprefix('_')}, not an Ed25519 key",
+                         hint="gptstore signs with Ed25519 keys; make one with `gptstore keys generate NAME`")
+    return key
+
+
+def _paths(name: str) -> tuple[Path, Path]:
+    folder = keys_dir()
+    return folder / f"{name}.key", folder / f"{name}.pub"
+
+
+def _info(name: str) -> KeyInfo:
+    private, public = _paths(name)
+    pem = public.read_text()
+    encrypted = b"ENCRYPTED" in private.read_bytes()[:64]
+    return KeyInfo(name, key_id(load_public_key(pem, source=str(public))), pem, encrypted, private)
+
+
+def generate_key(name: str, *, passphrase: str | None = None, force: bool = False) -> KeyInfo:
+    """Make an Ed25519 key pair ``NAME.key`` (0600) / ``NAME.pub`` under the keys directory."""
+    serialization, ed25519 = _crypto()
+    check_key_name(name)
+    private_path, public_path = _paths(name)
+    if private_path.exists() and not force:
+        raise ConflictError(f"a key named {name!r} already exists ({private_path})",
+                            hint="choose another name, or pass --force to replace it (signatures made "
+                                 "with the old key will no longer match a key you hold)")
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    if os.name != "nt":
+        os.chmod(private_path.parent, 0o700)
+    key = ed25519.Ed25519PrivateKey.generate()
+    encryption = (serialization.BestAvailableEncryption(passphrase.encode())
+                  if passphrase else serialization.NoEncryption())
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    atomic_write(private_path, data, mode=0o600)
+    atomic_write(public_path, public_key_pem(key.public_key()).encode("ascii"), mode=0o644)
+    return _info(name)
+
+
+def list_keys() -> list[KeyInfo]:
+    folder = keys_dir()
+    if not folder.is_dir():
+        return []
+    names = sorted(p.stem for p in folder.glob("*.key") if (folder / f"{p.stem}.pub").is_file())
+    return [_info(name) for name in names]
+
+
+def get_key(name: str) -> KeyInfo:
+    check_key_name(name)
+    private, public = _paths(name)
+    if not private.is_file() or not public.is_file():
+        known = ", ".join(k.name for k in list_keys()) or "none"
+        raise NotFoundError(f"no signing key named {name!r} (known: {known})",
+                            hint=f"make one with `gptstore keys generate {name}`")
+    return _info(name)
+
+
+def export_public_key(name: str) -> str:
+    """The public key as PEM with a comment line naming the key and its key id."""
+    info = get_key(name)
+    return f"# gptstore key {info.name!r}, keyid {info.keyid}\n{info.public_key}"
+
+
+def check_permissions(path: Path) -> None:
+    """Refuse a private key file that anyone but its owner may read or write."""
+    if os.name == "nt":  # pragma: no cover
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise TrustError(f"permissions {mode:04o} for private key {path} are too open; it must be "
+                         "readable by you only", hint=f"run `chmod 600 {path}`")
+
+
+def load_private_key(name: str, passphrase: str | None = None) -> tuple[Any, KeyInfo]:
+    """(Ed25519 private key, info); the passphrase defaults to ``GPTSTORE_KEY_PASSPHRASE``."""
+    serialization, _ = _crypto()
+    info = get_key(name)
+    check_permissions(info.path)
+    data = info.path.read_bytes()
+    secret = None
+    if info.encrypted:
+        secret = passphrase if passphrase is not None else config.key_passphrase()
+        if not secret:
+            raise TrustError(f"key {name!r} is protected by a passphrase and none was given",
+                             hint="pass --passphrase or set GPTSTORE_KEY_PASSPHRASE")
+    try:
+        key = serialization.load_pem_private_key(data, secret.encode() if secret else None)
+    except ValueError:
+        if info.encrypted:
+            raise TrustError(f"wrong passphrase for key {name!r}",
+                             hint="check --passphrase or GPTSTORE_KEY_PASSPHRASE") from None
+        raise TrustError(f"private key file {info.path} is damaged",
+                         hint=f"restore it from your backup, or make a new key with "
+                              f"`gptstore keys generate {name} --force`") from None
+    if key_id(key.public_key()) != info.keyid:
+        raise TrustError(f"{info.path} and {info.path.with_suffix('.pub')} are not one key pair",
+                         hint="restore both files from your backup")
+    return key, info
+
+
+# -- DSSE envelopes -------------------------------------------------------------------------------
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding: ``DSSEv1 <len> <type> <len> <payload>``."""
+    kind = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def reference_of(manifest: Manifest) -> str:
+    return f"{manifest.repo_id}:{manifest.version}"
+
+
+def make_envelope(manifest: Manifest, private_key: Any, *, signed_at: datetime | None = None) -> bytes:
+    """A DSSE envelope (JSON bytes) signing the manifest digest and reference."""
+    when = (signed_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    statement = {"schema_version": STATEMENT_VERSION, "digest": f"sha256:{manifest.digest}",
+                 "reference": reference_of(manifest), "signed_at": when.isoformat().replace("+00:00", "Z")}
+    payload = canonical_json(statement)
+    signature = private_key.sign(pae(PAYLOAD_TYPE, payload))
+    envelope = {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode("ascii"),
+                "signatures": [{"keyid": key_id(private_key.public_key()),
+                                "sig": base64.b64encode(signature).decode("ascii")}]}
+    return (json.dumps(envelope, indent=2) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    payload: bytes
+    statement: dict[str, Any]
+    signatures: list[tuple[str, bytes]]  # (keyid, signature)
+
+    @property
+    def digest(self) -> str:
+        return self.statement["digest"].removeprefix("sha256:")
+
+    @property
+    def reference(self) -> str:
+        return self.statement["reference"]
+
+
+class MalformedSignature(TrustError):
+    """A gptstore.sig that is not a gptstore DSSE envelope."""
+
+
+def _b64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise MalformedSignature(f"{what} is not a base64 string")
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedSignature(f"{what} is not valid base64") from None
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse and shape-check an envelope; raises :class:`MalformedSignature` naming the problem."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedSignature("not JSON") from None
+    if not isinstance(obj, dict):
+        raise MalformedSignature("not a JSON object")
+    if obj.get("payloadType") != PAYLOAD_TYPE:
+        raise MalformedSignature(f"payloadType is {obj.get('payloadType')!r}, expected {PAYLOAD_TYPE!r}")
+    payload = _b64(obj.get("payload"), "payload")
+    try:
+        statement = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedSignature("the payload is not JSON") from None
+    if (not isinstance(statement, dict) or not isinstance(statement.get("reference"), str)
+            or not isinstance(statement.get("digest"), str)
+            or not re.fullmatch(r"sha256:[0-9a-f]{64}", statement["digest"])):
+        raise MalformedSignature("the payload does not name a manifest digest (sha256:<hex>) and a reference")
+    signatures = obj.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        raise MalformedSignature("no signatures in it")
+    parsed = []
+    for entry in signatures:
+        if not isinstance(entry, dict) or not isinstance(entry.get("keyid", ""), str):
+            raise MalformedSignature("a signature entry is not {keyid, sig}")
+        parsed.append((entry.get("keyid", ""), _b64(entry.get("sig"), "a signature")))
+    return Envelope(payload, statement, parsed)
+
+
+@dataclass
+class SignatureCheck:
+    """What a signature says about a manifest, before any policy is applied."""
+
+    ok: bool
+    problem: str = ""  # follows the model's reference: "acme/poet:1.0.0 is not signed ..."
+    short: str = ""  # the problem in a few words, for summaries
+    hint: str = ""
+    keyid: str | None = None
+    signed: bool = True
+
+
+def check_signature(manifest: Manifest, data: bytes | None, trusted: dict[str, str],
+                    *, namespace: str | None = None) -> SignatureCheck:
+    """Check an envelope against the manifest and ``trusted`` (``{keyid: public key PEM}``)."""
+    namespace = namespace or manifest.namespace
+    if data is None:
+        return SignatureCheck(False, "is not signed (no gptstore.sig)", "unsigned", signed=False,
+                              hint=f"ask the publisher for a signed package, or accept unsigned models of "
+                                   f"{namespace} with `gptstore trust policy warn --namespace {namespace}`")
+    try:
+        envelope = parse_envelope(data)
+    except MalformedSignature as exc:
+        return SignatureCheck(False, f"has a malformed signature (gptstore.sig: {exc.message})",
+                              "malformed signature",
+                              hint="get the package and its gptstore.sig again from the publisher")
+    _crypto()  # MissingDependency when the signing extra is not installed
+    from cryptography.exceptions import InvalidSignature
+
+    message = pae(PAYLOAD_TYPE, envelope.payload)
+    verified = forged = None
+    for keyid, sig in envelope.signatures:
+        candidates = [keyid] if keyid in trusted else ([] if keyid else list(trusted))
+        for candidate in candidates:
+            try:
+                load_public_key(trusted[candidate], source=f"trusted key {candidate}").verify(sig, message)
+            except InvalidSignature:
+                if keyid:
+                    forged = forged or candidate
+                continue
+            verified = candidate
+            break
+        if verified:
+            break
+    if verified is None:
+        if forged:
+            return SignatureCheck(False, f"has a signature that claims trusted key {forged} but does not "
+                                         "verify with it", "invalid signature", keyid=forged,
+                                  hint="the signature was altered or made with another key; get the "
+                                       "package again from the publisher")
+        shown = ", ".join(k or "(no keyid)" for k, _ in envelope.signatures)
+        if trusted:
+            what = f"which is not trusted for {namespace}"
+        else:
+            what = f"and no key is trusted for {namespace}"
+        return SignatureCheck(False, f"is signed by key {shown}, {what}", f"signed by untrusted key {shown}",
+                              keyid=envelope.signatures[0][0] or None,
+                              hint=f"if you trust the publisher, run `gptstore trust add {namespace} "
+                                   "PUBKEY_FILE` with their public key")
+    expected_ref = reference_of(manifest)
+    if envelope.reference != expected_ref:
+        return SignatureCheck(False, f"carries a signature for another model: it signs {envelope.reference} "
+                                     f"(sha256:{envelope.digest[:12]}…), not {expected_ref} "
+                                     f"(sha256:{manifest.digest[:12]}…)", "signature for another model",
+                              keyid=verified,
+                              hint="gptstore.sig was copied from another package; get this model's own "
+                                   "signature from the publisher")
+    if envelope.digest != manifest.digest:
+        return SignatureCheck(False, f"has a manifest that differs from the signed one: the signature covers "
+                                     f"sha256:{envelope.digest[:12]}…, the manifest is sha256:"
+                                     f"{manifest.digest[:12]}…", "manifest changed after signing",
+                              keyid=verified,
+                              hint="the manifest was changed after signing; get the original package, or "
+                                   "(as its publisher) sign it again with `gptstore sign DIR --key NAME`")
+    return SignatureCheck(True, keyid=verified)
+
+
+# -- signing a package ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignResult:
+    path: Path
+    reference: str
+    digest: str
+    key: str
+    keyid: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
+    """Write ``package_dir/gptstore.sig`` after checking every file against the manifest."""
+    from .manifest import load as load_manifest
+    from .verify import check_integrity
+
+    root = Path(package_dir)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="give the package directory to sign")
+    manifest = load_manifest(root)
+    private_key, info = load_private_key(key, passphrase)
+    report = check_integrity(root, manifest, full=True, reference=str(root))
+    if not report.ok:
+        first = report.problems[0]
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise type(first)(f"cannot sign {root}: {first.message}{more}", path=first.path,
+                          expected=first.expected, actual=first.actual,
+                          hint=f"run `gptstore package {root} --name {manifest.repo_id} --version "
+                               f"{manifest.version}` again to record the files, then sign")
+    target = root / SIGNATURE_FILE
+    atomic_write(target, make_envelope(manifest, private_key))
+    return SignResult(target, reference_of(manifest), manifest.digest, info.name, info.keyid)
+
+
+# -- authenticity (signature + trust policy) ------------------------------------------------------
+
+def read_signature(path: Path | str) -> bytes | None:
+    target = Path(path) / SIGNATURE_FILE
+    try:
+        with open(target, "rb") as handle:
+            return handle.read(MAX_SIGNATURE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def authenticity(manifest: Manifest, path: Path | str, *, policy_override: str | None = None,
+                 quiet: bool = False, store: Any = None) -> CheckResult:
+    """Check ``path/gptstore.sig`` against the manifest under the trust policy of its namespace.
+
+    Under ``require`` a problem raises :class:`~gptstore.errors.TrustError`; under ``warn`` it
+    logs one warning line (logger ``gptstore.trust``; ``quiet=True`` leaves that to the caller)
+    and returns a result with ``warning=True``; ``off`` checks nothing.
+    """
+    from .trust import TrustStore, check_policy
+    from .verify import CheckResult
+
+    store = store if store is not None else TrustStore.load()
+    namespace = manifest.namespace
+    if policy_override is not None:
+        policy, why = check_policy(policy_override), "override"
+    else:
+        policy, why = store.effective_policy(namespace)
+    details: dict[str, Any] = {"policy": policy, "policy_source": why, "reference": reference_of(manifest),
+                               "digest": manifest.digest}
+    if policy == "off":
+        return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
+    data = read_signature(path)
+    trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
+    if data is not None and len(data) > MAX_SIGNATURE_BYTES:
+        result = SignatureCheck(False, "has a malformed signature (gptstore.sig: larger than 1 MiB)",
+                                "malformed signature",
+                                hint="get the package and its gptstore.sig again from the publisher")
+    else:
+        try:
+            result = check_signature(manifest, data, trusted, namespace=namespace)
+        except MissingDependency as exc:
+            if policy == "require":
+                raise
+            result = SignatureCheck(False, f"could not be checked: {exc}", "signature not checked")
+    details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted)}
+    if result.ok:
+        return CheckResult("authenticity", True,
+                           f"signed by key {result.keyid} (trusted: {namespace}), policy {policy}", details)
+    text = f"{reference_of(manifest)} {result.problem}"
+    details["problem"] = text
+    if policy == "require":
+        raise TrustError(f"refused by the trust policy for {namespace} (require): {text}",
+                         hint=result.hint or None)
+    if not quiet:  # an unsigned model under warn needs no advice; the others say how to trust
+        hint = f"; {result.hint}" if result.hint and result.signed else ""
+        log.warning("authenticity warning: %s%s", text, hint)
+    return CheckResult("authenticity", True, f"{result.short}, policy {policy}",
+                       details, warning=True)
+
+
+__all__ = [
+    "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "MalformedSignature", "SignatureCheck",
+    "generate_key", "list_keys", "get_key", "export_public_key", "load_private_key", "load_public_key",
+    "key_id", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package",
+    "authenticity",
+]

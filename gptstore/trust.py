@@ -1,0 +1,213 @@
+"""The trust policy: which publishers' keys you trust, per namespace, and how strict to be.
+
+Stored in ``GPTSTORE_HOME/trust.json`` (written atomically, edits serialised by a file lock)::
+
+    {"schema_version": 1, "default_policy": "warn",
+     "namespaces": {"acme": {"policy": null,
+                             "keys": [{"keyid": "1a2b…", "public_key": "-----BEGIN PUBLIC KEY-----…",
+                                       "added_at": "2026-…Z"}]}}}
+
+A policy is ``off`` (skip), ``warn`` (log one warning line, go on) or ``require`` (refuse with
+:class:`~gptstore.errors.TrustError`). The policy of a namespace is, first match wins:
+
+1. an override given by the caller (``policy_override=``);
+2. the namespace's own policy (``gptstore trust policy require --namespace acme``);
+3. ``require`` when the namespace has at least one trusted key;
+4. the global default (``warn`` unless set with ``gptstore trust policy off|warn|require``).
+
+This module is also a built-in plugin: it registers the ``authenticity`` verifier, which
+:func:`gptstore.signing.authenticity` implements.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import config
+from .errors import InvalidReference, NotFoundError, TrustError, UsageError
+from .fsutil import atomic_write
+from .hookspecs import hookimpl
+from .refs import check_segment
+
+POLICIES = ("off", "warn", "require")
+DEFAULT_POLICY = "warn"
+TRUST_FILE = "trust.json"
+SCHEMA_VERSION = 1
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise UsageError(f"unknown trust policy {policy!r}", hint="use off, warn or require")
+    return policy
+
+
+def check_namespace(namespace: str) -> str:
+    try:
+        check_segment(namespace, namespace, "namespace")
+    except InvalidReference:
+        raise UsageError(f"invalid namespace {namespace!r}",
+                         hint="a namespace is one segment of letters, digits and -_., e.g. acme") from None
+    return namespace
+
+
+def trust_file() -> Path:
+    return config.home() / TRUST_FILE
+
+
+@dataclass
+class TrustedKey:
+    keyid: str
+    public_key: str  # PEM
+    added_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NamespaceTrust:
+    policy: str | None = None
+    keys: list[TrustedKey] = field(default_factory=list)
+
+
+@dataclass
+class TrustStore:
+    """The parsed trust file; change it inside :meth:`edit` so that edits are saved together."""
+
+    path: Path
+    default_policy: str = DEFAULT_POLICY
+    namespaces: dict[str, NamespaceTrust] = field(default_factory=dict)
+
+    # -- reading and writing ------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> TrustStore:
+        path = Path(path) if path is not None else trust_file()
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return cls(path)
+        try:
+            data = json.loads(raw)
+            store = cls(path, check_policy(data.get("default_policy", DEFAULT_POLICY)))
+            for namespace, entry in (data.get("namespaces") or {}).items():
+                policy = entry.get("policy")
+                keys = [TrustedKey(k["keyid"], k["public_key"], k.get("added_at", ""))
+                        for k in entry.get("keys") or []]
+                store.namespaces[namespace] = NamespaceTrust(check_policy(policy) if policy else None, keys)
+        except (ValueError, TypeError, KeyError, AttributeError, UsageError) as exc:
+            raise TrustError(f"trust policy file {path} is damaged ({type(exc).__name__}: {exc})",
+                             hint="fix it by hand, or remove it and add your trusted keys again") from None
+        return store
+
+    @classmethod
+    @contextmanager
+    def edit(cls, path: Path | str | None = None) -> Iterator[TrustStore]:
+        """Load, let the caller change, and save atomically, holding a lock against other writers."""
+        from filelock import FileLock
+
+        path = Path(path) if path is not None else trust_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=60):
+            store = cls.load(path)
+            yield store
+            store.save()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "default_policy": self.default_policy,
+                "namespaces": {ns: {"policy": entry.policy, "keys": [k.to_dict() for k in entry.keys]}
+                               for ns, entry in sorted(self.namespaces.items())}}
+
+    def save(self) -> None:
+        atomic_write(self.path, (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
+
+    # -- queries ------------------------------------------------------------------------------
+    def keys_for(self, namespace: str) -> list[TrustedKey]:
+        entry = self.namespaces.get(namespace)
+        return list(entry.keys) if entry else []
+
+    def effective_policy(self, namespace: str) -> tuple[str, str]:
+        """(policy, why) for a namespace; ``why`` is "namespace policy", "trusted key" or "default"."""
+        entry = self.namespaces.get(namespace)
+        if entry and entry.policy:
+            return entry.policy, "namespace policy"
+        if entry and entry.keys:
+            return "require", "trusted key"
+        return self.default_policy, "default"
+
+    def describe(self) -> dict[str, Any]:
+        """What ``gptstore trust list --json`` prints: the file plus each effective policy."""
+        data = self.to_dict()
+        for namespace, entry in data["namespaces"].items():
+            entry["effective_policy"], entry["policy_source"] = self.effective_policy(namespace)
+        return data
+
+    # -- changes ------------------------------------------------------------------------------
+    def add_key(self, namespace: str, public_key: str | bytes, *, source: str = "public key") -> tuple[TrustedKey, bool]:
+        """Trust an Ed25519 public key (PEM) for a namespace; returns (key, newly added)."""
+        from .signing import key_id, load_public_key, public_key_pem
+
+        check_namespace(namespace)
+        key = load_public_key(public_key, source=source)
+        keyid = key_id(key)
+        entry = self.namespaces.setdefault(namespace, NamespaceTrust())
+        for existing in entry.keys:
+            if existing.keyid == keyid:
+                return existing, False
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        trusted = TrustedKey(keyid, public_key_pem(key), now)
+        entry.keys.append(trusted)
+        return trusted, True
+
+    def remove(self, namespace: str, keyid: str | None = None) -> list[TrustedKey]:
+        """Stop trusting one key (a unique key id prefix will do) or every key of a namespace."""
+        check_namespace(namespace)
+        entry = self.namespaces.get(namespace)
+        keys = entry.keys if entry else []
+        if keyid:
+            doomed = [k for k in keys if k.keyid.startswith(keyid.lower())]
+            if len(doomed) > 1:
+                raise UsageError(f"key id {keyid!r} matches {len(doomed)} keys trusted for {namespace}",
+                                 hint="give more characters of the key id")
+        else:
+            doomed = list(keys)
+        if not doomed:
+            what = f"key {keyid} " if keyid else "key "
+            raise NotFoundError(f"no {what}is trusted for namespace {namespace}",
+                                hint="`gptstore trust list` shows the trusted keys")
+        assert entry is not None
+        entry.keys = [k for k in keys if k not in doomed]
+        if not entry.keys and entry.policy is None:
+            del self.namespaces[namespace]
+        return doomed
+
+    def set_policy(self, policy: str | None, namespace: str | None = None) -> None:
+        """Set the global default, or a namespace's policy (``None`` = follow the rules again)."""
+        if namespace is None:
+            if policy is None:
+                raise UsageError("the global policy cannot be unset", hint="use off, warn or require")
+            self.default_policy = check_policy(policy)
+            return
+        check_namespace(namespace)
+        entry = self.namespaces.setdefault(namespace, NamespaceTrust())
+        entry.policy = check_policy(policy) if policy is not None else None
+        if entry.policy is None and not entry.keys:
+            del self.namespaces[namespace]
+
+
+# -- the built-in verifier ------------------------------------------------------------------------
+
+def authenticity_verifier(manifest: Any, path: Path) -> Any:
+    """``check(manifest, path)`` for ``register_verifiers``: the signature under the trust policy."""
+    from .signing import authenticity
+
+    return authenticity(manifest, path)
+
+
+@hookimpl
+def register_verifiers(register):
+    register("authenticity", authenticity_verifier)

@@ -20,6 +20,7 @@ from .errors import GPTStoreError, PluginError
 ENTRY_POINT_GROUP = "gptstore"
 DEFAULT_PLUGINS = (
     "gptstore.adapters.transformers",
+    "gptstore.engines.transformers",
     "gptstore.stores.local",
     "gptstore.trust",
 )

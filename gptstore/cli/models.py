@@ -162,14 +162,19 @@ def verify(reference, full, allow_unsafe, as_json):
     from ..library import Library
     from ..verify import verify_directory, verify_model
 
-    logging.getLogger("gptstore.trust").setLevel(logging.ERROR)  # the report shows warnings itself
-    path = Path(reference)
-    if (path / "gptstore.json").is_file():
-        report = verify_directory(path, full=True, allow_unsafe=allow_unsafe)
-    else:
-        library = Library()
-        report = verify_model(library.get(reference), library, full=full, allow_unsafe=allow_unsafe,
-                              strict=False)
+    trust_log = logging.getLogger("gptstore.trust")
+    level = trust_log.level
+    trust_log.setLevel(logging.ERROR)  # the report below shows warnings itself
+    try:
+        path = Path(reference)
+        if (path / "gptstore.json").is_file():
+            report = verify_directory(path, full=True, allow_unsafe=allow_unsafe)
+        else:
+            library = Library()
+            report = verify_model(library.get(reference), library, full=full, allow_unsafe=allow_unsafe,
+                                  strict=False)
+    finally:
+        trust_log.setLevel(level)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -1,0 +1,48 @@
+"""``gptstore usage``: calls, tokens and cost per model, from the usage log."""
+
+from __future__ import annotations
+
+import click
+
+from ._output import echo_json, short, table
+
+
+def _money(amount: float, currency: str) -> str:
+    return f"{f'{amount:.4f}'.rstrip('0').rstrip('.')} {currency}"
+
+
+def _pricing(pricing: str, amount: float, currency: str) -> str:
+    if pricing == "per_1k_tokens":
+        return f"{amount:g} {currency}/1k tokens"
+    if pricing == "flat":
+        return f"{amount:g} {currency} flat"
+    return "free"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def usage(as_json):
+    """Sum the usage log per model: calls, tokens in and out, and cost under the model's pricing.
+
+    Every generation (gptstore run, Model.generate, Model.stream) is recorded in
+    GPTSTORE_HOME/usage.db unless GPTSTORE_NO_USAGE_LOG=1.
+    """
+    from .. import config
+    from .. import usage as log
+
+    rows = log.summary()
+    totals = log.totals(rows)
+    if as_json:
+        echo_json({"log": str(log.path()), "enabled": config.usage_log_enabled(),
+                   "models": [row.to_dict() for row in rows], "totals": totals})
+        return
+    if not rows:
+        note = "" if config.usage_log_enabled() else " (recording is off: GPTSTORE_NO_USAGE_LOG is set)"
+        click.echo(f"No usage recorded yet{note}.")
+        return
+    table(["MODEL", "DIGEST", "CALLS", "TOKENS IN", "TOKENS OUT", "PRICING", "COST"],
+          [[row.model, short(row.digest), row.calls, row.prompt_tokens, row.completion_tokens,
+            _pricing(row.pricing, row.amount, row.currency),
+            "-" if row.pricing == "free" else _money(row.cost, row.currency)] for row in rows])
+    if totals:
+        click.echo("\nTotal: " + ", ".join(_money(amount, currency) for currency, amount in sorted(totals.items())))

@@ -1,0 +1,173 @@
+"""The usage log: one row per generation call in SQLite at ``GPTSTORE_HOME/usage.db``.
+
+Each ``generate`` / ``stream`` call records the reference, the manifest digest, the engine and
+device, the prompt and completion tokens, the duration, whether the model was loaded with
+``allow_unsafe``, and the manifest's pricing at that moment (so a model removed later can still be
+priced). ``GPTSTORE_NO_USAGE_LOG=1`` turns recording off. :func:`summary` sums the log per model
+and prices it:
+
+- ``free`` — nothing;
+- ``per_1k_tokens`` — ``amount`` × (prompt + completion tokens) / 1000;
+- ``flat`` — ``amount`` once per model version, however much it is used.
+
+The database runs in WAL mode and one connection per process is kept open, so recording a call
+costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import config
+
+FILENAME = "usage.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    model TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    device TEXT NOT NULL,
+    prompts INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    allow_unsafe INTEGER NOT NULL,
+    pricing TEXT NOT NULL,
+    amount REAL NOT NULL,
+    currency TEXT NOT NULL
+)"""
+_COLUMNS = ("at", "reference", "model", "digest", "engine", "device", "prompts", "prompt_tokens",
+            "completion_tokens", "duration_s", "allow_unsafe", "pricing", "amount", "currency")
+
+
+@dataclass
+class UsageRecord:
+    """One generation call."""
+
+    reference: str  #: the reference as resolved, e.g. ``acme/poet:latest``
+    model: str  #: ``namespace/name:version`` from the manifest
+    digest: str  #: manifest digest
+    engine: str
+    device: str
+    prompt_tokens: int
+    completion_tokens: int
+    duration_s: float
+    prompts: int = 1
+    allow_unsafe: bool = False
+    pricing: str = "free"  #: the manifest's pricing model
+    amount: float = 0.0
+    currency: str = "USD"
+    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+@dataclass
+class ModelUsage:
+    """Usage of one model version, summed, with its cost."""
+
+    model: str
+    digest: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    pricing: str
+    amount: float
+    currency: str
+    cost: float
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"total_tokens": self.total_tokens}
+
+
+def path() -> Path:
+    return config.home() / FILENAME
+
+
+_lock = threading.Lock()
+_open: dict[str, Any] = {"path": None, "conn": None}
+
+
+def _connection(db: Path) -> sqlite3.Connection:
+    """The process's connection to ``db`` (reopened when GPTSTORE_HOME changes); hold ``_lock``."""
+    if _open["path"] != str(db):
+        if _open["conn"] is not None:
+            _open["conn"].close()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(_SCHEMA)
+        _open.update(path=str(db), conn=conn)
+    return _open["conn"]
+
+
+def record(entry: UsageRecord) -> bool:
+    """Append one call to the log; returns False (and writes nothing) when the log is turned off."""
+    if not config.usage_log_enabled():
+        return False
+    values = asdict(entry)
+    values["allow_unsafe"] = int(entry.allow_unsafe)
+    with _lock:
+        _connection(path()).execute(
+            f"INSERT INTO generations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
+            [values[c] for c in _COLUMNS])
+    return True
+
+
+def records() -> list[UsageRecord]:
+    """Every recorded call, oldest first."""
+    if not path().is_file():
+        return []
+    with _lock:
+        rows = _connection(path()).execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM generations ORDER BY id").fetchall()
+    found = []
+    for row in rows:
+        values = dict(zip(_COLUMNS, row))
+        values["allow_unsafe"] = bool(values["allow_unsafe"])
+        found.append(UsageRecord(**values))
+    return found
+
+
+def price(pricing: str, amount: float, tokens: int) -> float:
+    """What ``tokens`` cost under a pricing model (``flat`` is charged once, whatever the tokens)."""
+    if pricing == "per_1k_tokens":
+        return amount * tokens / 1000
+    if pricing == "flat":
+        return amount
+    return 0.0
+
+
+def summary() -> list[ModelUsage]:
+    """Calls and tokens per model version (by manifest digest), priced; most used first."""
+    if not path().is_file():
+        return []
+    query = """
+        SELECT model, digest, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), pricing, amount, currency
+        FROM generations GROUP BY digest, pricing, amount, currency ORDER BY MIN(id)"""
+    with _lock:
+        rows = _connection(path()).execute(query).fetchall()
+    found = [ModelUsage(model, digest, calls, tokens_in, tokens_out, pricing, amount, currency,
+                        price(pricing, amount, tokens_in + tokens_out))
+             for model, digest, calls, tokens_in, tokens_out, pricing, amount, currency in rows]
+    return sorted(found, key=lambda u: (-u.total_tokens, u.model))
+
+
+def totals(rows: list[ModelUsage]) -> dict[str, float]:
+    """Total cost per currency (currencies of free models are left out)."""
+    sums: dict[str, float] = {}
+    for row in rows:
+        if row.pricing != "free":
+            sums[row.currency] = sums.get(row.currency, 0.0) + row.cost
+    return sums

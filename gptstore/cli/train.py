@@ -1,0 +1,92 @@
+"""``gptstore finetune``: train a model on your text and write a package draft."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._output import echo_json, short
+
+FINETUNE_EXAMPLES = """
+\b
+Examples:
+  gptstore finetune --base acme/tiny --data notes.txt --out ./poet --max-steps 500
+  gptstore finetune --base ./my-model --data train.jsonl --out ./chat --epochs 2 --lr 1e-4 \\
+      --name acme/chat --version 1.0.0
+  gptstore finetune --base acme/tiny --data notes.txt --out ./poet --max-steps 1000   # continues
+"""
+
+
+@click.command(epilog=FINETUNE_EXAMPLES)
+@click.option("--base", required=True, metavar="REF|DIR",
+              help="Model to start from: a library reference (namespace/name[:tag]) or a directory.")
+@click.option("--data", "data", required=True, multiple=True, metavar="FILE",
+              type=click.Path(path_type=Path, dir_okay=True),
+              help="Training data (repeatable): .txt (blank-line separated documents) or .jsonl "
+                   '({"text"} or {"prompt","completion"}).')
+@click.option("--out", required=True, metavar="DIR", type=click.Path(path_type=Path, file_okay=False),
+              help="Package directory to write (new, empty, or an earlier finetune's output to resume).")
+@click.option("--name", default=None, metavar="NS/NAME", help="Name of the result (default: <base>-finetuned).")
+@click.option("--version", "version", default="0.1.0", show_default=True, metavar="X.Y.Z",
+              help="Semantic version of the result.")
+@click.option("--method", default=None, help="Training method (built in: full).  [default: full]")
+@click.option("--epochs", type=float, default=None, help="Passes over the data.  [default: 3]")
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (wins over --epochs).")
+@click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None,
+              help="Peak learning rate.  [default: 5e-5]")
+@click.option("--lr-scheduler", type=click.Choice(["linear", "cosine", "constant", "constant_with_warmup"]),
+              default=None, help="Learning-rate schedule.  [default: linear]")
+@click.option("--batch-size", type=int, default=None, help="Blocks per step.  [default: 8]")
+@click.option("--block-size", type=int, default=None,
+              help="Tokens per block.  [default: the model's context, at most 1024]")
+@click.option("--grad-accum", "gradient_accumulation_steps", type=int, default=None,
+              help="Gradient accumulation steps.  [default: 1]")
+@click.option("--warmup", type=float, default=None, help="Warm-up: a fraction of the steps (<1) or steps (>=1).")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay.  [default: 0]")
+@click.option("--eval-split", type=float, default=None,
+              help="Fraction of the data held out for loss and perplexity.  [default: 0.1]")
+@click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+              help="Where to train.  [default: auto]")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="Mixed precision.  [default: auto = bf16 on capable GPUs]")
+@click.option("--text-mode", type=click.Choice(["paragraphs", "file"]), default=None,
+              help="Text files: blank-line separated documents, or one per file.  [default: paragraphs]")
+@click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps.  [default: 200]")
+@click.option("--checkpoints", "checkpoint_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where checkpoints go.  [default: under GPTSTORE_HOME/finetune]")
+@click.option("--no-resume", is_flag=True, help="Discard checkpoints of an earlier run and start over.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, **options):
+    """Fine-tune a model on text and write a package with a manifest draft to --out.
+
+    The manifest records the base's digest, every data file's sha256, the hyper-parameters and
+    library versions, and the held-out loss and perplexity. Re-running with the same --out resumes
+    from the last checkpoint (a larger --max-steps continues a finished run). Next: `gptstore
+    package DIR --name .. --version .. --description ..` to change the draft, `gptstore publish DIR`.
+    """
+    from ..training.finetune import finetune as run, make_config
+
+    config = make_config(**{k: v for k, v in options.items() if v is not None})
+    result = run(base, list(data), out, config=config, name=name, version=version, resume=not no_resume,
+                 checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    manifest = result.manifest
+    steps = f"{result.steps_run} steps"
+    if result.resumed_from_step is not None:
+        steps += f" (resumed at step {result.resumed_from_step}, now {result.global_step})"
+    loss = f", train loss {result.train_loss:.3f}" if result.train_loss is not None else ""
+    click.echo(f"Fine-tuned {manifest.repo_id}:{manifest.version} from {manifest.provenance.base_reference}: "
+               f"{steps}{loss} on {result.device}, {result.seconds:.1f}s")
+    if result.eval_loss is not None:
+        line = f"  held-out loss {result.eval_loss:.3f}, perplexity {result.perplexity:.2f}"
+        if result.base_perplexity is not None:
+            line += f" (base {result.base_perplexity:.2f})"
+        click.echo(line)
+    click.echo(f"  wrote {result.out} ({len(manifest.files)} files, digest sha256:{short(manifest.digest)})")
+    click.echo(f"  checkpoints in {result.checkpoint_dir}")
+    click.echo(f"  next: gptstore publish {result.out}")

@@ -1,0 +1,506 @@
+"""Fine-tune a causal LM on text with transformers' ``Trainer`` and write a package draft.
+
+    >>> from gptstore.training.finetune import FinetuneConfig, finetune       # doctest: +SKIP
+    >>> result = finetune("acme/tiny", ["notes.txt"], "out/poet",             # doctest: +SKIP
+    ...                   config=FinetuneConfig(max_steps=200, learning_rate=1e-3))
+    >>> result.perplexity, result.manifest.provenance.base_digest            # doctest: +SKIP
+
+Everything cheap is checked before torch is imported and before anything is written: the config,
+the data files, the base (verified against its manifest) and the output directory. Then the data
+are cut into token blocks (a file shorter than one block is refused), the base is trained, and the
+held-out blocks give the loss and perplexity that the manifest records with the run's provenance.
+
+Checkpoints live outside the package, in ``GPTSTORE_HOME/finetune/<key of --out>/`` (or
+``checkpoint_dir``): the last one is kept, so re-running with the same ``out`` resumes an
+interrupted run or continues a finished one (e.g. with a larger ``max_steps``), while ``out``
+only ever holds the package (``gptstore package`` lists every file in it).
+
+Methods: ``METHODS`` maps a name to a function ``prepare(model, options) -> model`` that makes the
+loaded base trainable; ``full`` trains every weight. A later change (e.g. LoRA) adds an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import config as gconfig
+from ..errors import ConflictError, GPTStoreError, InvalidReference, PackageError, UsageError
+from ..fsutil import atomic_write, package_files
+from ..manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load as load_manifest
+from ..refs import SEMVER, parse as parse_ref, parse_repo_id
+from .data import Blocks, DataFile, dataset_identity, pack, read_data, resolve_block_size
+
+
+def _full(model: Any, options: dict[str, Any]) -> Any:
+    """Train every weight of the base model."""
+    if options:
+        raise UsageError(f"method 'full' takes no options (got {', '.join(sorted(options))})")
+    return model
+
+
+#: training method -> ``prepare(model, options)`` returning the model to train; extend to add one
+METHODS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {"full": _full}
+
+#: config fields that steer the run but are not hyper-parameters of the result
+_NOT_HYPER = frozenset({"eval_base", "save_steps", "logging_steps"})
+#: what a checkpoint must share with a new run to be resumed from
+_IDENTITY = ("base", "data", "method", "method_options", "block_size", "eval_split", "seed", "text_mode")
+
+
+class FinetuneConfig(BaseModel):
+    """How to fine-tune. Validated before torch is imported; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("full", description="Training method; 'full' trains every weight.")
+    method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method (none for full).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training blocks (unless max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (wins over epochs).")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak learning rate of AdamW.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warm-up.")
+    warmup: float = Field(0.0, ge=0, description="Warm-up: a fraction of the steps if < 1, else a number of steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(8, ge=1, description="Blocks per device per step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches accumulated into one optimizer step.")
+    block_size: int | None = Field(None, ge=2, description="Tokens per block (default: the context, at most 1024).")
+    eval_split: float = Field(0.1, ge=0, le=0.5, description="Fraction of blocks held out for loss and perplexity.")
+    eval_base: bool = Field(True, description="Also measure the base model on the held-out blocks.")
+    seed: int = Field(42, ge=0, description="Seed for the held-out split, initialisation and data order.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train: cuda > mps > cpu.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision; auto = bf16 on a CUDA device that supports it, else fp32.")
+    text_mode: Literal["paragraphs", "file"] = Field(
+        "paragraphs", description="Plain-text files: documents separated by blank lines, or one per file.")
+    save_steps: int = Field(200, ge=1, description="Write a checkpoint every this many steps (and at the end).")
+    logging_steps: int = Field(10, ge=1, description="Report the training loss every this many steps.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown method {value!r} (known: {', '.join(sorted(METHODS))})")
+        return value
+
+
+def make_config(**values: Any) -> FinetuneConfig:
+    """Build a :class:`FinetuneConfig`, raising :class:`UsageError` naming the first bad field."""
+    try:
+        return FinetuneConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        message = first["msg"].removeprefix("Value error, ")
+        raise UsageError(f"invalid fine-tuning option {field}: {message}",
+                         hint="see `gptstore finetune --help`") from None
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    """The model a run starts from."""
+
+    path: Path  # a directory from_pretrained can load
+    reference: str  # namespace/name:tag, or the path as given
+    digest: str | None  # manifest digest, when the base has a manifest
+    manifest: Manifest | None
+    library_model: Any = None  # the LocalModel, when the base came from the library
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    manifest: Manifest
+    method: str
+    device: str
+    global_step: int  # optimizer steps of the whole run, across resumes
+    steps_run: int  # steps taken by this call
+    resumed_from_step: int | None
+    train_loss: float | None  # mean over this call's steps
+    eval_loss: float | None
+    perplexity: float | None
+    base_eval_loss: float | None
+    base_perplexity: float | None
+    train_tokens: int
+    eval_tokens: int
+    seconds: float
+    checkpoint_dir: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(out=str(self.out), checkpoint_dir=str(self.checkpoint_dir),
+                    manifest_digest=f"sha256:{self.manifest.digest}",
+                    name=f"{self.manifest.repo_id}:{self.manifest.version}")
+        del data["manifest"]
+        return data
+
+
+# -- the cheap checks ------------------------------------------------------------------------
+
+def resolve_base(base: str | Path) -> BaseSource:
+    """A library reference or a model directory; :func:`verify_base` checks its files."""
+    text = str(base)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / MANIFEST_FILE).is_file():
+            manifest = load_manifest(path)
+            return BaseSource(path, f"{manifest.repo_id}:{manifest.version}", manifest.digest, manifest)
+        if not (path / "config.json").is_file():
+            raise UsageError(f"base {text} has no config.json",
+                             hint="give a directory saved with save_pretrained(), or a library reference")
+        return BaseSource(path, text, None, None)
+    try:
+        ref = parse_ref(text)
+    except InvalidReference:
+        raise UsageError(f"base {text!r} is neither a model directory nor a reference",
+                         hint="give a directory, or namespace/name[:tag] from `gptstore list`") from None
+    from ..library import Library
+
+    model = Library().get(ref)
+    return BaseSource(model.path, f"{model.manifest.repo_id}:{model.manifest.version}", model.digest,
+                      model.manifest, library_model=model)
+
+
+def verify_base(source: BaseSource) -> None:
+    """Check the base's files against its manifest (a library model through its stamp cache)."""
+    from ..adapters.transformers import weight_files
+    from ..library import Library
+    from ..verify import check_integrity
+
+    if not weight_files(source.path):
+        raise PackageError(f"base {source.reference} has no safetensors weights", path=source.path,
+                           hint="fine-tuning never loads pickle weights; convert them to safetensors")
+    if source.library_model is not None:
+        Library().check(source.library_model).raise_first()
+    elif source.manifest is not None:
+        check_integrity(source.path, source.manifest, full=True, reference=str(source.path)).raise_first()
+
+
+def default_name(source: BaseSource) -> str:
+    """``namespace/<base name>-finetuned`` (``local/…`` for a bare directory)."""
+    if source.manifest is not None:
+        namespace, name = source.manifest.namespace, source.manifest.name
+    else:
+        namespace = "local"
+        cleaned = "".join(c if c.isalnum() or c in "_." else "-" for c in source.path.resolve().name)
+        name = "-".join(filter(None, cleaned.split("-")))
+    candidate = f"{namespace}/{name[:86].strip('.-')}-finetuned"
+    try:
+        parse_repo_id(candidate)
+    except InvalidReference:
+        return f"{namespace}/finetuned"
+    return candidate
+
+
+def default_checkpoint_dir(out: Path) -> Path:
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    return gconfig.home() / "finetune" / key
+
+
+def is_finetune_output(out: Path) -> bool:
+    """Whether ``out`` holds exactly the package an earlier ``finetune`` wrote (safe to replace)."""
+    try:
+        manifest = load_manifest(out)
+    except GPTStoreError:
+        return False
+    if manifest.provenance is None or manifest.provenance.hyperparameters.get("method") is None:
+        return False
+    return set(package_files(out, skip=METADATA_FILES)) == {f.path for f in manifest.files}
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output path that holds something other than an earlier finetune's package."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConflictError(f"output {out} is a file", hint="give a new or empty directory as --out")
+    if any(out.iterdir()) and not is_finetune_output(out):
+        raise ConflictError(f"output directory {out} is not empty and holds no earlier finetune output",
+                            hint="choose a new --out, or empty the directory")
+
+
+def last_checkpoint(workdir: Path, identity: dict[str, Any], *, resume: bool) -> Path | None:
+    """The checkpoint to resume from; refuses checkpoints of a run with other base or data."""
+    if not resume or not workdir.is_dir():
+        return None
+    checkpoints = [p for p in workdir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    if not checkpoints:
+        return None
+    recorded = read_run_record(workdir).get("identity") or {}
+    changed = [k for k in _IDENTITY if recorded.get(k) != identity.get(k)]
+    if changed:
+        raise ConflictError(
+            f"the checkpoints for {identity['out']} come from a run with another {', '.join(changed)}",
+            hint="pass --no-resume to start over, or choose another --out")
+    return max(checkpoints, key=lambda p: int(p.name[11:]))
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Path | str, *,
+             config: FinetuneConfig | None = None, name: str | None = None, version: str = "0.1.0",
+             resume: bool = True, checkpoint_dir: Path | str | None = None,
+             progress: bool = False) -> FinetuneResult:
+    """Fine-tune ``base`` on ``data`` and write a package (with a ``gptstore.json``) to ``out``.
+
+    Args:
+        base: a library reference (``namespace/name[:tag]``) or a model directory.
+        data: text or JSONL file(s); see :mod:`gptstore.training.data`.
+        out: the package directory to write; new, empty, or an earlier finetune's output.
+        config: hyper-parameters and device (:class:`FinetuneConfig`).
+        name: ``namespace/name`` of the result (default: the base's name + ``-finetuned``).
+        version: semantic version of the result.
+        resume: continue from the last checkpoint of an earlier run with the same ``out``.
+        checkpoint_dir: where checkpoints go (default: under ``GPTSTORE_HOME/finetune``).
+        progress: show a progress bar on stderr.
+
+    Raises:
+        UsageError: bad options or data (file and line named); ConflictError: ``out`` holds
+        something else, or checkpoints of another run; IntegrityError: the base fails verification.
+        Nothing is written before these checks pass.
+    """
+    started = time.monotonic()
+    config = config if config is not None else FinetuneConfig()
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    if not SEMVER.match(version):
+        raise UsageError(f"version {version!r} is not a semantic version", hint="e.g. 0.1.0")
+    if name is not None:
+        parse_repo_id(name)
+    out = Path(out).expanduser().absolute()
+    source = resolve_base(base)
+    template = source.manifest.prompt_template if source.manifest else None
+    files = read_data(paths, text_mode=config.text_mode, template=template)
+    check_out(out)
+    verify_base(source)
+    workdir = Path(checkpoint_dir).expanduser().absolute() if checkpoint_dir else default_checkpoint_dir(out)
+    identity = {"out": str(out), "base": source.digest or str(source.path.resolve()),
+                "data": [f.sha256 for f in files], "method": config.method,
+                "method_options": config.method_options, "block_size": config.block_size,
+                "eval_split": config.eval_split, "seed": config.seed, "text_mode": config.text_mode}
+    checkpoint = last_checkpoint(workdir, identity, resume=resume)
+    block_size = resolve_block_size(source.path, config.block_size)
+    with _quiet_transformers():
+        return _train(source=source, files=files, out=out, config=config,
+                      name=name or default_name(source), version=version, block_size=block_size,
+                      workdir=workdir, identity=identity, checkpoint=checkpoint, progress=progress,
+                      started=started)
+
+
+def perplexity_of(loss: float | None) -> float | None:
+    return None if loss is None else math.exp(min(loss, 700.0))  # exp(mean token cross-entropy)
+
+
+def draft_fields(source: BaseSource, files: list[DataFile], config: FinetuneConfig, *,
+                 extra_hyper: dict[str, Any], frameworks: dict[str, str],
+                 eval_loss: float | None) -> dict[str, Any]:
+    """Manifest fields of a fine-tuned package: inherited behaviour, metrics and provenance."""
+    dataset, dataset_sha = dataset_identity(files)
+    fields: dict[str, Any] = {
+        "description": f"{source.reference} fine-tuned ({config.method}) on {dataset}."[:2000],
+        "provenance": {
+            "base_digest": source.digest, "base_reference": source.reference,
+            "datasets": [f.record() for f in files],
+            "hyperparameters": config.model_dump(exclude=set(_NOT_HYPER)) | extra_hyper,
+            "frameworks": frameworks,
+        },
+    }
+    if eval_loss is not None:
+        fields["metrics"] = [
+            {"name": metric, "value": value, "dataset": dataset, "dataset_sha256": dataset_sha,
+             "split": "held-out"}
+            for metric, value in (("loss", eval_loss), ("perplexity", perplexity_of(eval_loss)))]
+    if source.manifest is not None:
+        base = source.manifest
+        fields.update(license=base.license, tags=list(base.tags), languages=list(base.languages),
+                      prompt_template=base.prompt_template,
+                      generation=base.generation.model_dump(exclude_none=True))
+    return fields
+
+
+def install(tmp: Path, out: Path) -> None:
+    """Put the finished package at ``out``, replacing an earlier finetune output there."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_run_record(workdir: Path) -> dict[str, Any]:
+    """``run.json`` beside the checkpoints: the run's identity and the base's held-out loss."""
+    try:
+        return json.loads((workdir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _device(requested: str, torch: Any) -> str:
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        raise UsageError(f"device {requested} was asked for but is not available", hint="use --device cpu or auto")
+    return requested
+
+
+def _precision(requested: str, device: str, torch: Any) -> str:
+    if requested == "auto":
+        return "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if requested == "fp16" and device != "cuda":
+        raise UsageError("fp16 training needs a CUDA device", hint="use --precision bf16 or fp32")
+    return requested
+
+
+def _frameworks() -> dict[str, str]:
+    import platform
+    from importlib.metadata import version
+
+    from .. import __version__
+
+    libraries = ("torch", "transformers", "accelerate", "tokenizers", "safetensors")  # all needed to train
+    return {"gptstore": __version__, "python": platform.python_version()} | {d: version(d) for d in libraries}
+
+
+def _progress_callback() -> Any:
+    from tqdm import tqdm
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """One bar on stderr: steps, and the last logged training loss."""
+
+        bar: Any = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="fine-tuning",
+                            unit="step", file=sys.stderr, dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return Progress()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Keep transformers' own warnings and bars off the terminal for the run (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConfig, device: str,
+             precision: str, progress: bool) -> Any:
+    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    args = TrainingArguments(
+        output_dir=str(workdir), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup, weight_decay=config.weight_decay,
+        logging_strategy="steps", logging_steps=config.logging_steps, save_strategy="steps",
+        save_steps=config.save_steps, save_total_limit=1, eval_strategy="no", report_to="none",
+        disable_tqdm=True, seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu",
+        bf16=precision == "bf16", fp16=precision == "fp16", dataloader_num_workers=0,
+        remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, data_collator=default_data_collator,
+                      train_dataset=blocks.examples("train"), eval_dataset=blocks.examples("eval") or None)
+    trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(_progress_callback())
+    return trainer
+
+
+def _train(*, source: BaseSource, files: list[DataFile], out: Path, config: FinetuneConfig, name: str,
+           version: str, block_size: int, workdir: Path, identity: dict[str, Any],
+           checkpoint: Path | None, progress: bool, started: float) -> FinetuneResult:
+    import torch
+    from filelock import FileLock, Timeout
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..adapters.transformers import count_parameters, weight_files
+    from ..packaging import package
+
+    device = _device(config.device, torch)
+    precision = _precision(config.precision, device, torch)
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    blocks = pack(files, tokenizer, block_size=block_size, eval_split=config.eval_split, seed=config.seed)
+    stored_dtype = getattr(torch, count_parameters(weight_files(source.path))[1], None)
+    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, use_safetensors=True)
+    model = METHODS[config.method](model, dict(config.method_options))
+
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(workdir.with_name(workdir.name + ".lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConflictError(f"another finetune is writing {out}", hint="wait, or choose another --out") from None
+    try:
+        base_loss = read_run_record(workdir).get("base_eval_loss") if checkpoint else None
+        if checkpoint is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        trainer = _trainer(model, blocks, workdir, config, device, precision, progress)
+        if blocks.eval and config.eval_base and base_loss is None:
+            base_loss = trainer.evaluate()["eval_loss"]
+        atomic_write(workdir / "run.json", json.dumps({"identity": identity, "base_eval_loss": base_loss}).encode())
+        start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        global_step = trainer.state.global_step
+        eval_loss = trainer.evaluate()["eval_loss"] if blocks.eval else None
+        trained = trainer.model
+        if stored_dtype in (torch.bfloat16, torch.float16):  # keep the base's storage dtype
+            trained = trained.to(stored_dtype)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            trained.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            extra = {"block_size": block_size, "precision": precision, "device": device,
+                     "global_step": global_step, "train_tokens": blocks.train_tokens,
+                     "eval_tokens": blocks.eval_tokens}
+            fields = draft_fields(source, files, config, extra_hyper=extra, frameworks=_frameworks(),
+                                  eval_loss=eval_loss)
+            manifest = package(tmp, name=name, version=version, **fields)
+            install(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
+    steps_run = global_step - start_step
+    return FinetuneResult(
+        out=out, manifest=manifest, method=config.method, device=device, global_step=global_step,
+        steps_run=steps_run, resumed_from_step=start_step if checkpoint else None,
+        train_loss=output.training_loss if steps_run else None, eval_loss=eval_loss,
+        perplexity=perplexity_of(eval_loss), base_eval_loss=base_loss, base_perplexity=perplexity_of(base_loss),
+        train_tokens=blocks.train_tokens, eval_tokens=blocks.eval_tokens,
+        seconds=round(time.monotonic() - started, 2), checkpoint_dir=workdir)

@@ -12,6 +12,9 @@ Values are read on every call (cheap), so tests and long-running processes see c
 | GPTSTORE_NO_USAGE_LOG   | 1 = do not record generations                                      |
 | GPTSTORE_OFFLINE        | 1 = never touch the network (HF_HUB_OFFLINE=1 counts too)          |
 | GPTSTORE_TOKEN          | token for the remote store                                         |
+| GPTSTORE_SERVER_DATA    | data directory of `gptstore server` (catalog, blobs, secret)       |
+| GPTSTORE_SERVER_URL     | public base URL of `gptstore server` behind a proxy                |
+| GPTSTORE_SERVER_SECRET  | key that signs LFS upload URLs (default: DATA/secret, generated)   |
 | GPTSTORE_KEY_PASSPHRASE | passphrase of an encrypted signing key (keys generate, sign)       |
 """
 
@@ -80,7 +83,17 @@ def key_passphrase() -> str | None:
     return os.environ.get("GPTSTORE_KEY_PASSPHRASE") or None
 
 
+def server_data() -> Path | None:
+    """Data directory of ``gptstore server`` (``GPTSTORE_SERVER_DATA``); None when unset."""
+    value = os.environ.get("GPTSTORE_SERVER_DATA")
+    return Path(value).expanduser() if value else None
 
 
+def server_public_url() -> str | None:
+    """Public base URL of ``gptstore server`` (``GPTSTORE_SERVER_URL``), e.g. behind a proxy."""
+    return os.environ.get("GPTSTORE_SERVER_URL") or None
 
 
+def server_secret() -> str | None:
+    """Key that signs LFS upload URLs (``GPTSTORE_SERVER_SECRET``); None = the data dir's own."""
+    return os.environ.get("GPTSTORE_SERVER_SECRET") or None

@@ -1,0 +1,219 @@
+"""``gptstore server``: run a private, Hub-compatible store, and administer its users and tokens."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from .. import config
+from ..errors import UsageError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+class Size(click.ParamType):
+    """A byte count: ``1048576``, ``10MiB``, ``512MB``, ``2GiB``."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        found = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        if not found or found.group(2).lower() not in _UNITS:
+            self.fail(f"{value!r} is not a size such as 1048576, 10MiB or 2GiB", param, ctx)
+        return int(found.group(1)) * _UNITS[found.group(2).lower()]
+
+
+SIZE = Size()
+
+EXAMPLES = """\b
+Examples:
+  gptstore server --data /srv/gptstore --host 0.0.0.0 --public-url https://models.example.com
+  gptstore server --data /srv/gptstore user add alice
+  gptstore server --data /srv/gptstore org add acme --member alice
+  gptstore server --data /srv/gptstore token create alice --scope write
+  export GPTSTORE_SERVER_DATA=/srv/gptstore; gptstore server token revoke 3f9c0a1b2d4e
+"""
+
+
+def _data(ctx: click.Context) -> Path:
+    data = ctx.find_root().meta.get("gptstore.server.data")
+    if data is None:
+        raise UsageError("no data directory given", hint="pass --data DIR or set GPTSTORE_SERVER_DATA")
+    return data
+
+
+def _accounts(ctx: click.Context):
+    from ..server.accounts import Accounts
+    from ..server.db import connect
+    from ..server.settings import ServerSettings
+
+    return Accounts(connect(ServerSettings(_data(ctx)).catalog_path))
+
+
+@click.group(invoke_without_command=True, epilog=EXAMPLES)
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (catalog, blobs, signing key). Env: GPTSTORE_SERVER_DATA.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--public-url", default=None,
+              help="Base URL clients use, e.g. behind a proxy (default: from the Host header). "
+                   "Env: GPTSTORE_SERVER_URL.")
+@click.option("--lfs-threshold", type=SIZE, default="10MiB", show_default=True,
+              help="Files at least this big upload through LFS (clients need HF_HUB_DISABLE_XET=1).")
+@click.option("--multipart-threshold", type=SIZE, default="512MiB", show_default=True,
+              help="LFS objects at least this big upload in parts.")
+@click.option("--part-size", type=SIZE, default="64MiB", show_default=True, help="Size of one upload part.")
+@click.option("--max-body", type=SIZE, default="2GiB", show_default=True,
+              help="Largest request body (a commit, one LFS PUT); larger ones get 413.")
+@click.option("--page-size", type=click.IntRange(1, 10000), default=1000, show_default=True,
+              help="Entries per page of model, tree and commit listings.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+@click.pass_context
+def server(ctx: click.Context, data: Path | None, host: str, port: int, public_url: str | None,
+           lfs_threshold: int, multipart_threshold: int, part_size: int, max_body: int, page_size: int,
+           log_level: str) -> None:
+    """Run a private, Hub-compatible GPT store, or manage its users, orgs and tokens.
+
+    Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
+    transformers use (see docs/server.md) until interrupted. Every command needs the data
+    directory: --data DIR before the subcommand, or GPTSTORE_SERVER_DATA.
+    """
+    data = data or config.server_data()
+    ctx.find_root().meta["gptstore.server.data"] = data
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..server.settings import ServerSettings
+
+    try:
+        settings = ServerSettings(_data(ctx), host=host, port=port,
+                                  public_url=public_url or config.server_public_url(),
+                                  lfs_threshold=lfs_threshold, multipart_threshold=multipart_threshold,
+                                  part_size=part_size, max_body=max_body, page_size=page_size,
+                                  secret=config.server_secret())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from ..server.app import serve
+
+    click.echo(f"gptstore server: data in {settings.data}, listening on http://{host}:{port}"
+               + (f", public URL {settings.public_url}" if settings.public_url else ""), err=True)
+    serve(settings, log_level=log_level)
+
+
+# -- users and orgs ------------------------------------------------------------------------
+@server.group()
+def user() -> None:
+    """Add and list users (each user is also a namespace)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.pass_context
+def user_add(ctx: click.Context, name: str) -> None:
+    """Add a user NAME."""
+    _accounts(ctx).add_user(name)
+    click.echo(f"added user {name}")
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """List users."""
+    for name in _accounts(ctx).users():
+        click.echo(name)
+
+
+@server.group()
+def org() -> None:
+    """Add organisations and their members (members may write to the org's namespace)."""
+
+
+@org.command("add")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, metavar="USER", help="A member (repeatable).")
+@click.pass_context
+def org_add(ctx: click.Context, name: str, members: tuple[str, ...]) -> None:
+    """Add an organisation NAME with its members."""
+    _accounts(ctx).add_org(name, list(members))
+    click.echo(f"added org {name}" + (f" with {', '.join(members)}" if members else ""))
+
+
+@org.command("add-member")
+@click.argument("name")
+@click.argument("user_name", metavar="USER")
+@click.pass_context
+def org_add_member(ctx: click.Context, name: str, user_name: str) -> None:
+    """Make USER a member of the organisation NAME."""
+    _accounts(ctx).add_member(name, user_name)
+    click.echo(f"{user_name} is a member of {name}")
+
+
+@org.command("remove-member")
+@click.argument("name")
+@click.argument("user_name", metavar="USER")
+@click.pass_context
+def org_remove_member(ctx: click.Context, name: str, user_name: str) -> None:
+    """Remove USER from the organisation NAME."""
+    _accounts(ctx).remove_member(name, user_name)
+    click.echo(f"{user_name} is no longer a member of {name}")
+
+
+@org.command("list")
+@click.pass_context
+def org_list(ctx: click.Context) -> None:
+    """List organisations and their members."""
+    for name, members in _accounts(ctx).orgs().items():
+        click.echo(f"{name}: {', '.join(members) or '(no members)'}")
+
+
+# -- tokens --------------------------------------------------------------------------------
+@server.group()
+def token() -> None:
+    """Create, list and revoke access tokens (only a hash of each is stored)."""
+
+
+@token.command("create")
+@click.argument("user_name", metavar="USER")
+@click.option("--scope", type=click.Choice(["read", "write"]), default="read", show_default=True)
+@click.option("--name", default=None, help="A label shown in `token list` (default: USER-SCOPE).")
+@click.option("--json", "as_json", is_flag=True, help="Print the token and its id as JSON.")
+@click.pass_context
+def token_create(ctx: click.Context, user_name: str, scope: str, name: str | None, as_json: bool) -> None:
+    """Create a token for USER and print it (it is shown only this once)."""
+    secret, info = _accounts(ctx).create_token(user_name, scope, name)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps({"token": secret, "id": info.id, "user": info.user, "scope": info.scope,
+                               "name": info.name}))
+        return
+    click.echo(secret)
+    click.echo(f"token {info.id} ({scope}) for {user_name}; it is not shown again", err=True)
+
+
+@token.command("list")
+@click.argument("user_name", metavar="[USER]", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def token_list(ctx: click.Context, user_name: str | None, as_json: bool) -> None:
+    """List tokens (ids, users, scopes; never the secrets)."""
+    tokens = _accounts(ctx).tokens(user_name)
+    if as_json:
+        click.echo(json.dumps([t.__dict__ for t in tokens], indent=2))
+        return
+    for t in tokens:
+        state = f"revoked {t.revoked_at}" if t.revoked_at else "active"
+        click.echo(f"{t.id}  {t.user:<16} {t.scope:<5}  {t.name:<24} {t.created_at}  {state}")
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID_OR_TOKEN")
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id (see `token list`) or by the token itself."""
+    info = _accounts(ctx).revoke_token(token_id)
+    click.echo(f"revoked token {info.id} of {info.user}")

@@ -1,0 +1,24 @@
+"""``gptstore server``: a private, Hub-compatible GPT store (ASGI app under uvicorn).
+
+Modules, one concept each:
+
+    settings      ServerSettings and the data directory layout
+    db            opens the relational catalog (SQLite; the one place to add another engine)
+    accounts      users, orgs, members, tokens (also the admin CLI's SDK)
+    catalog       repos, commits, refs, files
+    search        list_models: full-text + filters + sort + pages
+    metadata      README card and manifest summary of a repo
+    storage       blobs (the library's engine), git ids, multipart staging
+    commits       the NDJSON commit, applied in one transaction
+    auth          tokens on requests, visibility and write rules, signed upload URLs
+    http          errors with X-Error-Code, bodies with limits, ranges, file streaming
+    api_*         the handlers; app: raw-path routing and the ASGI app
+
+Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.
+"""
+
+from __future__ import annotations
+
+from .settings import ServerSettings
+
+__all__ = ["ServerSettings"]

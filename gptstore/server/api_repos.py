@@ -1,0 +1,221 @@
+"""Hub API: who am I, create / delete / configure repos, model info, list models, validate YAML."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from ..errors import InvalidReference
+from ..refs import check_segment
+from .auth import require_repo_write, require_write
+from .catalog import MAIN, Repo
+from .context import Call
+from .http import (HubError, bad_request, conflict, json_response, next_link, read_model, repo_not_found,
+                   unauthorized)
+from .metadata import parse_card, repo_metadata
+from .search import SORTS, ModelQuery, query_models
+from .storage import FileRow, lfs_pointer, regular_row
+
+GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.gguf filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.msgpack filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+*.tar.gz filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+"""
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RepoName(_Body):
+    name: str = Field(min_length=1)
+    organization: str | None = None
+    type: str | None = None
+
+
+class CreateRepo(RepoName):
+    visibility: Literal["private", "public"] | None = None
+    private: bool | None = None
+
+
+class RepoSettings(_Body):
+    visibility: Literal["private", "public"] | None = None
+    private: bool | None = None
+    gated: Literal[False, "auto", "manual"] | None = None
+
+
+class YamlCheck(_Body):
+    content: str
+
+
+# -- JSON shapes ---------------------------------------------------------------------------
+def sibling(row: FileRow, blobs: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"rfilename": row.path}
+    if blobs:
+        entry.update(size=row.size, blobId=row.git_oid)
+        if row.lfs:
+            entry["lfs"] = {"size": row.size, "sha256": row.sha256,
+                            "pointerSize": len(lfs_pointer(row.sha256, row.size))}
+    return entry
+
+
+def model_entry(repo: Repo, sha: str, *, last_modified: str | None = None, card: bool = False) -> dict[str, Any]:
+    """One model as ``model_info`` and ``list_models`` return it."""
+    meta = repo_metadata(repo.card, repo.summary)
+    entry: dict[str, Any] = {
+        "_id": f"{repo.id:024x}", "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.namespace,
+        "sha": sha, "private": repo.private, "gated": False, "disabled": False,
+        "downloads": repo.downloads, "likes": 0, "lastModified": last_modified or repo.last_modified,
+        "createdAt": repo.created_at, "tags": meta.tags, "library_name": meta.library_name,
+        "pipeline_tag": meta.pipeline_tag,
+    }
+    if card and repo.card:
+        entry["cardData"] = repo.card
+    if repo.summary:
+        entry["gptstore"] = repo.summary
+    return entry
+
+
+def _flag(call: Call, name: str) -> bool:
+    return call.request.query_params.get(name, "").lower() in ("1", "true")
+
+
+# -- handlers ------------------------------------------------------------------------------
+async def agent_harnesses(call: Call) -> Response:
+    return json_response({"standardEnvVars": [], "harnesses": {}})
+
+
+async def whoami(call: Call) -> Response:
+    principal = call.principal
+    if principal is None:
+        raise unauthorized("authentication required: pass a token (Authorization: Bearer …)")
+    return json_response({
+        "type": "user", "id": principal.user, "name": principal.user, "fullname": principal.user,
+        "orgs": [{"type": "org", "name": org, "fullname": org} for org in principal.orgs],
+        "auth": {"type": "access_token",
+                 "accessToken": {"displayName": principal.token_name, "role": principal.scope}},
+    })
+
+
+def _target(call: Call, body: RepoName) -> tuple[str, str]:
+    if body.type not in (None, "model"):
+        raise bad_request(f"this store serves model repos only, not {body.type!r}")
+    principal = call.principal
+    if principal is None and body.organization is None:
+        raise unauthorized("authentication required: pass a write token (Authorization: Bearer …)")
+    namespace = body.organization or principal.user  # type: ignore[union-attr]
+    name = body.name
+    if "/" in name and body.organization is None:
+        namespace, _, name = name.partition("/")
+    try:
+        check_segment(namespace, f"{namespace}/{name}", "namespace")
+        check_segment(name, f"{namespace}/{name}", "name")
+        if name.endswith(".git"):
+            raise InvalidReference(f"{namespace}/{name}", "the name may not end in .git")
+    except InvalidReference as exc:
+        raise bad_request(f"invalid repo id: {exc.message}") from None
+    return namespace, name
+
+
+async def create_repo(call: Call) -> Response:
+    body = await read_model(call.request, CreateRepo)
+    namespace, name = _target(call, body)
+    principal = require_write(call.principal, namespace)
+    url = f"{call.base_url}/{namespace}/{name}"
+    catalog = call.state.catalog
+    if catalog.repo(namespace, name) is not None:
+        raise conflict("You already created this model repo", url=url)
+    private = body.visibility == "private" if body.visibility else bool(body.private)
+    initial = regular_row(".gitattributes", GITATTRIBUTES, call.state.storage.put_bytes(GITATTRIBUTES))
+    repo = catalog.create_repo(namespace, name, private=private, author=principal.user, initial=[initial])
+    return json_response({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
+
+
+async def delete_repo(call: Call) -> Response:
+    body = await read_model(call.request, RepoName)
+    namespace, name = _target(call, body)
+    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(namespace, name))
+    call.state.catalog.delete_repo(repo)
+    return json_response({"deleted": repo.repo_id})
+
+
+async def repo_settings(call: Call) -> Response:
+    body = await read_model(call.request, RepoSettings)
+    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
+                                                                         call.params["name"]))
+    if body.gated not in (None, False):
+        raise bad_request("gated repos are not supported by this store")
+    private = body.visibility == "private" if body.visibility else body.private
+    if private is not None:
+        call.state.catalog.set_private(repo, private)
+    return json_response({"private": repo.private if private is None else private})
+
+
+async def model_info(call: Call) -> Response:
+    repo = call.repo()
+    revision = call.params.get("revision") or MAIN
+    sha = call.revision(repo, revision)
+    catalog = call.state.catalog
+    commit = catalog.commit(sha)
+    blobs = _flag(call, "blobs")
+    files = catalog.files(sha)
+    entry = model_entry(repo, sha, last_modified=commit.created_at, card=True)
+    entry["siblings"] = [sibling(row, blobs) for row in files]
+    if blobs:
+        entry["usedStorage"] = sum(row.size for row in files)
+    return json_response(entry)
+
+
+async def list_models(call: Call) -> Response:
+    params = call.request.query_params
+    settings = call.state.settings
+    try:
+        limit = int(params["limit"]) if "limit" in params else None
+        offset = int(params.get("cursor", "0"))
+    except ValueError:
+        raise bad_request("limit and cursor must be integers") from None
+    if (limit is not None and limit < 1) or offset < 0:
+        raise bad_request("limit must be at least 1 and cursor at least 0")
+    sort = params.get("sort") or "downloads"
+    if sort not in SORTS:
+        raise bad_request(f"unknown sort {sort!r}; use one of {', '.join(sorted(SORTS))}")
+    page = min(limit or settings.page_size, settings.page_size)
+    query = ModelQuery(search=params.get("search") or None, author=params.get("author") or None,
+                       tags=tuple(params.getlist("filter")), pipeline_tag=params.get("pipeline_tag") or None,
+                       sort=sort, offset=offset, limit=page + 1)
+    principal = call.principal
+    rows = query_models(call.state.db, query, visible=principal.namespaces if principal else ())
+    full = _flag(call, "full")
+    card = full or _flag(call, "cardData")
+    entries = []
+    for repo, sha in rows[:page]:
+        entry = model_entry(repo, sha, card=card)
+        if full:
+            entry["siblings"] = [sibling(row, False) for row in call.state.catalog.files(sha)]
+        entries.append(entry)
+    headers = next_link(call.request, call.base_url, call.route_path, offset + page) if len(rows) > page else None
+    return json_response(entries, headers=headers)
+
+
+async def validate_yaml(call: Call) -> Response:
+    body = await read_model(call.request, YamlCheck)
+    try:
+        parse_card(body.content)
+    except ValueError as exc:
+        return json_response({"errors": [{"message": str(exc)}], "warnings": []}, status=400)
+    return json_response({"errors": [], "warnings": []})
+
+
+async def not_found(call: Call) -> Response:
+    if call.route_path.startswith(("/api/datasets/", "/api/spaces/", "/datasets/", "/spaces/")):
+        raise repo_not_found()
+    raise HubError(404, f"no such endpoint: {call.request.method} {call.route_path}", code="EntryNotFound")

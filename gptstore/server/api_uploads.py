@@ -1,0 +1,251 @@
+"""Hub API for writing: preupload, the NDJSON commit, and the git-LFS batch API.
+
+Files below ``lfs_threshold`` travel inline in the commit ("regular"), so clients with Xet
+enabled can still upload them; larger ones go through LFS, which needs ``HF_HUB_DISABLE_XET=1``
+on the client. LFS objects at or above ``multipart_threshold`` (or larger than ``max_body``)
+are uploaded in parts of ``part_size``. Upload URLs are signed (the client sends no auth there);
+objects are hashed while streamed to disk and kept only when size and sha256 match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import AsyncIterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from ..blobs import BlobWriter
+from ..errors import DigestMismatch
+from .auth import require_read, require_repo_write
+from .commits import CommitParser, check_path, lines
+from .context import Call
+from .http import HubError, bad_request, body_chunks, entry_not_found, json_response, read_model, revision_not_found
+
+WRITE_BATCH = 4 * 1024 * 1024
+LFS_MEDIA = "application/vnd.git-lfs+json"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PreuploadFile(_Body):
+    path: str
+    sample: str = ""
+    size: int = Field(ge=0)
+
+
+class Preupload(_Body):
+    files: list[PreuploadFile] = Field(max_length=1000)
+    gitIgnore: str | None = None
+
+
+class LfsObject(_Body):
+    oid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class LfsBatch(_Body):
+    operation: Literal["upload", "download"]
+    transfers: list[str] = ["basic"]
+    objects: list[LfsObject] = Field(max_length=1000)
+
+
+class Part(_Body):
+    partNumber: int = Field(ge=1)
+    etag: str
+
+
+class Completion(_Body):
+    oid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    parts: list[Part] = Field(min_length=1, max_length=10000)
+
+
+def _writable(call: Call):
+    return require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"], call.params["name"]))
+
+
+# -- preupload and commit ------------------------------------------------------------------
+async def preupload(call: Call) -> Response:
+    body = await read_model(call.request, Preupload)
+    repo, _ = _writable(call)
+    sha = call.revision(repo)
+    existing = {row.path: row for row in call.state.catalog.files(sha)}
+    threshold = call.state.settings.lfs_threshold
+    answers = []
+    for item in body.files:
+        path = check_path(item.path)
+        mode = "lfs" if item.size >= threshold else "regular"
+        row = existing.get(path)
+        oid = None
+        if row is not None:
+            oid = row.sha256 if mode == "lfs" else (None if row.lfs else row.git_oid)
+        answers.append({"path": item.path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+    return json_response({"files": answers, "commitOid": sha})
+
+
+async def commit(call: Call) -> Response:
+    if call.request.query_params.get("create_pr") in ("1", "true"):
+        raise bad_request("pull requests are not supported by this store; commit to a branch")
+    repo, principal = _writable(call)
+    branch = call.params["revision"]
+    state = call.state
+    if state.catalog.branch_head(repo, branch) is None:
+        raise revision_not_found(branch)
+    parser = CommitParser(state.storage)
+    async for line in lines(body_chunks(call.request, state.settings.max_body)):
+        await parser.feed(line)
+    if parser.header is None:
+        raise bad_request("invalid commit: the body is empty (expected NDJSON starting with a header line)")
+    oid = state.committer.commit(repo, branch, parser.header, parser.operations, author=principal.user,
+                                 namespaces=principal.namespaces)
+    return json_response({"commitOid": oid, "commitUrl": f"{call.base_url}/{repo.repo_id}/commit/{oid}",
+                          "commitMessage": parser.header.summary, "hookOutput": "", "success": True,
+                          "pullRequestUrl": None})
+
+
+# -- LFS -----------------------------------------------------------------------------------
+def _lfs_base(call: Call) -> str:
+    return f"{call.base_url}/{call.repo_id}.git/info/lfs/objects"
+
+
+async def lfs_batch(call: Call) -> Response:
+    body = await read_model(call.request, LfsBatch, what="LFS batch request")
+    if body.operation != "upload":
+        raise bad_request("only LFS uploads are served; download files from /resolve/")
+    repo, principal = _writable(call)
+    settings, signer, blobs = call.state.settings, call.state.signer, call.state.storage.blobs
+    catalog = call.state.catalog
+    base = _lfs_base(call)
+    objects = []
+    for item in body.objects:
+        entry: dict = {"oid": item.oid, "size": item.size, "authenticated": True}
+        multipart = item.size >= settings.multipart_threshold or item.size > settings.max_body
+        if blobs.has(item.oid) and catalog.object_available(repo, item.oid, principal.namespaces):
+            if blobs.size(item.oid) != item.size:
+                entry["error"] = {"code": 422, "message": f"object {item.oid} is stored with another size"}
+        elif multipart and "multipart" not in body.transfers:
+            entry["error"] = {"code": 413, "message": f"objects above {settings.max_body} bytes need multipart"}
+        else:
+            query = signer.sign("upload", repo.repo_id, item.oid, item.size)
+            upload: dict = {"href": f"{base}/upload/{item.oid}?{query}"}
+            if multipart:
+                upload["header"] = {"chunk_size": str(settings.part_size)}
+                for n in range(1, math.ceil(item.size / settings.part_size) + 1):
+                    length = min(settings.part_size, item.size - (n - 1) * settings.part_size)
+                    query = signer.sign(f"part{n}", repo.repo_id, item.oid, length)
+                    upload["header"][str(n)] = f"{base}/upload/{item.oid}/{n}?{query}"
+            entry["actions"] = {"upload": upload, "verify": {"href": f"{base}/verify"}}
+        objects.append(entry)
+    transfer = "multipart" if "multipart" in body.transfers else "basic"
+    return json_response({"transfer": transfer, "objects": objects, "hash_algo": "sha256"},
+                         headers={"Content-Type": LFS_MEDIA})
+
+
+async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
+    """Write the request body into ``writer``; disk writes and hashing overlap the receiving."""
+    declared = call.request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != size:
+        raise bad_request(f"Content-Length {declared} differs from the object's size {size}")
+    if size > call.state.settings.max_body:
+        raise HubError(413, f"an upload of {size} bytes is larger than the limit of "
+                            f"{call.state.settings.max_body} bytes; use multipart")
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future | None = None
+    buffer = bytearray()
+    try:
+        async for chunk in _chunks(call, size):
+            buffer += chunk
+            if len(buffer) >= WRITE_BATCH:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, writer.write, buffer)
+                buffer = bytearray()
+    finally:
+        if pending is not None:
+            await pending
+    if buffer:
+        writer.write(buffer)
+
+
+async def _chunks(call: Call, limit: int) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in body_chunks(call.request, limit):
+            yield chunk
+    except HubError as exc:
+        if exc.status == 413:
+            raise bad_request(f"the upload is larger than the object's declared size ({limit} bytes)") from None
+        raise
+
+
+async def _store(call: Call, writer: BlobWriter, size: int, label: str) -> str:
+    loop = asyncio.get_running_loop()
+    with writer:
+        await _stream_into(call, writer, size)
+        try:
+            return await loop.run_in_executor(None, lambda: writer.commit(label=label))
+        except DigestMismatch as exc:
+            raise bad_request(f"upload rejected: {exc.message}") from None
+
+
+async def lfs_upload(call: Call) -> Response:
+    oid = call.params["oid"]
+    size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
+    writer = call.state.storage.blobs.writer(expected_sha256=oid, expected_size=size)
+    await _store(call, writer, size, f"LFS object {oid[:12]}…")
+    _grant(call, oid)
+    return json_response({"oid": oid, "size": size})
+
+
+def _grant(call: Call, oid: str) -> None:
+    repo = call.state.catalog.repo(call.params["namespace"], call.params["name"])
+    if repo is not None:
+        call.state.catalog.grant_object(repo, oid)
+
+
+async def lfs_upload_part(call: Call) -> Response:
+    oid, number = call.params["oid"], int(call.params["part"])
+    length = call.state.signer.check(f"part{number}", call.repo_id, oid, dict(call.request.query_params))
+    writer = call.state.storage.parts(oid).writer(expected_size=length)
+    etag = await _store(call, writer, length, f"part {number} of {oid[:12]}…")
+    return Response(b"", headers={"ETag": f'"{etag}"'})
+
+
+async def lfs_complete(call: Call) -> Response:
+    oid = call.params["oid"]
+    size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
+    body = await read_model(call.request, Completion, what="multipart completion")
+    if body.oid != oid:
+        raise bad_request(f"completion for {body.oid} sent to the URL of {oid}")
+    numbers = [part.partNumber for part in body.parts]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise bad_request("parts must be numbered 1, 2, 3, … in order")
+    storage, catalog = call.state.storage, call.state.catalog
+    repo = catalog.repo(call.params["namespace"], call.params["name"])
+    if repo is not None and storage.blobs.has(oid) and catalog.object_available(repo, oid, ()):
+        return json_response({"oid": oid, "size": size})  # a retried completion
+    etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
+    try:  # always from the parts, even when the blob exists: the bytes must be proven
+        await asyncio.get_running_loop().run_in_executor(None, storage.assemble, oid, size, etags)
+    except DigestMismatch as exc:
+        raise bad_request(f"upload rejected: {exc.message}") from None
+    _grant(call, oid)
+    return json_response({"oid": oid, "size": size})
+
+
+async def lfs_verify(call: Call) -> Response:
+    body = await read_model(call.request, LfsObject, what="LFS verify request")
+    repo = require_read(call.principal, call.state.catalog.repo(call.params["namespace"], call.params["name"]))
+    blobs = call.state.storage.blobs
+    namespaces = call.principal.namespaces if call.principal else ()
+    if not blobs.has(body.oid) or not call.state.catalog.object_available(repo, body.oid, namespaces):
+        raise entry_not_found(f"LFS object {body.oid}")
+    if blobs.size(body.oid) != body.size:
+        raise bad_request(f"LFS object {body.oid[:12]}… has {blobs.size(body.oid)} bytes, not {body.size}")
+    return json_response({"oid": body.oid, "size": body.size})
+
+
+async def xet_token(call: Call) -> Response:
+    raise bad_request("Xet not supported; set HF_HUB_DISABLE_XET=1 (this store takes large files over LFS)")

@@ -1,0 +1,263 @@
+"""The NDJSON commit: parse it as it streams in, store its blobs, then apply it in one transaction.
+
+Order of work, so that a failure at any step leaves the repo as it was:
+
+1. Each line is validated (pydantic) as it arrives; inline files are decoded and written as
+   blobs (content-addressed, so an abandoned commit only leaves unreferenced blobs behind);
+   ``lfsFile`` lines must name a blob that is already stored, with the declared size.
+2. Inside one catalog transaction: the branch head is read and checked against ``parentCommit``
+   (412 when stale), the operations are applied to the parent's file list, the result is checked
+   (no file/folder clash; a ``gptstore.json`` must validate and pin exactly the files present;
+   README metadata must be YAML), and the commit, its files, the branch move and — on ``main`` —
+   the repo's metadata and search index are written. Any error rolls all of it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal, Union
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ManifestError
+from ..manifest import MANIFEST_FILE, parse_bytes
+from .catalog import MAIN, Catalog, Repo
+from .http import HubError, bad_request, entry_not_found, revision_not_found, validation_message
+from .metadata import parse_card, repo_metadata, summarize
+from .search import index_manifest
+from .storage import FileRow, Storage, is_sha256, lfs_row, regular_row
+
+FORBIDDEN_SEGMENTS = frozenset({".git", ".cache"})
+README = "README.md"
+MAX_MANIFEST = 4 * 1024 * 1024
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CommitHeader(_Body):
+    summary: str = ""
+    description: str = ""
+    parentCommit: str | None = None
+
+
+class InlineFile(_Body):
+    path: str
+    content: str
+    encoding: Literal["base64"] = "base64"
+
+
+class LfsFile(_Body):
+    path: str
+    algo: Literal["sha256"] = "sha256"
+    oid: str
+    size: int | None = Field(None, ge=0)
+
+
+class DeletedPath(_Body):
+    path: str
+
+
+class CommitLine(_Body):
+    key: Literal["header", "file", "lfsFile", "deletedFile", "deletedFolder"]
+    value: dict
+
+
+@dataclass(frozen=True)
+class Add:
+    row: FileRow
+
+
+@dataclass(frozen=True)
+class Delete:
+    path: str
+    folder: bool
+
+
+Operation = Union[Add, Delete]
+
+
+def check_path(path: str, *, folder: bool = False) -> str:
+    """A repo path as the Hub client validates it; 400 for traversal, absolute or reserved paths."""
+    if folder:
+        path = path.rstrip("/")
+    if not path:
+        raise bad_request("empty path in commit")
+    if path.startswith("/"):
+        raise bad_request(f"invalid path {path!r}: absolute paths are not allowed")
+    if "\\" in path or any(ord(c) < 32 for c in path):
+        raise bad_request(f"invalid path {path!r}: backslashes and control characters are not allowed")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise bad_request(f"invalid path {path!r}: empty, '.' and '..' segments are not allowed")
+    if any(part in FORBIDDEN_SEGMENTS for part in parts):
+        raise bad_request(f"invalid path {path!r}: .git/ and .cache/ are reserved")
+    if len(path) > 1024:
+        raise bad_request(f"invalid path {path[:40]!r}…: longer than 1024 characters")
+    return path
+
+
+async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a streamed body at newlines without rescanning (lines may be many MB)."""
+    buffer = bytearray()
+    scanned = 0
+    async for chunk in chunks:
+        buffer += chunk
+        while (end := buffer.find(b"\n", scanned)) != -1:
+            line = bytes(buffer[:end])
+            del buffer[:end + 1]
+            scanned = 0
+            yield line
+        scanned = len(buffer)
+    if buffer.strip():
+        yield bytes(buffer)
+
+
+class CommitParser:
+    """Turns NDJSON lines into a header and operations, storing inline blobs on the way."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.header: CommitHeader | None = None
+        self.operations: list[Operation] = []
+        self.count = 0
+
+    async def feed(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        self.count += 1
+        operation = await anyio.to_thread.run_sync(self._parse, line, self.count)
+        if operation is not None:
+            self.operations.append(operation)
+
+    def _parse(self, line: bytes, number: int) -> Operation | None:
+        what = f"commit line {number}"
+        try:
+            item = CommitLine.model_validate_json(line)
+            if item.key == "header":
+                if number != 1:
+                    raise bad_request(f"invalid {what}: the header must be the first line")
+                self.header = CommitHeader.model_validate(item.value)
+                return None
+            if number == 1:
+                raise bad_request("invalid commit: the first line must be the header")
+            if item.key == "file":
+                return self._inline(InlineFile.model_validate(item.value), what)
+            if item.key == "lfsFile":
+                return self._lfs(LfsFile.model_validate(item.value))
+            deleted = DeletedPath.model_validate(item.value)
+            folder = item.key == "deletedFolder"
+            return Delete(check_path(deleted.path, folder=folder), folder)
+        except ValidationError as exc:
+            raise bad_request(validation_message(exc, what)) from None
+
+    def _inline(self, value: InlineFile, what: str) -> Add:
+        path = check_path(value.path)
+        try:
+            data = base64.b64decode(value.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request(f"invalid {what}: the content of {path} is not valid base64") from None
+        return Add(regular_row(path, data, self.storage.put_bytes(data)))
+
+    def _lfs(self, value: LfsFile) -> Add:
+        path = check_path(value.path)
+        if not is_sha256(value.oid):
+            raise bad_request(f"invalid lfsFile {path}: oid must be 64 lowercase hex characters")
+        if not self.storage.blobs.has(value.oid):
+            raise bad_request(f"LFS object {value.oid[:12]}… for {path} was not uploaded; upload it first")
+        size = self.storage.blobs.size(value.oid)
+        if value.size is not None and value.size != size:
+            raise bad_request(f"lfsFile {path}: declared size {value.size} differs from the uploaded {size} bytes")
+        return Add(lfs_row(path, value.oid, size))
+
+
+def apply_operations(files: dict[str, FileRow], operations: list[Operation]) -> dict[str, FileRow]:
+    result = dict(files)
+    for op in operations:
+        if isinstance(op, Add):
+            result[op.row.path] = op.row
+        elif op.folder:
+            prefix = op.path + "/"
+            doomed = [p for p in result if p.startswith(prefix)]
+            if not doomed:
+                raise entry_not_found(op.path)
+            for path in doomed:
+                del result[path]
+        elif result.pop(op.path, None) is None:
+            raise entry_not_found(op.path)
+    folders = {path.rsplit("/", i)[0] for path in result for i in range(1, path.count("/") + 1)}
+    clash = sorted(folders & result.keys())
+    if clash:
+        raise bad_request(f"{clash[0]} cannot be both a file and a folder")
+    return result
+
+
+class Committer:
+    """Applies a parsed commit to a branch of a repo."""
+
+    def __init__(self, catalog: Catalog, storage: Storage) -> None:
+        self.catalog = catalog
+        self.storage = storage
+
+    def commit(self, repo: Repo, branch: str, header: CommitHeader, operations: list[Operation], *,
+               author: str, namespaces: tuple[str, ...]) -> str:
+        db = self.catalog.db
+        with db.transaction():
+            for op in operations:
+                if isinstance(op, Add) and op.row.lfs and not self.catalog.object_available(repo, op.row.sha256,
+                                                                                            namespaces):
+                    raise bad_request(f"LFS object {op.row.sha256[:12]}… for {op.row.path} was not uploaded "
+                                      "to this repo; upload it first")
+            head = self.catalog.branch_head(repo, branch)
+            if head is None:
+                raise revision_not_found(branch)
+            parent = header.parentCommit
+            if parent and not (len(parent) >= 7 and head.startswith(parent)):
+                raise HubError(412, f"parent commit {parent} is not the head of {branch} ({head}); "
+                                    "pull the latest revision and retry")
+            files = apply_operations({f.path: f for f in self.catalog.files(head)}, operations)
+            summary = self._check_manifest(files)
+            card = self._card(files) if branch == MAIN else {}
+            title = header.summary.strip() or "Update"
+            commit = self.catalog.write_commit(repo, branch, head, files, author=author, title=title,
+                                               message=header.description)
+            if branch == MAIN:
+                meta = repo_metadata(card, summary)
+                self.catalog.set_metadata(repo, card=card, summary=summary, tags=meta.tags,
+                                          library_name=meta.library_name, pipeline_tag=meta.pipeline_tag)
+                index_manifest(db, repo.id, summary)
+        return commit
+
+    def _check_manifest(self, files: dict[str, FileRow]) -> dict | None:
+        row = files.get(MANIFEST_FILE)
+        if row is None:
+            return None
+        if row.size > MAX_MANIFEST:
+            raise bad_request(f"invalid {MANIFEST_FILE}: larger than {MAX_MANIFEST} bytes")
+        try:
+            manifest = parse_bytes(self.storage.blobs.read_bytes(row.sha256), source=MANIFEST_FILE)
+        except ManifestError as exc:
+            raise bad_request(exc.message) from None
+        for entry in manifest.files:
+            present = files.get(entry.path)
+            if present is None:
+                raise bad_request(f"invalid {MANIFEST_FILE}: files: {entry.path} is listed but not in the revision")
+            if present.sha256 != entry.sha256 or present.size != entry.size:
+                raise bad_request(f"invalid {MANIFEST_FILE}: files: {entry.path} is pinned to sha256 "
+                                  f"{entry.sha256[:12]}… ({entry.size} bytes), the revision has "
+                                  f"{present.sha256[:12]}… ({present.size} bytes)")
+        return summarize(manifest, manifest.digest)
+
+    def _card(self, files: dict[str, FileRow]) -> dict:
+        row = files.get(README)
+        if row is None:
+            return {}
+        text = self.storage.blobs.read_bytes(row.sha256).decode("utf-8", "replace")
+        try:
+            return parse_card(text)
+        except ValueError as exc:
+            raise bad_request(f"invalid {README}: {exc}") from None

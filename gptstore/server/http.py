@@ -1,0 +1,191 @@
+"""HTTP plumbing shared by the handlers: errors the Hub client understands, bodies with a size
+limit, JSON validated by pydantic, absolute pagination links, byte ranges and file streaming.
+
+Errors carry ``X-Error-Code`` (every 404 has one: ``RepoNotFound``, ``RevisionNotFound`` or
+``EntryNotFound``, which ``huggingface_hub`` maps onto its exception classes) and
+``X-Error-Message``, and a JSON body ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, AsyncIterator, TypeVar
+from urllib.parse import urlencode
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+M = TypeVar("M", bound=BaseModel)
+JSON_LIMIT = 16 * 1024 * 1024
+FILE_CHUNK = 1024 * 1024
+
+
+class HubError(Exception):
+    """An error answer: status, message and (for 404s) the Hub's error code."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def response(self) -> Response:
+        headers = {"X-Error-Message": _header_safe(self.message), **self.headers}
+        if self.code:
+            headers["X-Error-Code"] = self.code
+        return json_response({"error": self.message, **self.extra}, status=self.status, headers=headers)
+
+
+def _header_safe(text: str) -> str:
+    return " ".join(text.split()).encode("latin-1", "replace").decode("latin-1")[:1000]
+
+
+def repo_not_found() -> HubError:
+    return HubError(404, "Repository not found", code="RepoNotFound")
+
+
+def revision_not_found(revision: str) -> HubError:
+    return HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
+
+
+def entry_not_found(path: str, *, commit: str | None = None) -> HubError:
+    headers = {"X-Repo-Commit": commit} if commit else None
+    return HubError(404, f"Entry not found: {path}", code="EntryNotFound", headers=headers)
+
+
+def bad_request(message: str) -> HubError:
+    return HubError(400, message)
+
+
+def unauthorized(message: str) -> HubError:
+    return HubError(401, message)
+
+
+def forbidden(message: str) -> HubError:
+    return HubError(403, message)
+
+
+def conflict(message: str, **extra: Any) -> HubError:
+    return HubError(409, message, extra=extra)
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def validation_message(error: ValidationError, what: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"invalid {what}: {where}: {first['msg']}"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or 413 when it is (or declares to be) larger than ``limit``."""
+    chunks = []
+    async for chunk in body_chunks(request, limit):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives; 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise bad_request("invalid Content-Length")
+        if int(declared) > limit:
+            raise HubError(413, f"request body of {declared} bytes is larger than the limit of {limit} bytes")
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise HubError(413, f"request body is larger than the limit of {limit} bytes")
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise HubError(400, "the client disconnected before the body was complete") from None
+
+
+async def read_model(request: Request, model: type[M], *, what: str = "request body") -> M:
+    """The JSON body validated as ``model`` (400 naming the field when it does not fit)."""
+    body = await read_body(request, JSON_LIMIT)
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise bad_request(validation_message(exc, what)) from None
+
+
+def next_link(request: Request, base_url: str, route_path: str, cursor: int) -> dict[str, str]:
+    """``Link: <absolute URL of the next page>; rel="next"``, every query parameter kept."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    params.append(("cursor", str(cursor)))
+    return {"Link": f'<{base_url}{route_path}?{urlencode(params)}>; rel="next"'}
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single ``bytes=`` range; None = whole file; 416 if unsatisfiable."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[len("bytes="):].strip().partition("-")
+    try:
+        if first == "":
+            if not last:
+                return None
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or start > end:
+        raise HubError(416, f"range {header} is outside the file of {size} bytes",
+                       headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+class FileStream(Response):
+    """Bytes ``[start, end]`` of a file, read in 1 MiB chunks off the event loop."""
+
+    def __init__(self, path: str, start: int, end: int, *, status: int, headers: dict[str, str],
+                 head: bool = False) -> None:
+        self.path = path
+        self.start = start
+        self.length = end - start + 1
+        self.head = head
+        super().__init__(None, status_code=status, headers=headers, media_type="application/octet-stream")
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if self.head or self.length <= 0:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        gone = anyio.Event()
+
+        async def watch() -> None:  # the server drops writes to a closed connection silently
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                offset, remaining = self.start, self.length
+                while remaining > 0 and not gone.is_set():
+                    data = await anyio.to_thread.run_sync(os.pread, fd, min(FILE_CHUNK, remaining), offset)
+                    if not data:
+                        raise OSError(f"{self.path} is shorter than expected")
+                    offset += len(data)
+                    remaining -= len(data)
+                    await send({"type": "http.response.body", "body": data, "more_body": remaining > 0})
+                tasks.cancel_scope.cancel()
+        finally:
+            os.close(fd)

@@ -72,6 +72,13 @@ class BlobWriter:
         self._hash.update(data)
         self.size += len(data)
 
+    def restart(self) -> None:
+        """Drop what was written so far (e.g. a server that ignored a Range request)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 

@@ -28,7 +28,7 @@ from .engines import pick_engine
 from .engines.base import check_device, check_dtype, placement
 from .engines.completion import Completion, TextStream, Usage
 from .engines.params import GenerationParams
-from .errors import IntegrityError, PluginError, UsageError
+from .errors import IntegrityError, ModelNotFound, PluginError, UsageError
 from .library import Library, LocalModel
 from .refs import Reference
 from .verify import CheckResult, verify_model
@@ -43,34 +43,23 @@ WARM_MODELS = 2
 
 # -- resolving and verifying ---------------------------------------------------------------------
 
-def open_store(store: str | Path | None) -> Library:
-    """The library a reference is read from: the local one (``None``) or another library
-    directory, given as a path or a ``file://`` URL."""
-    if store is None:
-        return Library()
-    text = str(store)
-    scheme = text.split("://", 1)[0] if "://" in text else "file"
-    if scheme != "file":
-        from .stores import stores
+def resolve(reference: str | Reference, store: str | Path | None = None, *,
+            allow_unsafe: bool = False) -> tuple[Library, LocalModel]:
+    """Find a model in the local library; with ``store``, pull it from there first when the
+    library does not have it yet (verified, like ``gptstore pull``).
 
-        if scheme in stores():
-            raise UsageError(f"load does not pull from {scheme}:// stores yet",
-                             hint="`gptstore pull` the model into the local library, then load it by reference")
-        raise UsageError(f"no store handles {scheme}:// URLs", hint="give a library directory or a file:// URL")
-    root = Path(text.removeprefix("file://")).expanduser()
-    if not root.is_dir():
-        raise UsageError(f"store {store} is not a library directory", hint="give a GPTSTORE_HOME-style directory")
-    return Library(root)
-
-
-def resolve(reference: str | Reference, store: str | Path | None = None) -> tuple[Library, LocalModel]:
-    """Find a model: the library to load from and the model in it.
-
-    This is the one step that knows where models come from; remote stores will pull into the
-    local library here.
+    A model already in the library is used as it is, also offline.
     """
-    library = open_store(store)
-    return library, library.get(reference)
+    library = Library()
+    if store is None:
+        return library, library.get(reference)
+    try:
+        return library, library.get(reference)
+    except ModelNotFound:
+        pass
+    from .pull import pull
+
+    return library, pull(reference, store=str(store), library=library, allow_unsafe=allow_unsafe).model
 
 
 def verify_snapshot(library: Library, model: LocalModel, *, allow_unsafe: bool = False) -> list[CheckResult]:
@@ -305,7 +294,8 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
 
     Args:
         reference: ``namespace/name[:tag][@sha256:<hex>]``.
-        store: another library directory (a path or ``file://`` URL); default the local library.
+        store: a store URL (``http(s)://``, ``hf://``, a library path or ``file://`` URL) to pull
+            from when the local library does not have the model yet; default the local library.
         device: ``auto`` (cuda > mps > cpu), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
         dtype: ``auto`` (bfloat16 on GPUs that support it, float32 on cpu), ``float32``,
             ``float16`` or ``bfloat16``.
@@ -320,7 +310,7 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
     """
     start = perf_counter()
     device, dtype = check_device(device), check_dtype(dtype)
-    library, local = resolve(reference, store)
+    library, local = resolve(reference, store, allow_unsafe=allow_unsafe)
     chosen: Engine = pick_engine(local.manifest.format.adapter, engine)
     checks = verify_snapshot(library, local, allow_unsafe=allow_unsafe)
     device, dtype = placement(chosen, device, dtype)

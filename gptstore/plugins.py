@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "gptstore.adapters.transformers",
     "gptstore.engines.transformers",
     "gptstore.stores.local",
+    "gptstore.stores.hub",
     "gptstore.trust",
 )
 

@@ -8,7 +8,10 @@ Every test gets an isolated ``GPTSTORE_HOME`` and Hugging Face cache under ``tmp
 - ``register_plugin`` — ``register_plugin(obj, name=None)`` registers a throw-away plugin for
   the length of the test;
 - ``run_cli`` — ``run_cli("list", "--json")`` runs the ``gptstore`` CLI in-process and returns
-  the click ``Result``.
+  the click ``Result``;
+- ``store_server`` — a real ``gptstore server`` process on a free loopback port (one per test
+  module), with users alice, bob, carol, an org acme (alice, carol) and tokens in
+  ``store_server.tokens["alice:write"]`` etc.; see :class:`StoreServer`.
 
 And :func:`tree_state` — ``{relative path: sha256}`` of a directory, to assert that a failed
 operation left the library exactly as it was.
@@ -18,9 +21,16 @@ Nothing heavy is imported until a fixture that needs it runs.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -96,3 +106,113 @@ def run_cli() -> Callable[..., Any]:
                              standalone_mode=True)
 
     return run
+
+
+# -- a real store server ---------------------------------------------------------------------
+
+CLI = [sys.executable, "-c", "from gptstore.cli.main import main; main()"]
+KiB = 1024
+SMALL = ["--lfs-threshold", str(256 * KiB), "--multipart-threshold", str(1024 * KiB),
+         "--part-size", str(256 * KiB), "--max-body", str(4096 * KiB), "--page-size", "3"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def admin(data: Path, *args: str) -> str:
+    """Run ``gptstore server --data DATA ARGS`` in-process through click; returns stdout."""
+    from click.testing import CliRunner
+
+    from gptstore.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["server", "--data", str(data), *args])
+    assert result.exit_code == 0, f"{args}: {result.output}"
+    return result.stdout.strip()
+
+
+@dataclass
+class StoreServer:
+    data: Path
+    log: Path
+    args: list[str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([*CLI, "server", "--data", str(self.data), "--port", str(self.port),
+                                          "--log-level", "warning", *self.args],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env)
+        import httpx
+
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/api/models", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, like a crash or an OOM kill."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def admin(self, *args: str) -> str:
+        return admin(self.data, *args)
+
+    def api(self, user: str | None = "alice", scope: str = "write") -> Any:
+        from huggingface_hub import HfApi
+
+        token = self.tokens[f"{user}:{scope}"] if user else False
+        return HfApi(endpoint=self.url, token=token)
+
+    def http(self, user: str | None = None, scope: str = "write") -> Any:
+        import httpx
+
+        headers = {"authorization": f"Bearer {self.tokens[f'{user}:{scope}']}"} if user else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def start_store(root: Path, args: list[str] = SMALL) -> StoreServer:
+    server = StoreServer(root / "data", root / "server.log", list(args))
+    server.admin("user", "add", "alice")
+    server.admin("user", "add", "bob")
+    server.admin("user", "add", "carol")
+    server.admin("org", "add", "acme", "--member", "alice", "--member", "carol")
+    for user, scope in [("alice", "write"), ("alice", "read"), ("bob", "write"), ("carol", "write")]:
+        server.tokens[f"{user}:{scope}"] = server.admin("token", "create", user, "--scope", scope)
+    server.start()
+    return server
+
+
+
+
+@pytest.fixture(scope="module")
+def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServer]:
+    """A running ``gptstore server`` for the tests of one module (see :class:`StoreServer`)."""
+    server = start_store(tmp_path_factory.mktemp("store"))
+    yield server
+    server.stop()

@@ -261,31 +261,40 @@ def test_model_is_a_context_manager(published):
     assert runner.model is None and "closed" in repr(model)
 
 
-def test_store_as_a_path_or_file_url(package_dir, tmp_path):
+def test_store_pulls_on_demand_from_a_path_or_file_url(package_dir, tmp_path):
     other = Library(tmp_path / "elsewhere")
     other.publish(package_dir)
     with pytest.raises(ModelNotFound):
         gptstore.load("acme/tiny")
-    assert gptstore.load("acme/tiny", store=other.root, device="cpu").path.is_relative_to(other.root)
-    assert gptstore.load("acme/tiny", store=f"file://{other.root}", device="cpu").digest
+    model = gptstore.load("acme/tiny", store=other.root, device="cpu")
+    assert model.path.is_relative_to(Library().root)  # pulled into the local library, verified
+    assert Library().resolve("acme/tiny")[1] == model.digest
+    assert gptstore.load("acme/tiny", store=f"file://{other.root}", device="cpu").digest == model.digest
 
 
-@pytest.mark.parametrize("store, message", [("ftp://acme", "no store handles ftp://"),
-                                            ("/does/not/exist", "not a library directory")])
-def test_store_that_cannot_be_loaded_from(store, message):
-    with pytest.raises(UsageError, match=message):
+@pytest.mark.parametrize("store, error, message", [
+    ("ftp://acme", UnknownComponent, "unknown store scheme 'ftp'"),
+    ("/does/not/exist", UsageError, "not a library directory")])
+def test_store_that_cannot_be_loaded_from(store, error, message):
+    with pytest.raises(error, match=message):
         gptstore.load("acme/tiny", store=store)
 
 
-def test_remote_store_is_not_pulled_from_yet(register_plugin):
+def test_plugin_store_is_pulled_from(register_plugin, package_dir, tmp_path):
+    from gptstore.stores.local import LocalStore
+
+    remote = LocalStore(tmp_path / "remote")
+    remote.library.publish(package_dir)
+    opened = []
+
     class Remote:
         @hookimpl
         def register_stores(self, register):
-            register("remote", lambda url: pytest.fail("no store should be opened"))
+            register("remote", lambda url: opened.append(url) or remote)
 
     register_plugin(Remote())
-    with pytest.raises(UsageError, match="load does not pull from remote:// stores yet"):
-        gptstore.load("acme/tiny", store="remote://host")
+    model = gptstore.load("acme/tiny", store="remote://host", device="cpu")
+    assert opened == ["remote://host"] and model.digest == remote.library.resolve("acme/tiny")[1]
 
 
 def test_bad_device_fails_before_loading(published, no_loading):

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .. import config, plugins
 from ..errors import UnknownComponent
 
 if TYPE_CHECKING:
+    from ..blobs import BlobWriter
     from ..library import LocalModel
-    from ..manifest import Manifest
+    from ..manifest import FileEntry, Manifest
     from ..refs import Reference
+
+
+@dataclass
+class Located:
+    """A model found in a store, pinned to an immutable revision of that store."""
+
+    reference: Reference
+    manifest: Manifest
+    digest: str
+    signature: bytes | None
+    revision: str  # a hub commit id, or the manifest digest for a library
 
 
 @dataclass
@@ -67,20 +79,26 @@ class Store(ABC):
         """Models whose name, description, provider or tags match ``query``."""
 
     @abstractmethod
-    def resolve(self, ref: Reference) -> str:
-        """The manifest digest a reference names (a pinned digest wins over the tag)."""
+    def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
+        """Find a model (a pinned digest wins over the tag; ``revision`` pins the store's own
+        revision, e.g. from a lock file) and read its manifest and signature, not its weights."""
 
-    @abstractmethod
+    def resolve(self, ref: Reference) -> str:
+        """The manifest digest a reference names."""
+        return self.locate(ref).digest
+
     def manifest(self, ref: Reference) -> tuple[Manifest, str, bytes | None]:
         """(manifest, digest, signature bytes or None), the manifest checked against its digest."""
+        located = self.locate(ref)
+        return located.manifest, located.digest, located.signature
+
+    @abstractmethod
+    def fetch(self, located: Located, entry: FileEntry, writer: BlobWriter) -> None:
+        """Write one file's bytes into ``writer``, after the ``writer.size`` bytes it already has."""
 
     @abstractmethod
     def tags(self, repo_id: str) -> dict[str, str]:
         """``{tag: manifest digest}`` of one model."""
-
-    @abstractmethod
-    def iter_file(self, ref: Reference, path: str) -> Iterator[bytes]:
-        """The bytes of one package file, in chunks."""
 
     @abstractmethod
     def push(self, model: LocalModel, *, private: bool = False) -> str:
@@ -93,8 +111,11 @@ def stores() -> dict[str, Callable[[str], Store]]:
     return {scheme: args[1] for scheme, (_plugin, args, _kw) in found.items()}
 
 
-def get_store(url: str | None = None) -> Store:
-    """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library."""
+def get_store(url: str | None = None, *, token: str | None = None) -> Store:
+    """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library.
+
+    ``token`` (e.g. from ``--token``) is passed to the factory of stores that take one.
+    """
     url = url or config.default_store()
     if url is None:
         from .local import LocalStore
@@ -104,4 +125,4 @@ def get_store(url: str | None = None) -> Store:
     factories = stores()
     if scheme not in factories:
         raise UnknownComponent("store scheme", scheme, list(factories))
-    return factories[scheme](url)
+    return factories[scheme](url, token=token) if token else factories[scheme](url)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from ..hookspecs import hookimpl
-from .base import SearchHit, Sort, Store, hit_for
+from .base import Located, SearchHit, Sort, Store, hit_for
 
 if TYPE_CHECKING:
+    from ..blobs import BlobWriter
     from ..library import LocalModel
-    from ..manifest import Manifest
+    from ..manifest import FileEntry, Manifest
     from ..refs import Reference
 
 
@@ -43,24 +44,16 @@ class LocalStore(Store):
         ordered = sorted(latest.values(), key=lambda m: m.created_at, reverse=True)
         return [hit_for(m, digests[m.repo_id]) for m in ordered[:limit]]
 
-    def resolve(self, ref: Reference) -> str:
-        return self.library.resolve(ref)[1]
-
-    def manifest(self, ref: Reference) -> tuple[Manifest, str, bytes | None]:
-        digest = self.resolve(ref)
-        return self.library.manifest(digest), digest, self.library.signature(digest)
+    def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
+        digest = revision or self.library.resolve(ref)[1]
+        return Located(ref, self.library.manifest(digest), digest, self.library.signature(digest), digest)
 
     def tags(self, repo_id: str) -> dict[str, str]:
         return self.library.tags(repo_id)
 
-    def iter_file(self, ref: Reference, path: str) -> Iterator[bytes]:
-        manifest, _digest, _sig = self.manifest(ref)
-        entry = manifest.file(path)
-        if entry is None:
-            from ..errors import NotFoundError
-
-            raise NotFoundError(f"{path} is not a file of {ref}")
-        return self.library.blobs.iter_range(entry.sha256)
+    def fetch(self, located: Located, entry: FileEntry, writer: BlobWriter) -> None:
+        for chunk in self.library.blobs.iter_range(entry.sha256, start=writer.size):
+            writer.write(chunk)
 
     def push(self, model: LocalModel, *, private: bool = False) -> str:
         for entry in model.manifest.files:
@@ -73,8 +66,13 @@ class LocalStore(Store):
         return f"{self.url}#{model.manifest.repo_id}:{model.manifest.version}"
 
 
-def _from_url(url: str) -> LocalStore:
-    return LocalStore(url[len("file://"):] if url.startswith("file://") else url)
+def _from_url(url: str, **_options) -> LocalStore:
+    from ..errors import UsageError
+
+    root = Path(url[len("file://"):] if url.startswith("file://") else url).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"store {url} is not a library directory", hint="give a GPTSTORE_HOME-style directory")
+    return LocalStore(root)
 
 
 @hookimpl

@@ -1,0 +1,73 @@
+"""Lock files: the exact models a project uses, by store, manifest digest and store revision.
+
+``gptstore lock REF… > gptstore.lock`` writes one; ``gptstore pull --lock gptstore.lock``
+reproduces exactly those bytes (the manifest digest pins every file) or fails.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UsageError
+from .refs import parse as parse_ref
+
+LOCK_VERSION = 1
+
+
+class LockedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    store: str = Field(description="Store URL the model came from.")
+    reference: str = Field(description="Reference as the user wrote it, e.g. acme/poet:1.0.0.")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="Manifest digest.")
+    revision: str = Field(description="The store's immutable revision (a hub commit id).")
+
+
+class LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(LOCK_VERSION, description="Lock file format version.")
+    models: list[LockedModel] = Field(default_factory=list)
+
+
+def lock(references: list[str], *, store: str | None = None, token: str | None = None) -> LockFile:
+    from .stores.base import get_store
+
+    source = get_store(store, token=token)
+    models = []
+    for text in references:
+        located = source.locate(parse_ref(text))
+        models.append(LockedModel(store=source.url, reference=text, digest=f"sha256:{located.digest}",
+                                  revision=located.revision))
+    return LockFile(models=models)
+
+
+def dumps(lockfile: LockFile) -> str:
+    return json.dumps(lockfile.model_dump(), indent=2) + "\n"
+
+
+def read(path: Path | str) -> LockFile:
+    path = Path(path)
+    try:
+        data: Any = json.loads(path.read_text())
+        return LockFile.model_validate(data)
+    except FileNotFoundError:
+        raise UsageError(f"no lock file at {path}", hint="write one with `gptstore lock REF... > gptstore.lock`") from None
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(f"{path} is not a valid gptstore lock file ({first})") from None
+
+
+def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: bool = False):
+    """Pull every locked model at its locked revision; a different digest fails."""
+    from .pull import pull
+
+    results = []
+    for item in lockfile.models:
+        ref = parse_ref(item.reference)
+        pinned = parse_ref(f"{ref.repo_id}:{ref.tag}@{item.digest}")
+        results.append(pull(pinned, store=item.store, revision=item.revision, token=token,
+                            allow_unsafe=allow_unsafe))
+    return results

@@ -1,0 +1,84 @@
+"""Pull a model from a store into the local library, verified before it appears.
+
+Order of work: find the model and read its manifest (validated) and signature; check safety and
+authenticity against the trust policy — all before any weight is fetched; then download the files
+the library lacks, in parallel, hashing each while it streams into the blob store (a mismatch
+names the file and leaves no blob); an interrupted download resumes where it stopped; the ref is
+written only when every file is in.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConflictError
+from .library import Library, LocalModel
+from .manifest import SIGNATURE_FILE, FileEntry
+from .refs import DEFAULT_TAG, Reference, parse as parse_ref
+from .stores.base import Located, Store, get_store
+
+
+@dataclass
+class PullResult:
+    model: LocalModel
+    located: Located
+    fetched_files: int
+    fetched_bytes: int
+    reused_files: int
+    resumed_bytes: int = 0  # bytes of interrupted downloads that were kept, not fetched again
+
+
+def _check_before_download(located: Located, *, allow_unsafe: bool) -> None:
+    """Safety and authenticity only need the manifest and signature: check them first."""
+    from .signing import authenticity
+    from .verify import check_safety
+
+    manifest = located.manifest
+    check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
+                 where=f"{manifest.repo_id}:{manifest.version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if located.signature is not None:
+            (Path(tmp) / SIGNATURE_FILE).write_bytes(located.signature)
+        authenticity(manifest, tmp)
+
+
+def pull(reference: str | Reference, *, store: str | Store | None = None, library: Library | None = None,
+         allow_unsafe: bool = False, revision: str | None = None, token: str | None = None,
+         workers: int = 4, progress: Callable[[str, int], None] | None = None) -> PullResult:
+    """Bring a model into the library. ``revision`` pins the store's revision (lock files)."""
+    ref = parse_ref(reference) if isinstance(reference, str) else reference
+    library = library or Library()
+    source = store if isinstance(store, Store) else get_store(store, token=token)
+    located = source.locate(ref, revision=revision)
+    manifest = located.manifest
+    _check_before_download(located, allow_unsafe=allow_unsafe)
+    tags = [manifest.version]
+    if ref.tag == DEFAULT_TAG or DEFAULT_TAG not in library.tags(manifest.repo_id):
+        tags.append(DEFAULT_TAG)
+    current = library.tags(manifest.repo_id).get(manifest.version)
+    if current is not None and current != located.digest:
+        raise ConflictError(f"{manifest.repo_id}:{manifest.version} in the local library has other content "
+                            f"(sha256:{current[:12]}…) than {source.url} (sha256:{located.digest[:12]}…)",
+                            hint=f"remove the local copy with `gptstore rm {manifest.repo_id}:{manifest.version}`")
+    missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
+    missing = list({f.sha256: f for f in missing}.values())
+
+    def one(entry: FileEntry) -> tuple[int, int]:
+        with library.blobs.writer(expected_sha256=entry.sha256, expected_size=entry.size,
+                                  resume_name=f"pull-{entry.sha256}") as writer:
+            resumed = writer.size
+            source.fetch(located, entry, writer)
+            writer.commit(label=f"{manifest.repo_id}:{manifest.version} {entry.path}")
+        if progress:
+            progress(entry.path, entry.size)
+        return entry.size - resumed, resumed
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
+        counts = list(pool.map(one, missing))
+    model = library.add(manifest, signature=located.signature, tags=tags)
+    return PullResult(model, located, len(missing), sum(c[0] for c in counts), len(manifest.files) - len(missing),
+                      sum(c[1] for c in counts))

@@ -1,0 +1,58 @@
+"""Tokens for remote stores: ``--token`` > ``GPTSTORE_TOKEN`` > ``gptstore login`` > ``HF_TOKEN``.
+
+Logins are kept per store URL in ``GPTSTORE_HOME/credentials.json`` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import config
+from ..errors import AuthError
+from ..fsutil import atomic_write
+
+
+def credentials_file() -> Path:
+    return config.home() / "credentials.json"
+
+
+def _read() -> dict[str, str]:
+    path = credentials_file()
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return {}
+    if mode & 0o077:
+        raise AuthError(f"{path} is readable by others (mode {mode:o})", hint=f"run chmod 600 {path}")
+    return json.loads(path.read_text() or "{}")
+
+
+def _key(url: str) -> str:
+    return url.rstrip("/")
+
+
+def token_for(url: str) -> str | None:
+    """The token to use for a store when none was passed explicitly."""
+    token = config.token() or _read().get(_key(url))
+    if token is None and url.startswith("hf://"):
+        token = config.env("HF_TOKEN")
+    return token
+
+
+def save_login(url: str, token: str) -> Path:
+    data = _read()
+    data[_key(url)] = token
+    path = credentials_file()
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode(), mode=0o600)
+    os.chmod(path, 0o600)
+    return path
+
+
+def remove_login(url: str) -> bool:
+    data = _read()
+    if data.pop(_key(url), None) is None:
+        return False
+    atomic_write(credentials_file(), json.dumps(data, indent=2, sort_keys=True).encode(), mode=0o600)
+    return True

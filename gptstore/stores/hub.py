@@ -102,7 +102,9 @@ class HubStore(Store):
                                  hint="create a token with --scope write for a member of the namespace")
             message = exc.server_message or str(exc).splitlines()[0]
             return StoreError(f"{self.url} refused {what}: {message}")
-        if isinstance(exc, OSError):
+        import httpx2
+
+        if isinstance(exc, (OSError, httpx2.TransportError)):
             return StoreError(f"cannot reach {self.url} for {what}: {exc}",
                               hint="check the URL and that the store is running")
         raise exc

@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(PLUGINS)
 install: $(STAMP)
 
 demo: install
-	$(BIN)/gptstore demo
+	$(BIN)/gptstore demo --workdir .demo
 
 test: install
 	$(BIN)/python -m pytest -q tests $(foreach p,$(PLUGINS),$(dir $(p))tests)
@@ -27,6 +27,9 @@ test: install
 bench: install
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/server.py
+	$(BIN)/python bench/pull.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

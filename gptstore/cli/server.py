@@ -1,4 +1,4 @@
-"""``gptstore server``: run a private, Hub-compatible store, and administer its users and tokens."""
+"""``gptstore server``: run a private, Hub-compatible store; administer its users, tokens and keys."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ Examples:
   gptstore server --data /srv/gptstore user add alice
   gptstore server --data /srv/gptstore org add acme --member alice
   gptstore server --data /srv/gptstore token create alice --scope write
+  gptstore server --data /srv/gptstore key add acme acme-release.pub
+  gptstore server --data /srv/gptstore --require-signed
   export GPTSTORE_SERVER_DATA=/srv/gptstore; gptstore server token revoke 3f9c0a1b2d4e
 """
 
@@ -48,12 +50,23 @@ def _data(ctx: click.Context) -> Path:
     return data
 
 
-def _accounts(ctx: click.Context):
-    from ..server.accounts import Accounts
+def _catalog(ctx: click.Context):
     from ..server.db import connect
     from ..server.settings import ServerSettings
 
-    return Accounts(connect(ServerSettings(_data(ctx)).catalog_path))
+    return connect(ServerSettings(_data(ctx)).catalog_path)
+
+
+def _accounts(ctx: click.Context):
+    from ..server.accounts import Accounts
+
+    return Accounts(_catalog(ctx))
+
+
+def _keys(ctx: click.Context):
+    from ..server.keys import SigningKeys
+
+    return SigningKeys(_catalog(ctx))
 
 
 @click.group(invoke_without_command=True, epilog=EXAMPLES)
@@ -73,13 +86,16 @@ def _accounts(ctx: click.Context):
               help="Largest request body (a commit, one LFS PUT); larger ones get 413.")
 @click.option("--page-size", type=click.IntRange(1, 10000), default=1000, show_default=True,
               help="Entries per page of model, tree and commit listings.")
+@click.option("--require-signed", is_flag=True,
+              help="Refuse commits that bring a gptstore.json without a valid gptstore.sig by a key "
+                   "registered for its namespace (`key add`). Applies while started with it.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.pass_context
 def server(ctx: click.Context, data: Path | None, host: str, port: int, public_url: str | None,
            lfs_threshold: int, multipart_threshold: int, part_size: int, max_body: int, page_size: int,
-           log_level: str) -> None:
-    """Run a private, Hub-compatible GPT store, or manage its users, orgs and tokens.
+           require_signed: bool, log_level: str) -> None:
+    """Run a private, Hub-compatible GPT store, or manage its users, orgs, tokens and keys.
 
     Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
     transformers use (see docs/server.md) until interrupted. Every command needs the data
@@ -96,14 +112,39 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
                                   public_url=public_url or config.server_public_url(),
                                   lfs_threshold=lfs_threshold, multipart_threshold=multipart_threshold,
                                   part_size=part_size, max_body=max_body, page_size=page_size,
-                                  secret=config.server_secret())
+                                  secret=config.server_secret(), require_signed=require_signed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     from ..server.app import serve
 
     click.echo(f"gptstore server: data in {settings.data}, listening on http://{host}:{port}"
                + (f", public URL {settings.public_url}" if settings.public_url else ""), err=True)
+    if require_signed:
+        _announce_signed_only(ctx)
     serve(settings, log_level=log_level)
+
+
+def _announce_signed_only(ctx: click.Context) -> None:
+    """Fail early without the signing extra; say how many keys the check will use."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:  # pragma: no cover - the extra is installed in development
+        from ..errors import MissingDependency
+
+        raise MissingDependency("cryptography (needed by --require-signed)", "signing") from None
+    keys = _keys(ctx)
+    try:
+        registered = keys.list()
+    finally:
+        keys.db.close()
+    if registered:
+        namespaces = sorted({k.namespace for k in registered})
+        click.echo(f"gptstore server: signed packages only; {len(registered)} key(s) registered for "
+                   f"{', '.join(namespaces)}", err=True)
+    else:
+        click.echo("gptstore server: signed packages only, but no key is registered yet: every commit that "
+                   "brings a gptstore.json is refused until you run `gptstore server key add NAMESPACE "
+                   "PUBKEY_FILE`", err=True)
 
 
 # -- users and orgs ------------------------------------------------------------------------
@@ -217,3 +258,52 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke a token by its id (see `token list`) or by the token itself."""
     info = _accounts(ctx).revoke_token(token_id)
     click.echo(f"revoked token {info.id} of {info.user}")
+
+
+# -- publishers' signing keys --------------------------------------------------------------
+@server.group()
+def key() -> None:
+    """Register publishers' public keys per namespace (checked with --require-signed)."""
+
+
+@key.command("add")
+@click.argument("namespace")
+@click.argument("pubkey_file", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def key_add(ctx: click.Context, namespace: str, pubkey_file, as_json: bool) -> None:
+    """Register the Ed25519 public key in PUBKEY_FILE (`-` for stdin) for NAMESPACE.
+
+    PUBKEY_FILE is what `gptstore keys export NAME` prints. With --require-signed, packages of
+    NAMESPACE must then be signed by one of its registered keys.
+    """
+    source = str(getattr(pubkey_file, "name", "public key"))
+    added = _keys(ctx).add(namespace, pubkey_file.read(), source=source)
+    if as_json:
+        click.echo(json.dumps(added.to_dict(), indent=2))
+        return
+    click.echo(f"registered key {added.keyid} for {namespace}")
+
+
+@key.command("list")
+@click.argument("namespace", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Include each public key (PEM).")
+@click.pass_context
+def key_list(ctx: click.Context, namespace: str | None, as_json: bool) -> None:
+    """List registered keys (of NAMESPACE, or all)."""
+    keys = _keys(ctx).list(namespace)
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    for k in keys:
+        click.echo(f"{k.namespace:<16} {k.keyid}  {k.added_at}")
+
+
+@key.command("rm")
+@click.argument("namespace")
+@click.argument("keyid")
+@click.pass_context
+def key_rm(ctx: click.Context, namespace: str, keyid: str) -> None:
+    """Unregister key KEYID (a unique prefix will do) of NAMESPACE."""
+    removed = _keys(ctx).remove(namespace, keyid)
+    click.echo(f"removed key {removed.keyid} from {namespace}")

@@ -5,6 +5,7 @@ Modules, one concept each:
     settings      ServerSettings and the data directory layout
     db            opens the relational catalog (SQLite; the one place to add another engine)
     accounts      users, orgs, members, tokens (also the admin CLI's SDK)
+    keys          publishers' public keys per namespace; the --require-signed commit check
     catalog       repos, commits, refs, files
     search        list_models: full-text + filters + sort + pages
     metadata      README card and manifest summary of a repo

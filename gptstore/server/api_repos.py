@@ -215,6 +215,17 @@ async def validate_yaml(call: Call) -> Response:
     return json_response({"errors": [], "warnings": []})
 
 
+async def signing_keys(call: Call) -> Response:
+    """The public keys registered for a namespace (``gptstore server key add``); public, read-only."""
+    namespace = call.params["namespace"]
+    if call.state.accounts.kind(namespace) is None:
+        raise HubError(404, f"no user or organisation {namespace!r} on this store", code="EntryNotFound")
+    keys = [{"keyid": k.keyid, "publicKey": k.public_key, "addedAt": k.added_at}
+            for k in call.state.committer.keys.list(namespace)]
+    return json_response({"namespace": namespace, "requireSigned": call.state.settings.require_signed,
+                          "keys": keys})
+
+
 async def not_found(call: Call) -> Response:
     if call.route_path.startswith(("/api/datasets/", "/api/spaces/", "/datasets/", "/spaces/")):
         raise repo_not_found()

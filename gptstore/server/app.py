@@ -41,6 +41,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", r"/api/repos/delete", api_repos.delete_repo),
     ("POST", r"/api/validate-yaml", api_repos.validate_yaml),
     ("GET", r"/api/models", api_repos.list_models),
+    ("GET", r"/api/gptstore/keys/(?P<namespace>[^/]+)", api_repos.signing_keys),
     ("GET", _API, api_repos.model_info),
     ("GET", _API + r"/revision/(?P<revision>[^/]+)", api_repos.model_info),
     ("PUT", _API + r"/settings", api_repos.repo_settings),
@@ -80,7 +81,8 @@ def open_state(settings: ServerSettings) -> State:
     storage.clean(max_age=settings.upload_url_ttl)
     catalog = Catalog(db)
     return State(settings, db, Accounts(db), catalog, storage,
-                 UrlSigner(settings.signing_key(), settings.upload_url_ttl), Committer(catalog, storage))
+                 UrlSigner(settings.signing_key(), settings.upload_url_ttl),
+                 Committer(catalog, storage, require_signed=settings.require_signed))
 
 
 class StoreApp:

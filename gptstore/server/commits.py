@@ -8,8 +8,10 @@ Order of work, so that a failure at any step leaves the repo as it was:
 2. Inside one catalog transaction: the branch head is read and checked against ``parentCommit``
    (412 when stale), the operations are applied to the parent's file list, the result is checked
    (no file/folder clash; a ``gptstore.json`` must validate and pin exactly the files present;
-   README metadata must be YAML), and the commit, its files, the branch move and — on ``main`` —
-   the repo's metadata and search index are written. Any error rolls all of it back.
+   with ``--require-signed``, a commit that adds or changes ``gptstore.json`` or ``gptstore.sig``
+   must leave a valid signature by a key registered for the manifest's namespace — see
+   ``keys.py``; README metadata must be YAML), and the commit, its files, the branch move and —
+   on ``main`` — the repo's metadata and search index are written. Any error rolls all of it back.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ManifestError
-from ..manifest import MANIFEST_FILE, parse_bytes
+from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
 from .catalog import MAIN, Catalog, Repo
 from .http import HubError, bad_request, entry_not_found, revision_not_found, validation_message
+from .keys import MAX_SIGNATURE, SigningKeys, check_signed, needs_signature
 from .metadata import parse_card, repo_metadata, summarize
 from .search import index_manifest
 from .storage import FileRow, Storage, is_sha256, lfs_row, regular_row
@@ -199,9 +202,12 @@ def apply_operations(files: dict[str, FileRow], operations: list[Operation]) -> 
 class Committer:
     """Applies a parsed commit to a branch of a repo."""
 
-    def __init__(self, catalog: Catalog, storage: Storage) -> None:
+    def __init__(self, catalog: Catalog, storage: Storage, *, require_signed: bool = False) -> None:
         self.catalog = catalog
         self.storage = storage
+        #: refuse commits that bring a manifest without a valid signature by a registered key
+        self.require_signed = require_signed
+        self.keys = SigningKeys(catalog.db)
 
     def commit(self, repo: Repo, branch: str, header: CommitHeader, operations: list[Operation], *,
                author: str, namespaces: tuple[str, ...]) -> str:
@@ -219,8 +225,12 @@ class Committer:
             if parent and not (len(parent) >= 7 and head.startswith(parent)):
                 raise HubError(412, f"parent commit {parent} is not the head of {branch} ({head}); "
                                     "pull the latest revision and retry")
-            files = apply_operations({f.path: f for f in self.catalog.files(head)}, operations)
-            summary = self._check_manifest(files)
+            before = {f.path: f for f in self.catalog.files(head)}
+            files = apply_operations(before, operations)
+            manifest = self._check_manifest(files)
+            if manifest is not None and self.require_signed and needs_signature(before, files):
+                self._check_signature(repo, manifest, files)
+            summary = summarize(manifest, manifest.digest) if manifest is not None else None
             card = self._card(files) if branch == MAIN else {}
             title = header.summary.strip() or "Update"
             commit = self.catalog.write_commit(repo, branch, head, files, author=author, title=title,
@@ -232,7 +242,7 @@ class Committer:
                 index_manifest(db, repo.id, summary)
         return commit
 
-    def _check_manifest(self, files: dict[str, FileRow]) -> dict | None:
+    def _check_manifest(self, files: dict[str, FileRow]) -> Manifest | None:
         row = files.get(MANIFEST_FILE)
         if row is None:
             return None
@@ -250,7 +260,16 @@ class Committer:
                 raise bad_request(f"invalid {MANIFEST_FILE}: files: {entry.path} is pinned to sha256 "
                                   f"{entry.sha256[:12]}… ({entry.size} bytes), the revision has "
                                   f"{present.sha256[:12]}… ({present.size} bytes)")
-        return summarize(manifest, manifest.digest)
+        return manifest
+
+    def _check_signature(self, repo: Repo, manifest: Manifest, files: dict[str, FileRow]) -> None:
+        """TrustError (→ 400) unless the revision's gptstore.sig is valid for a registered key."""
+        row = files.get(SIGNATURE_FILE)
+        data = None
+        if row is not None:  # at most one byte past the limit: enough to call it oversized
+            with self.storage.blobs.open(row.sha256) as handle:
+                data = handle.read(MAX_SIGNATURE + 1)
+        check_signed(manifest, repo.repo_id, data, self.keys.trusted(manifest.namespace))
 
     def _card(self, files: dict[str, FileRow]) -> dict:
         row = files.get(README)

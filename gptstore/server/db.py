@@ -16,7 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-SCHEMA_VERSION = 1
+#: 1: accounts, repos, commits, refs, files, search index; 2: signing_keys.
+#: Every statement of SCHEMA is idempotent (IF NOT EXISTS), so an older catalog is upgraded by
+#: running the whole script again: only what it lacks is created.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -90,6 +93,13 @@ CREATE TABLE IF NOT EXISTS repo_tags (
     PRIMARY KEY (repo, tag)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS repo_tags_tag ON repo_tags (tag, repo);
+CREATE TABLE IF NOT EXISTS signing_keys (  -- publishers' public keys, per namespace (schema 2)
+    namespace   TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    keyid       TEXT NOT NULL,
+    public_key  TEXT NOT NULL,      -- PEM SubjectPublicKeyInfo (Ed25519)
+    added_at    TEXT NOT NULL,
+    PRIMARY KEY (namespace, keyid)
+) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS manifest_fts USING fts5(
     name, description, tags, provider, license, pricing, tokenize = 'unicode61'
 );

@@ -43,7 +43,10 @@ class HubError(Exception):
 
 
 def _header_safe(text: str) -> str:
-    return " ".join(text.split()).encode("latin-1", "replace").decode("latin-1")[:1000]
+    """The message on one line, as UTF-8 bytes (starlette writes header strings as latin-1), so a
+    client that decodes headers as UTF-8 (httpx, huggingface_hub) reads the JSON ``error``'s text
+    and prints it once instead of twice (once with ``?`` for each ``…``)."""
+    return " ".join(text.split())[:1000].encode("utf-8").decode("latin-1")
 
 
 def repo_not_found() -> HubError:

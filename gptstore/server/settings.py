@@ -1,6 +1,7 @@
 """Settings of one ``gptstore server`` and the layout of its data directory.
 
-    DATA/catalog.sqlite3        the relational catalog (users, tokens, repos, commits, refs, index)
+    DATA/catalog.sqlite3        the relational catalog (users, tokens, signing keys, repos, commits,
+                                refs, search index)
     DATA/blobs/sha256/<hex>     file contents, content-addressed (the library's blob engine)
     DATA/blobs/tmp/             blobs being written; leftovers are removed at start
     DATA/uploads/<oid>/         parts of multipart LFS uploads until they are completed
@@ -34,6 +35,9 @@ class ServerSettings:
     page_size: int = 1000
     #: seconds an LFS upload URL stays valid
     upload_url_ttl: int = 6 * 3600
+    #: refuse commits that add or change gptstore.json/gptstore.sig without a valid signature by a
+    #: key registered for the manifest's namespace (``gptstore server key add``); not persisted
+    require_signed: bool = False
     secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

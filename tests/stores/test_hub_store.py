@@ -189,9 +189,11 @@ SLOW_PULL = """
 import sys, time
 from gptstore.stores import hub
 original = hub._Sink.write
-def slow(self, data):
-    time.sleep(0.02)
-    return original(self, data)
+def slow(self, data):  # a slow network: 64 KiB every 20 ms
+    for start in range(0, len(data), 65536):
+        time.sleep(0.02)
+        original(self, data[start:start + 65536])
+    return len(data)
 hub._Sink.write = slow
 from gptstore.pull import pull
 pull(sys.argv[1], store=sys.argv[2])

@@ -84,3 +84,24 @@ def test_usage_after_runs_is_priced(published, run_cli):
     assert model["cost"] == pytest.approx(2 * model["total_tokens"] / 1000)
     table = run_cli("usage").stdout
     assert "acme/tiny:1.0.0" in table and "2 USD/1k tokens" in table
+
+
+@pytest.mark.parametrize("load_plugins", ["", None])
+def test_run_streams_without_output_filters_and_prints_final_text_with_them(published, load_plugins):
+    """With no after_generate plugin the text streams; with one (e.g. an installed guard) the
+    final, filtered text is printed once. Either way stdout is the completion's text."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if load_plugins is None:
+        env.pop("GPTSTORE_LOAD_PLUGINS", None)
+    else:
+        env["GPTSTORE_LOAD_PLUGINS"] = load_plugins
+    gptstore_bin = os.path.join(os.path.dirname(sys.executable), "gptstore")
+    args = [gptstore_bin, "run", "acme/tiny", "Return the", "--max-new-tokens", "7"]
+    streamed = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    as_json = subprocess.run(args + ["--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == json.loads(as_json.stdout)["text"] + "\n"

@@ -63,11 +63,17 @@ SUMMARIES: dict[str, str] = {
 }
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: a multi-line message (e.g. a plugin's pydantic ValidationError) has
+    its lines joined with "; "."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class CLIError(click.ClickException):
     """A GPTStoreError shown as one line, with the error's exit code."""
 
     def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
+        super().__init__(one_line(str(error)))
         self.exit_code = getattr(error, "exit_code", 1)
 
 
@@ -146,6 +152,12 @@ class LazyGroup(click.Group):
             if config.debug():
                 raise
             raise CLIError(exc) from exc
+        except click.exceptions.Exit as exc:
+            if exc.exit_code == 0:
+                raise
+            # main() runs click with standalone_mode=False, which turns ctx.exit(N) into a return
+            # value; exit here so that a command's (or a plugin command's) exit code is kept
+            sys.exit(exc.exit_code)
 
 
 def _version() -> str:
@@ -186,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         if config.debug():
             traceback.print_exc()
         else:
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+            click.echo(f"Error: unexpected {type(exc).__name__}: {one_line(str(exc))} "
                        "(set GPTSTORE_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
     sys.exit(0)

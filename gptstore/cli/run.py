@@ -58,8 +58,9 @@ def param_options(command: typing.Callable) -> typing.Callable:
 def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, as_json, **given):
     """Generate text from REFERENCE for PROMPT (read from stdin when omitted).
 
-    The text streams as it is produced. Options not given come from the model's manifest, then
-    from the built-in defaults.
+    The text streams as it is produced (printed once finished when a plugin filters output with
+    after_generate). Options not given come from the model's manifest, then from the built-in
+    defaults.
     """
     from ..engines.base import check_device, check_dtype
 
@@ -80,10 +81,21 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
             completion = model.generate(prompt, params, raw=raw)
             echo_json(completion.model_dump(mode="json"))
             return
+        if _output_filtered():  # text an after_generate plugin may change is shown only once final
+            click.echo(model.generate(prompt, params, raw=raw).text)
+            return
         for piece in model.stream(prompt, params, raw=raw):
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()
+
+
+def _output_filtered() -> bool:
+    """Whether a plugin implements ``after_generate`` (and so may rewrite the output)."""
+    from .. import plugins
+
+    plugins.load_plugins()
+    return bool(plugins.pm.hook.after_generate.get_hookimpls())
 
 
 def _quiet_transformers() -> None:

@@ -75,6 +75,26 @@ def register_commands(cli: click.Group) -> None:
     """
 
 
+@hookspec
+def register_finetune_methods(register: Callable[..., None]) -> None:
+    """Register training methods for ``gptstore finetune --method NAME``.
+
+    :param register: call ``register(name, prepare, *, check=None, save=None, adapter=None,
+        over_base=False)``. ``name`` is what ``--method`` takes (built in: ``full``).
+        ``prepare(model, options)`` receives the loaded base (a transformers causal LM in float32)
+        and the method's options, and returns the model to train (e.g. wrapped with adapters).
+        ``check(options)``, optional, validates the options before anything heavy runs and
+        returns them normalised (raise a ``UsageError`` naming the bad option).
+        ``save(model=, tokenizer=, out_dir=, base=)``, optional, writes the package's files into
+        ``out_dir`` (default: the whole model and the tokenizer, ``save_pretrained``); ``base`` is
+        the base's reference, or None for a base directory without a manifest. ``adapter`` is the
+        package format to package the result with (default: detected). With ``over_base`` the
+        package holds only what was trained and references its base by manifest digest
+        (``format.base``): finetune then needs a base from the local library and passes it to the
+        adapter's ``inspect(..., base=REF)``.
+    """
+
+
 # -- packaging hooks ----------------------------------------------------------------------------
 
 @hookspec

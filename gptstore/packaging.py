@@ -27,6 +27,16 @@ def pick_adapter(path: Path, name: str | None) -> Any:
                        hint="pass --adapter NAME (see `gptstore plugins`) or check the directory")
 
 
+def _takes_base(adapter: Any) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(adapter.inspect).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "base" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 def file_entries(root: Path) -> list[dict[str, Any]]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -37,19 +47,27 @@ def file_entries(root: Path) -> list[dict[str, Any]]:
 
 
 def package(path: Path | str, *, name: str, version: str, adapter: str | None = None,
-            allow_unsafe: bool = False, **fields: Any) -> Manifest:
+            allow_unsafe: bool = False, base: str | None = None, **fields: Any) -> Manifest:
     """Write ``path/gptstore.json`` for a model directory and return the manifest.
 
     Fields of an existing ``gptstore.json`` (e.g. the metrics and provenance that ``finetune``
     drafted) are kept unless given again in ``fields``; the format and the file list are always
-    recomputed. ``prepare_manifest`` plugins may then enrich it.
+    recomputed. ``prepare_manifest`` plugins may then enrich it. ``base`` (a library reference)
+    is for formats over a base model (e.g. ``peft``): it is passed to the adapter's ``inspect``,
+    which records it as ``format.base``; an adapter that takes no base refuses it.
     """
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="give the model directory to package")
     ref = parse_repo_id(name)
     chosen = pick_adapter(root, adapter)
-    format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe)
+    if base is None:
+        format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe)
+    elif _takes_base(chosen):
+        format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe, base=base)
+    else:
+        raise UsageError(f"package format {chosen.name!r} does not take a base model (got --base {base})",
+                         hint="--base is for formats over a base model, e.g. peft adapters")
     data: dict[str, Any] = {}
     if (root / MANIFEST_FILE).is_file():
         data = load_manifest(root).model_dump(exclude_none=True)

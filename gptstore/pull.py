@@ -4,14 +4,16 @@ Order of work: find the model and read its manifest (validated) and signature; c
 authenticity against the trust policy — all before any weight is fetched; then download the files
 the library lacks, in parallel, hashing each while it streams into the blob store (a mismatch
 names the file and leaves no blob); an interrupted download resumes where it stopped; the ref is
-written only when every file is in.
+written only when every file is in. A package over a base model (``format.base``, e.g. a peft
+adapter) brings its base along: the base, pinned to its manifest digest, is pulled from the same
+store first (verified the same way), unless the library already has that digest.
 """
 
 from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +32,7 @@ class PullResult:
     fetched_bytes: int
     reused_files: int
     resumed_bytes: int = 0  # bytes of interrupted downloads that were kept, not fetched again
+    base: PullResult | None = None  # the base model pulled first for an adapter package, if needed
 
 
 def _check_before_download(located: Located, *, allow_unsafe: bool) -> None:
@@ -64,6 +67,12 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
         raise ConflictError(f"{manifest.repo_id}:{manifest.version} in the local library has other content "
                             f"(sha256:{current[:12]}…) than {source.url} (sha256:{located.digest[:12]}…)",
                             hint=f"remove the local copy with `gptstore rm {manifest.repo_id}:{manifest.version}`")
+    base = manifest.format.base
+    base_result = None
+    if base is not None and not library.has_manifest(base.digest):  # the base first, pinned by digest
+        pinned = replace(parse_ref(base.reference), digest=base.digest)
+        base_result = pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, token=token,
+                           workers=workers, progress=progress)
     missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
     missing = list({f.sha256: f for f in missing}.values())
 
@@ -81,4 +90,4 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
         counts = list(pool.map(one, missing))
     model = library.add(manifest, signature=located.signature, tags=tags)
     return PullResult(model, located, len(missing), sum(c[0] for c in counts), len(manifest.files) - len(missing),
-                      sum(c[1] for c in counts))
+                      sum(c[1] for c in counts), base=base_result)

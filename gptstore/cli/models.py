@@ -19,6 +19,7 @@ PACKAGE_EXAMPLES = """
 Examples:
   gptstore package ./my-model --name acme/poet --version 1.0.0 --description "Writes verse"
   gptstore package ./my-model --name acme/poet --version 1.1.0 --price-model per_1k_tokens --price 0.02
+  gptstore package ./my-lora --name acme/poet-lora --version 1.0.0 --base acme/tiny:1.0.0
 """
 
 
@@ -28,6 +29,9 @@ Examples:
 @click.option("--version", "version", required=True, metavar="X.Y.Z", help="Semantic version of this release.")
 @click.option("--description", default=None, help="One paragraph on what the model does.")
 @click.option("--adapter", default=None, help="Package format (default: detected).")
+@click.option("--base", default=None, metavar="REF",
+              help="Base model in the local library, for formats over a base (e.g. a peft adapter); "
+                   "recorded by reference and manifest digest.")
 @click.option("--license", "license_", default=None, help="SPDX license id, e.g. apache-2.0.")
 @click.option("--tag", "tags", multiple=True, help="Search tag (repeatable).")
 @click.option("--language", "languages", multiple=True, help="Language code (repeatable).")
@@ -38,7 +42,7 @@ Examples:
 @click.option("--currency", default=None, help="ISO 4217 currency (default USD).")
 @allow_unsafe_option
 @json_option
-def package(directory, name, version, description, adapter, license_, tags, languages, provider,
+def package(directory, name, version, description, adapter, base, license_, tags, languages, provider,
             template, price_model, price, currency, allow_unsafe, as_json):
     """Write DIRECTORY/gptstore.json: inspect the model and pin every file by sha256."""
     from ..packaging import package as make_package
@@ -50,7 +54,7 @@ def package(directory, name, version, description, adapter, license_, tags, lang
         fields["pricing"] = {k: v for k, v in {"model": price_model or "per_1k_tokens", "amount": price,
                                                "currency": currency}.items() if v is not None}
     manifest = make_package(directory, name=name, version=version, adapter=adapter,
-                            allow_unsafe=allow_unsafe, **fields)
+                            allow_unsafe=allow_unsafe, base=base, **fields)
     if as_json:
         echo_json({"manifest": str(directory / "gptstore.json"), "digest": f"sha256:{manifest.digest}",
                    "files": len(manifest.files), "bytes": manifest.total_size})
@@ -58,6 +62,8 @@ def package(directory, name, version, description, adapter, license_, tags, lang
     fmt = manifest.format
     click.echo(f"Packaged {manifest.repo_id}:{manifest.version} ({fmt.adapter}, {fmt.architecture}, "
                f"{fmt.parameters:,} parameters, {fmt.dtype})")
+    if fmt.base:
+        click.echo(f"  over base {fmt.base.reference} (sha256:{short(fmt.base.digest)})")
     click.echo(f"  {len(manifest.files)} files, {human_size(manifest.total_size)}, "
                f"digest sha256:{short(manifest.digest)}")
     click.echo(f"  wrote {directory / 'gptstore.json'}; next: gptstore publish {directory}")

@@ -15,6 +15,8 @@ Examples:
   gptstore finetune --base ./my-model --data train.jsonl --out ./chat --epochs 2 --lr 1e-4 \\
       --name acme/chat --version 1.0.0
   gptstore finetune --base acme/tiny --data notes.txt --out ./poet --max-steps 1000   # continues
+  gptstore finetune --base acme/tiny:1.0.0 --data notes.txt --out ./poet-lora --method lora \\
+      --lora-r 8 --lora-alpha 16 --target-modules c_attn,c_proj    # needs gptstore-peft
 """
 
 
@@ -30,7 +32,15 @@ Examples:
 @click.option("--name", default=None, metavar="NS/NAME", help="Name of the result (default: <base>-finetuned).")
 @click.option("--version", "version", default="0.1.0", show_default=True, metavar="X.Y.Z",
               help="Semantic version of the result.")
-@click.option("--method", default=None, help="Training method (built in: full).  [default: full]")
+@click.option("--method", default=None,
+              help="Training method (built in: full; plugins add others, e.g. lora from gptstore-peft).  "
+                   "[default: full]")
+@click.option("--lora-r", "lora_r", type=int, default=None, help="LoRA rank (--method lora).  [default: 8]")
+@click.option("--lora-alpha", "lora_alpha", type=float, default=None,
+              help="LoRA scaling alpha (--method lora).  [default: 16]")
+@click.option("--target-modules", "target_modules", default=None, metavar="NAMES",
+              help="Comma-separated module names LoRA adapts, e.g. c_attn,c_proj (--method lora).  "
+                   "[default: peft's choice for the architecture]")
 @click.option("--epochs", type=float, default=None, help="Passes over the data.  [default: 3]")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (wins over --epochs).")
 @click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None,
@@ -46,6 +56,8 @@ Examples:
 @click.option("--weight-decay", type=float, default=None, help="AdamW weight decay.  [default: 0]")
 @click.option("--eval-split", type=float, default=None,
               help="Fraction of the data held out for loss and perplexity.  [default: 0.1]")
+@click.option("--eval-data", "eval_data", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Measure the perplexity claim on these files instead (nothing is held out); repeatable.")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
               help="Where to train.  [default: auto]")
@@ -59,7 +71,8 @@ Examples:
 @click.option("--no-resume", is_flag=True, help="Discard checkpoints of an earlier run and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, **options):
+def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, lora_r, lora_alpha,
+             target_modules, eval_data, **options):
     """Fine-tune a model on text and write a package with a manifest draft to --out.
 
     The manifest records the base's digest, every data file's sha256, the hyper-parameters and
@@ -69,9 +82,13 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
     """
     from ..training.finetune import finetune as run, make_config
 
+    method_options = lora_options(options.get("method") or "full", lora_r, lora_alpha, target_modules)
+    if method_options:
+        options["method_options"] = method_options
     config = make_config(**{k: v for k, v in options.items() if v is not None})
     result = run(base, list(data), out, config=config, name=name, version=version, resume=not no_resume,
-                 checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json)
+                 checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json,
+                 eval_data=list(eval_data) or None)
     if as_json:
         echo_json(result.to_dict())
         return
@@ -87,6 +104,34 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
         if result.base_perplexity is not None:
             line += f" (base {result.base_perplexity:.2f})"
         click.echo(line)
+        if result.heldout_file:
+            click.echo(f"  held-out text in {result.heldout_file} (check the claim: gptstore eval "
+                       f"{result.out} --data {result.heldout_file} --check)")
     click.echo(f"  wrote {result.out} ({len(manifest.files)} files, digest sha256:{short(manifest.digest)})")
     click.echo(f"  checkpoints in {result.checkpoint_dir}")
     click.echo(f"  next: gptstore publish {result.out}")
+
+
+def lora_options(method: str, r: int | None, alpha: float | None, target_modules: str | None) -> dict:
+    """The method options --lora-r/--lora-alpha/--target-modules give; refused with another method."""
+    from ..errors import UsageError
+
+    given = {"--lora-r": r, "--lora-alpha": alpha, "--target-modules": target_modules}
+    flags = [flag for flag, value in given.items() if value is not None]
+    if not flags:
+        return {}
+    if method != "lora":
+        raise UsageError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} only meaningful with "
+                         f"--method lora (the method is {method})",
+                         hint="add --method lora, or leave out the LoRA options")
+    options: dict = {}
+    if r is not None:
+        options["r"] = r
+    if alpha is not None:
+        options["alpha"] = int(alpha) if float(alpha).is_integer() else alpha
+    if target_modules is not None:
+        names = [n.strip() for n in target_modules.split(",") if n.strip()]
+        if not names:
+            raise UsageError("--target-modules names no module", hint="e.g. --target-modules c_attn,c_proj")
+        options["target_modules"] = names
+    return options

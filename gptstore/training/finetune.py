@@ -7,16 +7,30 @@
 
 Everything cheap is checked before torch is imported and before anything is written: the config,
 the data files, the base (verified against its manifest) and the output directory. Then the data
-are cut into token blocks (a file shorter than one block is refused), the base is trained, and the
-held-out blocks give the loss and perplexity that the manifest records with the run's provenance.
+are cut into token blocks (a file shorter than one block is refused) and the base is trained.
+
+**The perplexity claim.** The manifest records a perplexity that anyone holding the evaluation data
+can re-measure with ``gptstore eval --check``: it is measured with
+:func:`gptstore.training.evaluate.evaluate` (what ``gptstore eval`` runs) on the weights as they are
+saved, and its ``dataset_sha256`` is the sha256 of the evaluation data *file*:
+
+- with ``eval_data`` (files of text the model never trains on) the claim is measured on them, read
+  the way ``gptstore eval`` reads them, and nothing is held out of the training data;
+- otherwise ``eval_split`` of the training *documents* (whole documents, seeded) are held out,
+  never trained on, and written to ``<checkpoint dir>/<dataset>.held-out.jsonl`` (one
+  ``{"text": ...}`` per line, see :attr:`FinetuneResult.heldout_file`); that file is the claim's
+  dataset, so ``gptstore eval PKG --data THAT_FILE --check`` reproduces the number.
 
 Checkpoints live outside the package, in ``GPTSTORE_HOME/finetune/<key of --out>/`` (or
 ``checkpoint_dir``): the last one is kept, so re-running with the same ``out`` resumes an
 interrupted run or continues a finished one (e.g. with a larger ``max_steps``), while ``out``
 only ever holds the package (``gptstore package`` lists every file in it).
 
-Methods: ``METHODS`` maps a name to a function ``prepare(model, options) -> model`` that makes the
-loaded base trainable; ``full`` trains every weight. A later change (e.g. LoRA) adds an entry.
+Methods: ``METHODS`` maps a built-in name to a function ``prepare(model, options) -> model`` that
+makes the loaded base trainable; ``full`` trains every weight. Plugins add methods through the
+``register_finetune_methods`` hook (e.g. ``lora`` from gptstore-peft), which may also save and
+package the result their own way (an adapter-only package over its base); :func:`methods` lists
+them all.
 """
 
 from __future__ import annotations
@@ -35,28 +49,69 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .. import config as gconfig
+from .. import config as gconfig, plugins
 from ..errors import ConflictError, GPTStoreError, InvalidReference, PackageError, UsageError
 from ..fsutil import atomic_write, package_files
 from ..manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load as load_manifest
 from ..refs import SEMVER, parse as parse_ref, parse_repo_id
-from .data import Blocks, DataFile, dataset_identity, pack, read_data, resolve_block_size
+from .data import Blocks, DataFile, dataset_identity, read_data, resolve_block_size, tokenize
+from .evaluate import split_documents, write_heldout
+
+
+def _no_options(options: dict[str, Any]) -> dict[str, Any]:
+    if options:
+        raise UsageError(f"method 'full' takes no options (got {', '.join(sorted(options))})")
+    return options
 
 
 def _full(model: Any, options: dict[str, Any]) -> Any:
     """Train every weight of the base model."""
-    if options:
-        raise UsageError(f"method 'full' takes no options (got {', '.join(sorted(options))})")
+    _no_options(options)
     return model
 
 
-#: training method -> ``prepare(model, options)`` returning the model to train; extend to add one
+#: built-in training method -> ``prepare(model, options)`` returning the model to train; plugins
+#: add methods through the ``register_finetune_methods`` hook instead
 METHODS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {"full": _full}
+_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"full": _no_options}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method, as ``register_finetune_methods`` registers it (see the hook's docs)."""
+
+    name: str
+    prepare: Callable[[Any, dict[str, Any]], Any]
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    save: Callable[..., None] | None = None  # save(model=, tokenizer=, out_dir=, base=)
+    adapter: str | None = None  # package format of the result (default: detected)
+    over_base: bool = False  # the package references its base by digest (format.base)
+    plugin: str = "gptstore"
+
+
+def methods() -> dict[str, Method]:
+    """Every training method by name: the built-in ``METHODS`` first, then plugins' (first wins)."""
+    found = {name: Method(name, prepare, check=_CHECKS.get(name)) for name, prepare in METHODS.items()}
+    hook = "register_finetune_methods"
+    collected = plugins.collect(hook, "finetune method", key=lambda name, *args, **kw: name)
+    for name, (plugin, args, kw) in collected.items():
+        problem = None
+        if name in found:
+            problem = f"finetune method {name!r} is built in; the built-in one stays"
+        else:
+            try:
+                found[name] = Method(*args, **kw, plugin=plugin)
+            except TypeError as exc:
+                problem = f"bad registration of finetune method {name!r}: {exc}"
+        if problem and not any(p.plugin == plugin and p.error == problem for p in plugins.problems()):
+            plugins.report(plugin, hook, problem)
+    return found
 
 #: config fields that steer the run but are not hyper-parameters of the result
 _NOT_HYPER = frozenset({"eval_base", "save_steps", "logging_steps"})
 #: what a checkpoint must share with a new run to be resumed from
-_IDENTITY = ("base", "data", "method", "method_options", "block_size", "eval_split", "seed", "text_mode")
+_IDENTITY = ("base", "data", "method", "method_options", "block_size", "eval_split", "seed", "text_mode",
+             "eval_data")
 
 
 class FinetuneConfig(BaseModel):
@@ -76,8 +131,9 @@ class FinetuneConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="Blocks per device per step.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Batches accumulated into one optimizer step.")
     block_size: int | None = Field(None, ge=2, description="Tokens per block (default: the context, at most 1024).")
-    eval_split: float = Field(0.1, ge=0, le=0.5, description="Fraction of blocks held out for loss and perplexity.")
-    eval_base: bool = Field(True, description="Also measure the base model on the held-out blocks.")
+    eval_split: float = Field(0.1, ge=0, le=0.5, description=(
+        "Fraction of the documents held out for loss and perplexity (ignored with eval data)."))
+    eval_base: bool = Field(True, description="Also measure the base model on the evaluation data.")
     seed: int = Field(42, ge=0, description="Seed for the held-out split, initialisation and data order.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train: cuda > mps > cpu.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -90,8 +146,9 @@ class FinetuneConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"unknown method {value!r} (known: {', '.join(sorted(METHODS))})")
+        known = methods()
+        if value not in known:
+            raise ValueError(f"unknown method {value!r} (known: {', '.join(sorted(known))})")
         return value
 
 
@@ -136,10 +193,13 @@ class FinetuneResult:
     eval_tokens: int
     seconds: float
     checkpoint_dir: Path
+    eval_dataset: str | None = None  # name of the data the perplexity claim was measured on
+    heldout_file: Path | None = None  # the held-out documents, when they came from the training data
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(out=str(self.out), checkpoint_dir=str(self.checkpoint_dir),
+                    heldout_file=str(self.heldout_file) if self.heldout_file else None,
                     manifest_digest=f"sha256:{self.manifest.digest}",
                     name=f"{self.manifest.repo_id}:{self.manifest.version}")
         del data["manifest"]
@@ -251,6 +311,7 @@ def last_checkpoint(workdir: Path, identity: dict[str, Any], *, resume: bool) ->
 def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Path | str, *,
              config: FinetuneConfig | None = None, name: str | None = None, version: str = "0.1.0",
              resume: bool = True, checkpoint_dir: Path | str | None = None,
+             eval_data: Path | str | Iterable[Path | str] | None = None,
              progress: bool = False) -> FinetuneResult:
     """Fine-tune ``base`` on ``data`` and write a package (with a ``gptstore.json``) to ``out``.
 
@@ -263,6 +324,8 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
         version: semantic version of the result.
         resume: continue from the last checkpoint of an earlier run with the same ``out``.
         checkpoint_dir: where checkpoints go (default: under ``GPTSTORE_HOME/finetune``).
+        eval_data: text or JSONL file(s) to measure the perplexity claim on, read as
+            ``gptstore eval --data`` reads them; then no documents are held out of ``data``.
         progress: show a progress bar on stderr.
 
     Raises:
@@ -272,6 +335,9 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
     """
     started = time.monotonic()
     config = config if config is not None else FinetuneConfig()
+    method = methods()[config.method]
+    if method.check is not None:  # options normalised (defaults filled in) before anything heavy
+        config = config.model_copy(update={"method_options": method.check(dict(config.method_options))})
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     if not SEMVER.match(version):
         raise UsageError(f"version {version!r} is not a semantic version", hint="e.g. 0.1.0")
@@ -279,22 +345,42 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
         parse_repo_id(name)
     out = Path(out).expanduser().absolute()
     source = resolve_base(base)
+    base_ref = library_base(source, method) if method.over_base else None
     template = source.manifest.prompt_template if source.manifest else None
     files = read_data(paths, text_mode=config.text_mode, template=template)
+    eval_files = None
+    if eval_data is not None:
+        eval_paths = [eval_data] if isinstance(eval_data, (str, Path)) else list(eval_data)
+        eval_files = read_data(eval_paths, template=template)  # as `gptstore eval --data` reads them
+        config = config.model_copy(update={"eval_split": 0.0})
     check_out(out)
     verify_base(source)
     workdir = Path(checkpoint_dir).expanduser().absolute() if checkpoint_dir else default_checkpoint_dir(out)
     identity = {"out": str(out), "base": source.digest or str(source.path.resolve()),
                 "data": [f.sha256 for f in files], "method": config.method,
                 "method_options": config.method_options, "block_size": config.block_size,
-                "eval_split": config.eval_split, "seed": config.seed, "text_mode": config.text_mode}
+                "eval_split": config.eval_split, "seed": config.seed, "text_mode": config.text_mode,
+                "eval_data": [f.sha256 for f in eval_files] if eval_files else None}
     checkpoint = last_checkpoint(workdir, identity, resume=resume)
     block_size = resolve_block_size(source.path, config.block_size)
     with _quiet_transformers():
-        return _train(source=source, files=files, out=out, config=config,
+        return _train(source=source, files=files, eval_files=eval_files, out=out, config=config,
                       name=name or default_name(source), version=version, block_size=block_size,
                       workdir=workdir, identity=identity, checkpoint=checkpoint, progress=progress,
-                      started=started)
+                      started=started, method=method, base_ref=base_ref)
+
+
+def library_base(source: BaseSource, method: Method) -> str:
+    """``namespace/name@sha256:<digest>`` of a base in the local library, for a method whose
+    package references its base by digest; refused before anything heavy for any other base."""
+    from ..library import Library
+
+    if source.digest is None or source.manifest is None or not Library().has_manifest(source.digest):
+        raise UsageError(f"method {method.name!r} packages only what it trains and references its base by "
+                         f"digest, so the base must be a model in the local library (got {source.reference})",
+                         hint="publish the base first (`gptstore package DIR ...`, `gptstore publish DIR`) "
+                              "and pass its reference as --base")
+    return f"{source.manifest.repo_id}@sha256:{source.digest}"
 
 
 def perplexity_of(loss: float | None) -> float | None:
@@ -303,9 +389,14 @@ def perplexity_of(loss: float | None) -> float | None:
 
 def draft_fields(source: BaseSource, files: list[DataFile], config: FinetuneConfig, *,
                  extra_hyper: dict[str, Any], frameworks: dict[str, str],
-                 eval_loss: float | None) -> dict[str, Any]:
-    """Manifest fields of a fine-tuned package: inherited behaviour, metrics and provenance."""
-    dataset, dataset_sha = dataset_identity(files)
+                 eval_loss: float | None, eval_files: list[DataFile] | None = None) -> dict[str, Any]:
+    """Manifest fields of a fine-tuned package: inherited behaviour, metrics and provenance.
+
+    The metrics name the evaluation data (``eval_files``: the given eval data, or the written
+    held-out file) by name and sha256, so ``gptstore eval --check`` can re-measure them.
+    """
+    dataset, _ = dataset_identity(files)
+    eval_name, eval_sha = dataset_identity(eval_files) if eval_files else (dataset, None)
     fields: dict[str, Any] = {
         "description": f"{source.reference} fine-tuned ({config.method}) on {dataset}."[:2000],
         "provenance": {
@@ -317,7 +408,7 @@ def draft_fields(source: BaseSource, files: list[DataFile], config: FinetuneConf
     }
     if eval_loss is not None:
         fields["metrics"] = [
-            {"name": metric, "value": value, "dataset": dataset, "dataset_sha256": dataset_sha,
+            {"name": metric, "value": value, "dataset": eval_name, "dataset_sha256": eval_sha,
              "split": "held-out"}
             for metric, value in (("loss", eval_loss), ("perplexity", perplexity_of(eval_loss)))]
     if source.manifest is not None:
@@ -326,6 +417,34 @@ def draft_fields(source: BaseSource, files: list[DataFile], config: FinetuneConf
                       prompt_template=base.prompt_template,
                       generation=base.generation.model_dump(exclude_none=True))
     return fields
+
+
+# -- the held-out documents and the perplexity claim --------------------------------------------
+
+def pack_training(files: list[DataFile], tokenizer: Any, *, block_size: int, held_out: int = 0) -> Blocks:
+    """The training documents, each followed by EOS, cut into blocks of ``block_size`` tokens."""
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for data in files:
+        if not data.documents:
+            continue
+        for ids in tokenizer(list(data.documents), add_special_tokens=False, verbose=False)["input_ids"]:
+            stream.extend(ids)
+            if eos is not None:
+                stream.append(eos)
+    blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
+    if not blocks:
+        raise UsageError(f"after holding out {held_out} document(s) the training data have {len(stream)} tokens, "
+                         f"fewer than one block ({block_size})",
+                         hint="give more text, a smaller --block-size, or a smaller --eval-split")
+    return Blocks(train=blocks, eval=[], block_size=block_size)
+
+
+def _measure(model: Any, tokenizer: Any, documents: list[str]) -> Any:
+    """Loss and perplexity as ``gptstore eval`` measures them (the model's whole context)."""
+    from .evaluate import evaluate
+
+    return evaluate(model, tokenizer, documents)
 
 
 def install(tmp: Path, out: Path) -> None:
@@ -440,9 +559,11 @@ def _trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConfig, 
     return trainer
 
 
-def _train(*, source: BaseSource, files: list[DataFile], out: Path, config: FinetuneConfig, name: str,
+def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFile] | None, out: Path,
+           config: FinetuneConfig, name: str,
            version: str, block_size: int, workdir: Path, identity: dict[str, Any],
-           checkpoint: Path | None, progress: bool, started: float) -> FinetuneResult:
+           checkpoint: Path | None, progress: bool, started: float, method: Method | None = None,
+           base_ref: str | None = None) -> FinetuneResult:
     import torch
     from filelock import FileLock, Timeout
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -453,10 +574,13 @@ def _train(*, source: BaseSource, files: list[DataFile], out: Path, config: Fine
     device = _device(config.device, torch)
     precision = _precision(config.precision, device, torch)
     tokenizer = AutoTokenizer.from_pretrained(source.path)
-    blocks = pack(files, tokenizer, block_size=block_size, eval_split=config.eval_split, seed=config.seed)
+    tokenize(files, tokenizer, block_size=block_size)  # every file fills a block, or the error names it
+    train_files, heldout = split_documents(files, config.eval_split, config.seed)
+    blocks = pack_training(train_files, tokenizer, block_size=block_size, held_out=len(heldout))
     stored_dtype = getattr(torch, count_parameters(weight_files(source.path))[1], None)
     model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, use_safetensors=True)
-    model = METHODS[config.method](model, dict(config.method_options))
+    method = method or methods()[config.method]
+    model = method.prepare(model, dict(config.method_options))
 
     workdir.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(workdir.with_name(workdir.name + ".lock")), timeout=0)
@@ -468,28 +592,38 @@ def _train(*, source: BaseSource, files: list[DataFile], out: Path, config: Fine
         base_loss = read_run_record(workdir).get("base_eval_loss") if checkpoint else None
         if checkpoint is None:
             shutil.rmtree(workdir, ignore_errors=True)
+        heldout_file = None
+        if heldout:  # written before training, so an interrupted run leaves it for the resume
+            heldout_file = write_heldout(workdir, dataset_identity(files)[0], heldout)
+            eval_files = read_data([heldout_file])
         trainer = _trainer(model, blocks, workdir, config, device, precision, progress)
-        if blocks.eval and config.eval_base and base_loss is None:
-            base_loss = trainer.evaluate()["eval_loss"]
+        eval_docs = [d for f in eval_files or [] for d in f.documents]
+        if eval_docs and config.eval_base and base_loss is None:
+            base_loss = _measure(trainer.model, tokenizer, eval_docs).loss
         atomic_write(workdir / "run.json", json.dumps({"identity": identity, "base_eval_loss": base_loss}).encode())
         start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         global_step = trainer.state.global_step
-        eval_loss = trainer.evaluate()["eval_loss"] if blocks.eval else None
         trained = trainer.model
         if stored_dtype in (torch.bfloat16, torch.float16):  # keep the base's storage dtype
             trained = trained.to(stored_dtype)
+        evaluation = _measure(trained, tokenizer, eval_docs) if eval_docs else None  # the weights we save
+        eval_loss = evaluation.loss if evaluation else None
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            trained.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            if method.save is not None:
+                method.save(model=trained, tokenizer=tokenizer, out_dir=tmp,
+                            base=source.reference if source.manifest is not None else None)
+            else:
+                trained.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
             extra = {"block_size": block_size, "precision": precision, "device": device,
                      "global_step": global_step, "train_tokens": blocks.train_tokens,
-                     "eval_tokens": blocks.eval_tokens}
+                     "eval_tokens": evaluation.tokens if evaluation else 0}
             fields = draft_fields(source, files, config, extra_hyper=extra, frameworks=_frameworks(),
-                                  eval_loss=eval_loss)
-            manifest = package(tmp, name=name, version=version, **fields)
+                                  eval_loss=eval_loss, eval_files=eval_files)
+            manifest = package(tmp, name=name, version=version, adapter=method.adapter, base=base_ref, **fields)
             install(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -502,5 +636,6 @@ def _train(*, source: BaseSource, files: list[DataFile], out: Path, config: Fine
         steps_run=steps_run, resumed_from_step=start_step if checkpoint else None,
         train_loss=output.training_loss if steps_run else None, eval_loss=eval_loss,
         perplexity=perplexity_of(eval_loss), base_eval_loss=base_loss, base_perplexity=perplexity_of(base_loss),
-        train_tokens=blocks.train_tokens, eval_tokens=blocks.eval_tokens,
-        seconds=round(time.monotonic() - started, 2), checkpoint_dir=workdir)
+        train_tokens=blocks.train_tokens, eval_tokens=evaluation.tokens if evaluation else 0,
+        seconds=round(time.monotonic() - started, 2), checkpoint_dir=workdir,
+        eval_dataset=dataset_identity(eval_files)[0] if eval_files else None, heldout_file=heldout_file)

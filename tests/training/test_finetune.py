@@ -90,7 +90,15 @@ def test_manifest_records_provenance_and_metrics(topic_run, topic_corpus):
     metrics = {m.name: m for m in manifest.metrics}
     assert metrics["loss"].value == pytest.approx(topic_run.result.eval_loss)
     assert metrics["perplexity"].value == pytest.approx(math.exp(metrics["loss"].value))
-    assert {(m.dataset, m.dataset_sha256, m.split) for m in manifest.metrics} == {("topic.txt", sha, "held-out")}
+    # the claim names the held-out documents, written beside the checkpoints, by file sha256
+    heldout = topic_run.result.heldout_file
+    assert heldout.name == "topic.txt.held-out.jsonl" and heldout.parent == topic_run.result.checkpoint_dir
+    heldout_sha = hashlib.sha256(heldout.read_bytes()).hexdigest()
+    assert {(m.dataset, m.dataset_sha256, m.split) for m in manifest.metrics} == {
+        (heldout.name, heldout_sha, "held-out")}
+    held_docs = [json.loads(line)["text"] for line in heldout.read_text().splitlines()]
+    paragraphs = [d.strip() for d in topic_corpus.train.read_text().split("\n\n") if d.strip()]
+    assert set(held_docs) <= set(paragraphs) and len(held_docs) == round(0.1 * len(paragraphs))
     # behaviour and licence are inherited from the base
     assert manifest.license == "mit" and manifest.prompt_template == "Q: {prompt}\nA:"
 
@@ -235,8 +243,8 @@ def test_bad_base_and_options(topic_corpus, tmp_path):
     (weightless / "config.json").write_text(json.dumps({"n_positions": 128}))
     (weightless / "pytorch_model.bin").write_bytes(b"pickle")
     _fails(PackageError, "has no safetensors weights", weightless, [topic_corpus.train], tmp_path / "out")
-    with pytest.raises(UsageError, match="method: unknown method 'lora' \\(known: full\\)"):
-        make_config(method="lora")
+    with pytest.raises(UsageError, match="method: unknown method 'nope' \\(known: full"):  # plugins add more
+        make_config(method="nope")
     with pytest.raises(UsageError, match="learning_rate"):
         make_config(learning_rate=-1)
     with pytest.raises(ValueError):

@@ -1,0 +1,40 @@
+"""gptstore-peft: LoRA adapters as gptstore packages.
+
+- package format (adapter) ``peft``: a directory with ``adapter_config.json`` and
+  ``adapter_model.safetensors``; its manifest references the base model by reference and
+  manifest digest (``format.base``), so only the adapter is stored, signed and uploaded;
+- engines ``peft`` (the adapter applied on top of the base, exactly what peft computes) and
+  ``peft-merged`` (the adapter merged into the base weights at load: plain-model speed);
+- training method ``lora`` for ``gptstore finetune --method lora``.
+
+Importing this module is cheap (the CLI imports it at every start): torch, transformers and peft
+are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from gptstore.hookspecs import hookimpl
+
+from .adapter import PeftAdapter
+from .engine import PeftEngine
+
+__version__ = "0.1.0"
+__all__ = ["PeftAdapter", "PeftEngine", "__version__"]
+
+
+@hookimpl
+def register_adapters(register):
+    register(PeftAdapter())
+
+
+@hookimpl
+def register_engines(register):
+    register(PeftEngine())  # first: the default for peft packages
+    register(PeftEngine(merge=True))
+
+
+@hookimpl
+def register_finetune_methods(register):
+    from . import lora
+
+    register("lora", lora.prepare, check=lora.check, save=lora.save, adapter=PeftAdapter.name, over_base=True)

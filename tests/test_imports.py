@@ -22,6 +22,15 @@ def test_light_imports(code):
     assert last == "", f"heavy modules imported: {last}"
 
 
+def test_top_level_help_does_not_even_import_pydantic():
+    """Every CLI start registers the built-in and installed plugins: their modules must be tiny."""
+    script = ("import sys; sys.argv=['gptstore', '--help']\nfrom gptstore.cli.main import main\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print('RESULT', ','.join(m for m in ('pydantic', 'filelock', *" + repr(HEAVY) + ") if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "RESULT", result.stdout.splitlines()[-1]
+
+
 def test_every_command_help_is_light():
     from gptstore.cli.main import COMMANDS
 

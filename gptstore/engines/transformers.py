@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 from ..errors import PackageError, UsageError
 from ..hookspecs import hookimpl
 from .base import PieceEmitter, check_device, check_dtype, cut_at_stop
-from .completion import Completion, TextStream, Timings, Usage
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
+    from .completion import Completion, TextStream, Usage
     from .params import GenerationParams
 
 _DONE = object()
@@ -237,6 +237,8 @@ class TransformersRunner:
     def _completion(self, ids: list[int], prompt_tokens: int, params: GenerationParams,
                     first_token_s: float | None, total_s: float) -> Completion:
         """Text, finish reason and usage of one sequence of generated ids (padding included)."""
+        from .completion import Completion, Timings, Usage
+
         end = next((i for i, token in enumerate(ids) if token in self.end_ids), None)
         body = ids if end is None else ids[:end]
         text, stopped = cut_at_stop(self.decode(body), params.stop or [])
@@ -267,6 +269,8 @@ class TransformersRunner:
                 for row, n in zip(rows, batch.lengths)]
 
     def stream(self, prompt: str, params: GenerationParams) -> TextStream:
+        from .completion import TextStream, Usage
+
         start = perf_counter()
         batch = self._prepare([prompt], params)
         usage = Usage(prompt_tokens=batch.lengths[0])

@@ -13,22 +13,41 @@ are imported inside the functions that need them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from gptstore.hookspecs import hookimpl
 
-from .adapter import PeftAdapter
-from .engine import PeftEngine
+if TYPE_CHECKING:
+    from .adapter import PeftAdapter
+    from .engine import PeftEngine
 
 __version__ = "0.1.0"
 __all__ = ["PeftAdapter", "PeftEngine", "__version__"]
 
 
+def __getattr__(name: str) -> Any:  # the classes load on first use, not at CLI start
+    if name == "PeftAdapter":
+        from .adapter import PeftAdapter
+
+        return PeftAdapter
+    if name == "PeftEngine":
+        from .engine import PeftEngine
+
+        return PeftEngine
+    raise AttributeError(f"module 'gptstore_peft' has no attribute {name!r}")
+
+
 @hookimpl
 def register_adapters(register):
+    from .adapter import PeftAdapter
+
     register(PeftAdapter())
 
 
 @hookimpl
 def register_engines(register):
+    from .engine import PeftEngine
+
     register(PeftEngine())  # first: the default for peft packages
     register(PeftEngine(merge=True))
 
@@ -36,5 +55,6 @@ def register_engines(register):
 @hookimpl
 def register_finetune_methods(register):
     from . import lora
+    from .adapter import PeftAdapter
 
     register("lora", lora.prepare, check=lora.check, save=lora.save, adapter=PeftAdapter.name, over_base=True)

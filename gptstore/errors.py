@@ -167,7 +167,7 @@ class PluginError(GPTStoreError):
         self.error = error
         super().__init__(
             f"plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}",
-            hint=f"update or uninstall it, or skip plugins with GPTSTORE_LOAD_PLUGINS=''",
+            hint="update or uninstall it, or skip plugins with GPTSTORE_LOAD_PLUGINS=''",
         )
 
 

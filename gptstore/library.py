@@ -32,7 +32,7 @@ from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
 from .refs import DEFAULT_TAG, Reference, parse as parse_ref
-from .verify import CheckResult, IntegrityReport, StampCache, check_integrity, check_safety, _config_of
+from .verify import IntegrityReport, StampCache, _config_of, check_integrity, check_safety
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,9 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
 
     from ..model import load
 
-    _quiet_transformers()
-    with load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
+    from ..hfutil import quiet_transformers
+
+    with quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
               allow_unsafe=allow_unsafe) as model:
         if as_json:
             completion = model.generate(prompt, params, raw=raw)
@@ -96,13 +97,3 @@ def _output_filtered() -> bool:
 
     plugins.load_plugins()
     return bool(plugins.pm.hook.after_generate.get_hookimpls())
-
-
-def _quiet_transformers() -> None:
-    """No progress bars or advice from transformers on a terminal that shows generated text."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # another engine, without transformers
-        return
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()

@@ -19,7 +19,7 @@ from .base import Located, SearchHit, Sort, Store
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
     from ..library import LocalModel
-    from ..manifest import FileEntry, Manifest
+    from ..manifest import FileEntry
     from ..refs import Reference
 
 HF_ENDPOINT = "https://huggingface.co"

@@ -27,12 +27,12 @@ import json
 import math
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..errors import GPTStoreError, InvalidReference, UsageError
+from ..hfutil import quiet_transformers
 
 if TYPE_CHECKING:
     from ..manifest import Manifest, Metric
@@ -370,7 +370,7 @@ def evaluate_model(target: str | Path, data: Path | str | Iterable[Path | str], 
     claim = _claim_for(manifest, name, dataset, sha256) if check else None
     documents = [d for f in files for d in f.documents]
     start = time.perf_counter()
-    with _quiet_loading():
+    with quiet_transformers():
         if local is not None:
             from ..model import load
 
@@ -395,25 +395,6 @@ def evaluate_model(target: str | Path, data: Path | str | Iterable[Path | str], 
         report.claim = ClaimCheck(claimed=claim.value, measured=report.perplexity, tolerance=tolerance,
                                   dataset=claim.dataset)
     return report
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No loading bars or advice from transformers while a model loads (restored after)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # another engine, without transformers
-        yield
-        return
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _load_directory(path: Path, manifest: Manifest | None, device: str) -> Any:

@@ -40,12 +40,10 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -54,6 +52,8 @@ from ..errors import ConflictError, GPTStoreError, InvalidReference, PackageErro
 from ..fsutil import atomic_write, package_files
 from ..manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load as load_manifest
 from ..refs import SEMVER, parse as parse_ref, parse_repo_id
+from ..hfutil import quiet_transformers
+from . import trainer as hf_trainer
 from .data import Blocks, DataFile, dataset_identity, read_data, resolve_block_size, tokenize
 from .evaluate import split_documents, write_heldout
 
@@ -363,7 +363,7 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
                 "eval_data": [f.sha256 for f in eval_files] if eval_files else None}
     checkpoint = last_checkpoint(workdir, identity, resume=resume)
     block_size = resolve_block_size(source.path, config.block_size)
-    with _quiet_transformers():
+    with quiet_transformers():
         return _train(source=source, files=files, eval_files=eval_files, out=out, config=config,
                       name=name or default_name(source), version=version, block_size=block_size,
                       workdir=workdir, identity=identity, checkpoint=checkpoint, progress=progress,
@@ -464,101 +464,6 @@ def read_run_record(workdir: Path) -> dict[str, Any]:
         return {}
 
 
-def _device(requested: str, torch: Any) -> str:
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if requested == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
-        raise UsageError(f"device {requested} was asked for but is not available", hint="use --device cpu or auto")
-    return requested
-
-
-def _precision(requested: str, device: str, torch: Any) -> str:
-    if requested == "auto":
-        return "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if requested == "fp16" and device != "cuda":
-        raise UsageError("fp16 training needs a CUDA device", hint="use --precision bf16 or fp32")
-    return requested
-
-
-def _frameworks() -> dict[str, str]:
-    import platform
-    from importlib.metadata import version
-
-    from .. import __version__
-
-    libraries = ("torch", "transformers", "accelerate", "tokenizers", "safetensors")  # all needed to train
-    return {"gptstore": __version__, "python": platform.python_version()} | {d: version(d) for d in libraries}
-
-
-def _progress_callback() -> Any:
-    from tqdm import tqdm
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        """One bar on stderr: steps, and the last logged training loss."""
-
-        bar: Any = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="fine-tuning",
-                            unit="step", file=sys.stderr, dynamic_ncols=True)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.bar is not None and logs and "loss" in logs:
-                self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.bar.close()
-
-    return Progress()
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Keep transformers' own warnings and bars off the terminal for the run (restored after)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConfig, device: str,
-             precision: str, progress: bool) -> Any:
-    from transformers import Trainer, TrainingArguments, default_data_collator
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    args = TrainingArguments(
-        output_dir=str(workdir), per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup, weight_decay=config.weight_decay,
-        logging_strategy="steps", logging_steps=config.logging_steps, save_strategy="steps",
-        save_steps=config.save_steps, save_total_limit=1, eval_strategy="no", report_to="none",
-        disable_tqdm=True, seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu",
-        bf16=precision == "bf16", fp16=precision == "fp16", dataloader_num_workers=0,
-        remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, data_collator=default_data_collator,
-                      train_dataset=blocks.examples("train"), eval_dataset=blocks.examples("eval") or None)
-    trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout
-    trainer.remove_callback(ProgressCallback)
-    if progress:
-        trainer.add_callback(_progress_callback())
-    return trainer
-
-
 def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFile] | None, out: Path,
            config: FinetuneConfig, name: str,
            version: str, block_size: int, workdir: Path, identity: dict[str, Any],
@@ -571,8 +476,8 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
     from ..adapters.transformers import count_parameters, weight_files
     from ..packaging import package
 
-    device = _device(config.device, torch)
-    precision = _precision(config.precision, device, torch)
+    device = hf_trainer.device_for(config.device, torch)
+    precision = hf_trainer.precision_for(config.precision, device, torch)
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     tokenize(files, tokenizer, block_size=block_size)  # every file fills a block, or the error names it
     train_files, heldout = split_documents(files, config.eval_split, config.seed)
@@ -596,7 +501,7 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
         if heldout:  # written before training, so an interrupted run leaves it for the resume
             heldout_file = write_heldout(workdir, dataset_identity(files)[0], heldout)
             eval_files = read_data([heldout_file])
-        trainer = _trainer(model, blocks, workdir, config, device, precision, progress)
+        trainer = hf_trainer.make_trainer(model, blocks, workdir, config, device, precision, progress)
         eval_docs = [d for f in eval_files or [] for d in f.documents]
         if eval_docs and config.eval_base and base_loss is None:
             base_loss = _measure(trainer.model, tokenizer, eval_docs).loss
@@ -621,7 +526,7 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
             extra = {"block_size": block_size, "precision": precision, "device": device,
                      "global_step": global_step, "train_tokens": blocks.train_tokens,
                      "eval_tokens": evaluation.tokens if evaluation else 0}
-            fields = draft_fields(source, files, config, extra_hyper=extra, frameworks=_frameworks(),
+            fields = draft_fields(source, files, config, extra_hyper=extra, frameworks=hf_trainer.frameworks(),
                                   eval_loss=eval_loss, eval_files=eval_files)
             manifest = package(tmp, name=name, version=version, adapter=method.adapter, base=base_ref, **fields)
             install(tmp, out)

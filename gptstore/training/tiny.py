@@ -59,13 +59,19 @@ def build_tiny_gpt(out_dir: Path | str, *, texts: list[str] | None = None, vocab
     With ``train_steps`` > 0 the model is trained that many steps on ``texts`` (cross-entropy LM
     loss, AdamW), enough for it to produce recognisable words.
     """
+    from ..hfutil import quiet_transformers
+
+    with quiet_transformers():
+        return _build(Path(out_dir), texts=texts, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                      n_embd=n_embd, context_length=context_length, seed=seed, train_steps=train_steps,
+                      batch_size=batch_size, learning_rate=learning_rate)
+
+
+def _build(out: Path, *, texts, vocab_size, n_layer, n_head, n_embd, context_length, seed, train_steps,
+           batch_size, learning_rate) -> Path:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = texts if texts is not None else stdlib_docstrings()
     tokenizer = train_tokenizer(texts, out, vocab_size=vocab_size, context_length=context_length)

@@ -87,6 +87,10 @@ def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
                     "reused_files": r.reused_files} for r in results])
         return
     for r in results:
+        if r.base is not None:
+            b = r.base
+            click.echo(f"Pulled base {b.model.name} (sha256:{short(b.model.digest)}): {b.fetched_files} files, "
+                       f"{human_size(b.fetched_bytes)} fetched; verified")
         click.echo(f"Pulled {r.model.name} (sha256:{short(r.model.digest)}): {r.fetched_files} files, "
                    f"{human_size(r.fetched_bytes)} fetched, {r.reused_files} already here; verified")
 

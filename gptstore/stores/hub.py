@@ -119,7 +119,8 @@ class HubStore(Store):
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
         try:
-            local = self.api.hf_hub_download(repo_id, path, revision=revision)
+            local = self.api.hf_hub_download(repo_id, path, revision=revision,
+                                             cache_dir=str(config.home() / "hub-cache"))
         except RemoteEntryNotFoundError:
             return None
         with open(local, "rb") as handle:

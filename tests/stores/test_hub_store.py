@@ -249,3 +249,28 @@ def test_unknown_model_and_unreachable_store(store_server, run_cli):
     assert missing.exit_code == 1 and "not found" in missing.output
     down = run_cli("show", "alice/x", "--store", "http://127.0.0.1:9")
     assert down.exit_code == 1 and "cannot reach http://127.0.0.1:9" in down.output
+
+
+def test_push_uploads_only_what_the_store_lacks(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
+    """A second model sharing a large file with one already on the store sends none of its bytes."""
+    from huggingface_hub import _commit_api
+
+    uploads: list[str] = []
+    original = _commit_api.lfs_upload
+
+    def counting(*, operation, **kwargs):
+        uploads.append(operation.path_in_repo)
+        return original(operation=operation, **kwargs)
+
+    monkeypatch.setattr(_commit_api, "lfs_upload", counting)
+    shared = os.urandom(400 * 1024)  # above the test server's LFS threshold (256 KiB)
+    first = publish(tiny_gpt_dir, tmp_path, "alice/dedup-a", extra={"shared.dat": shared})
+    second = publish(tiny_gpt_dir, tmp_path, "alice/dedup-b", extra={"shared.dat": shared})
+    store = get_store(store_server.url)
+    store.push(first)
+    assert "shared.dat" in uploads
+    uploads.clear()
+    store.push(second)
+    assert "shared.dat" not in uploads
+    consumer_home(tmp_path, monkeypatch)
+    assert pull("alice/dedup-b", store=store_server.url).model.manifest.file("shared.dat").size == len(shared)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock
+
 from .errors import ConflictError
 from .library import Library, LocalModel
 from .manifest import SIGNATURE_FILE, FileEntry
@@ -76,18 +78,28 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
     missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
     missing = list({f.sha256: f for f in missing}.values())
 
-    def one(entry: FileEntry) -> tuple[int, int]:
-        with library.blobs.writer(expected_sha256=entry.sha256, expected_size=entry.size,
-                                  resume_name=f"pull-{entry.sha256}") as writer:
-            resumed = writer.size
-            source.fetch(located, entry, writer)
-            writer.commit(label=f"{manifest.repo_id}:{manifest.version} {entry.path}")
+    def one(entry: FileEntry) -> tuple[int, int, bool]:
+        library.blobs.tmp.mkdir(parents=True, exist_ok=True)
+        # one downloader per blob across processes: a second pull waits, then finds the blob in.
+        # The lock file goes once the blob exists (anyone holding or taking it then returns early).
+        lock_path = library.blobs.tmp / f"pull-{entry.sha256}.lock"
+        with FileLock(str(lock_path)):
+            if library.blobs.has(entry.sha256):
+                lock_path.unlink(missing_ok=True)
+                return 0, 0, False  # another pull brought it meanwhile
+            with library.blobs.writer(expected_sha256=entry.sha256, expected_size=entry.size,
+                                      resume_name=f"pull-{entry.sha256}") as writer:
+                resumed = writer.size
+                source.fetch(located, entry, writer)
+                writer.commit(label=f"{manifest.repo_id}:{manifest.version} {entry.path}")
+            lock_path.unlink(missing_ok=True)
         if progress:
             progress(entry.path, entry.size)
-        return entry.size - resumed, resumed
+        return entry.size - resumed, resumed, True
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
         counts = list(pool.map(one, missing))
     model = library.add(manifest, signature=located.signature, tags=tags)
-    return PullResult(model, located, len(missing), sum(c[0] for c in counts), len(manifest.files) - len(missing),
+    fetched = sum(1 for c in counts if c[2])
+    return PullResult(model, located, fetched, sum(c[0] for c in counts), len(manifest.files) - fetched,
                       sum(c[1] for c in counts), base=base_result)

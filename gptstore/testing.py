@@ -1,8 +1,9 @@
 """gptstore's pytest plugin (entry point ``pytest11``): fixtures for gptstore and its plugins.
 
-Every test gets an isolated ``GPTSTORE_HOME`` and Hugging Face cache under ``tmp_path``. Fixtures:
+Every test gets an isolated ``GPTSTORE_HOME`` under ``tmp_path``. Fixtures:
 
-- ``gptstore_home`` — the isolated home (a :class:`pathlib.Path`);
+- ``gptstore_home`` — the isolated home (a :class:`pathlib.Path`; autouse);
+- ``hf_home`` — an isolated Hugging Face home and cache (opt in);
 - ``tiny_gpt_dir`` — a tiny GPT-2-shaped model directory, built once per test run (read-only);
 - ``tiny_gpt`` — a fresh, writable copy of it for one test;
 - ``register_plugin`` — ``register_plugin(obj, name=None)`` registers a throw-away plugin for
@@ -48,14 +49,25 @@ def tree_state(root: Path) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def gptstore_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated ``GPTSTORE_HOME`` for every test (only ``GPTSTORE_*`` variables are touched, so
+    the test suites of other projects in the same environment are not affected)."""
     home = tmp_path / "gptstore-home"
     monkeypatch.setenv("GPTSTORE_HOME", str(home))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("GPTSTORE_STORE", raising=False)
     monkeypatch.delenv("GPTSTORE_TOKEN", raising=False)
     monkeypatch.delenv("GPTSTORE_DEBUG", raising=False)
+    return home
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated Hugging Face home and cache, no telemetry. Opt in (e.g. autouse in your
+    conftest) when tests use huggingface_hub directly; note that huggingface_hub reads
+    ``HF_HUB_CACHE`` once, at import, so subprocesses see the new one and this process may not."""
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     return home
 
 

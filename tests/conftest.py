@@ -15,6 +15,12 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.fixture(autouse=True)
+def _isolated_hf_home(hf_home):
+    """Our tests talk to real Hub-compatible servers: keep the Hugging Face cache per test."""
+    return hf_home
+
+
 def pytest_collection_modifyitems(config, items):
     if any("gpu" in item.keywords for item in items) and not _cuda_available():
         skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -60,7 +60,7 @@ def read(path: Path | str) -> LockFile:
         raise UsageError(f"{path} is not a valid gptstore lock file ({first})") from None
 
 
-def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: bool = False):
+def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: bool = False, progress=None):
     """Pull every locked model at its locked revision; a different digest fails."""
     from .pull import pull
 
@@ -69,5 +69,5 @@ def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: b
         ref = parse_ref(item.reference)
         pinned = parse_ref(f"{ref.repo_id}:{ref.tag}@{item.digest}")
         results.append(pull(pinned, store=item.store, revision=item.revision, token=token,
-                            allow_unsafe=allow_unsafe))
+                            allow_unsafe=allow_unsafe, progress=progress))
     return results

@@ -12,6 +12,7 @@ store first (verified the same way), unless the library already has that digest.
 from __future__ import annotations
 
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Callable
 
 from filelock import FileLock
 
+from .blobs import BlobWriter
 from .errors import ConflictError
 from .library import Library, LocalModel
 from .manifest import SIGNATURE_FILE, FileEntry
@@ -37,6 +39,25 @@ class PullResult:
     base: PullResult | None = None  # the base model pulled first for an adapter package, if needed
 
 
+class _Counting:
+    """A BlobWriter that reports every write (for a progress bar)."""
+
+    def __init__(self, writer: BlobWriter, advance: Callable[[int], None]) -> None:
+        self._writer = writer
+        self._advance = advance
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._writer.write(data)
+        self._advance(len(data))
+
+    def restart(self) -> None:
+        self._advance(-self._writer.size)
+        self._writer.restart()
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
 def _check_before_download(located: Located, *, allow_unsafe: bool) -> None:
     """Safety and authenticity only need the manifest and signature: check them first."""
     from .signing import authenticity
@@ -53,8 +74,11 @@ def _check_before_download(located: Located, *, allow_unsafe: bool) -> None:
 
 def pull(reference: str | Reference, *, store: str | Store | None = None, library: Library | None = None,
          allow_unsafe: bool = False, revision: str | None = None, token: str | None = None,
-         workers: int = 4, progress: Callable[[str, int], None] | None = None) -> PullResult:
-    """Bring a model into the library. ``revision`` pins the store's revision (lock files)."""
+         workers: int = 4, progress: Callable[[int, int], None] | None = None) -> PullResult:
+    """Bring a model into the library. ``revision`` pins the store's revision (lock files).
+
+    ``progress(done, total)`` is called with the bytes fetched so far (from any download thread).
+    """
     ref = parse_ref(reference) if isinstance(reference, str) else reference
     library = library or Library()
     source = store if isinstance(store, Store) else get_store(store, token=token)
@@ -78,6 +102,15 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
     missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
     missing = list({f.sha256: f for f in missing}.values())
 
+    total = sum(f.size for f in missing)
+    done = [0]
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            done[0] += n
+            progress(done[0], total)
+
     def one(entry: FileEntry) -> tuple[int, int, bool]:
         library.blobs.tmp.mkdir(parents=True, exist_ok=True)
         # one downloader per blob across processes: a second pull waits, then finds the blob in.
@@ -90,11 +123,11 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
             with library.blobs.writer(expected_sha256=entry.sha256, expected_size=entry.size,
                                       resume_name=f"pull-{entry.sha256}") as writer:
                 resumed = writer.size
-                source.fetch(located, entry, writer)
+                if progress and resumed:
+                    advance(resumed)
+                source.fetch(located, entry, _Counting(writer, advance) if progress else writer)
                 writer.commit(label=f"{manifest.repo_id}:{manifest.version} {entry.path}")
             lock_path.unlink(missing_ok=True)
-        if progress:
-            progress(entry.path, entry.size)
         return entry.size - resumed, resumed, True
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:

@@ -77,10 +77,12 @@ def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
 
     if bool(references) == bool(lock_path):
         raise UsageError("give REFERENCE(s) or --lock FILE", hint="e.g. gptstore pull acme/poet --store URL")
+    show = None if as_json else _progress_bar()
     if lock_path:
-        results = pull_locked(read(lock_path), token=token, allow_unsafe=allow_unsafe)
+        results = pull_locked(read(lock_path), token=token, allow_unsafe=allow_unsafe, progress=show)
     else:
-        results = [pull_one(ref, store=store_url, token=token, allow_unsafe=allow_unsafe) for ref in references]
+        results = [pull_one(ref, store=store_url, token=token, allow_unsafe=allow_unsafe, progress=show)
+                   for ref in references]
     if as_json:
         echo_json([{"reference": r.model.name, "digest": f"sha256:{r.model.digest}",
                     "fetched_files": r.fetched_files, "fetched_bytes": r.fetched_bytes,
@@ -93,6 +95,26 @@ def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
                        f"{human_size(b.fetched_bytes)} fetched; verified")
         click.echo(f"Pulled {r.model.name} (sha256:{short(r.model.digest)}): {r.fetched_files} files, "
                    f"{human_size(r.fetched_bytes)} fetched, {r.reused_files} already here; verified")
+
+
+def _progress_bar():
+    """One progress line on stderr for all the files a pull fetches (only on a terminal)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    shown = {"percent": -1}
+
+    def show(done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if percent == shown["percent"]:
+            return
+        shown["percent"] = percent
+        click.echo(f"\r  {human_size(done)} / {human_size(total)} ({percent}%)", err=True,
+                   nl=done >= total)
+
+    return show
 
 
 @click.command()

@@ -59,6 +59,18 @@ class _Sink:
         return self.writer.size
 
 
+def _silent_bar() -> type:
+    """A progress bar class that shows nothing: pull shows one bar for all files itself."""
+    from tqdm import tqdm
+
+    class Silent(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Silent
+
+
 class HubStore(Store):
     def __init__(self, url: str, *, token: str | None = None) -> None:
         from huggingface_hub import HfApi, constants
@@ -206,7 +218,7 @@ class HubStore(Store):
         headers = build_hf_headers(token=self.token or False)
         try:
             http_get(url, _Sink(writer), resume_size=writer.size, headers=headers,
-                     expected_size=entry.size, displayed_filename=entry.path)
+                     expected_size=entry.size, displayed_filename=entry.path, tqdm_class=_silent_bar())
         except OSError as exc:
             if "Consistency check failed" in str(exc):
                 return  # the size check of BlobWriter.commit names the file

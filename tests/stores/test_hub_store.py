@@ -293,3 +293,13 @@ def test_concurrent_pulls_of_one_model_agree(store_server, tiny_gpt_dir, tmp_pat
     assert sum(int(out.split()[-1]) for out in outputs) == model.manifest.total_size  # each blob fetched once
     assert Library().check(Library().get("alice/twice"), full=True).ok
     assert not list(Library().blobs.tmp.glob("pull-*"))
+
+
+def test_pull_reports_progress_in_bytes(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
+    model = publish(tiny_gpt_dir, tmp_path, "alice/progress", extra={"big.dat": os.urandom(2 * 1024 * 1024)})
+    get_store(store_server.url).push(model)
+    consumer_home(tmp_path, monkeypatch)
+    seen: list[tuple[int, int]] = []
+    pull("alice/progress", store=store_server.url, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (model.manifest.total_size, model.manifest.total_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

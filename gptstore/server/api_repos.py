@@ -150,8 +150,7 @@ async def delete_repo(call: Call) -> Response:
 
 async def repo_settings(call: Call) -> Response:
     body = await read_model(call.request, RepoSettings)
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
-                                                                         call.params["name"]))
+    repo, _ = call.writable_repo()
     if body.gated not in (None, False):
         raise bad_request("gated repos are not supported by this store")
     private = body.visibility == "private" if body.visibility else body.private

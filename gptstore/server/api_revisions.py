@@ -10,7 +10,6 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from .auth import require_repo_write
 from .catalog import MAIN, Commit
 from .context import Call
 from .http import (bad_request, conflict, entry_not_found, forbidden, json_response, next_link, read_body,
@@ -162,8 +161,7 @@ async def commits(call: Call) -> Response:
 # -- tags and branches ---------------------------------------------------------------------
 async def create_tag(call: Call) -> Response:
     body = await read_model(call.request, NewTag)
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
-                                                                         call.params["name"]))
+    repo, _ = call.writable_repo()
     name = check_ref_name(body.tag, "tag")
     target = call.revision(repo)
     if not call.state.catalog.add_ref(repo, "tag", name, target):
@@ -172,8 +170,7 @@ async def create_tag(call: Call) -> Response:
 
 
 async def delete_tag(call: Call) -> Response:
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
-                                                                         call.params["name"]))
+    repo, _ = call.writable_repo()
     if not call.state.catalog.delete_ref(repo, "tag", call.params["revision"]):
         raise revision_not_found(call.params["revision"])
     return json_response({"deleted": call.params["revision"]})
@@ -181,8 +178,7 @@ async def delete_tag(call: Call) -> Response:
 
 async def create_branch(call: Call) -> Response:
     body = await read_model(call.request, NewBranch)
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
-                                                                         call.params["name"]))
+    repo, _ = call.writable_repo()
     name = check_ref_name(call.params["revision"], "branch")
     target = call.revision(repo, body.startingPoint or MAIN)
     if not call.state.catalog.add_ref(repo, "branch", name, target):
@@ -191,8 +187,7 @@ async def create_branch(call: Call) -> Response:
 
 
 async def delete_branch(call: Call) -> Response:
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"],
-                                                                         call.params["name"]))
+    repo, _ = call.writable_repo()
     name = call.params["revision"]
     if name == MAIN:
         raise forbidden("the main branch cannot be deleted")

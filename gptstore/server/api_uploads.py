@@ -18,7 +18,6 @@ from starlette.responses import Response
 
 from ..blobs import BlobWriter
 from ..errors import DigestMismatch
-from .auth import require_read, require_repo_write
 from .commits import CommitParser, check_path, lines
 from .context import Call
 from .http import HubError, bad_request, body_chunks, entry_not_found, json_response, read_model, revision_not_found
@@ -63,14 +62,10 @@ class Completion(_Body):
     parts: list[Part] = Field(min_length=1, max_length=10000)
 
 
-def _writable(call: Call):
-    return require_repo_write(call.principal, call.state.catalog.repo(call.params["namespace"], call.params["name"]))
-
-
 # -- preupload and commit ------------------------------------------------------------------
 async def preupload(call: Call) -> Response:
     body = await read_model(call.request, Preupload)
-    repo, _ = _writable(call)
+    repo, _ = call.writable_repo()
     sha = call.revision(repo)
     existing = {row.path: row for row in call.state.catalog.files(sha)}
     threshold = call.state.settings.lfs_threshold
@@ -89,7 +84,7 @@ async def preupload(call: Call) -> Response:
 async def commit(call: Call) -> Response:
     if call.request.query_params.get("create_pr") in ("1", "true"):
         raise bad_request("pull requests are not supported by this store; commit to a branch")
-    repo, principal = _writable(call)
+    repo, principal = call.writable_repo()
     branch = call.params["revision"]
     state = call.state
     if state.catalog.branch_head(repo, branch) is None:
@@ -115,7 +110,7 @@ async def lfs_batch(call: Call) -> Response:
     body = await read_model(call.request, LfsBatch, what="LFS batch request")
     if body.operation != "upload":
         raise bad_request("only LFS uploads are served; download files from /resolve/")
-    repo, principal = _writable(call)
+    repo, principal = call.writable_repo()
     settings, signer, blobs = call.state.settings, call.state.signer, call.state.storage.blobs
     catalog = call.state.catalog
     base = _lfs_base(call)
@@ -237,7 +232,7 @@ async def lfs_complete(call: Call) -> Response:
 
 async def lfs_verify(call: Call) -> Response:
     body = await read_model(call.request, LfsObject, what="LFS verify request")
-    repo = require_read(call.principal, call.state.catalog.repo(call.params["namespace"], call.params["name"]))
+    repo = call.repo()
     blobs = call.state.storage.blobs
     namespaces = call.principal.namespaces if call.principal else ()
     if not blobs.has(body.oid) or not call.state.catalog.object_available(repo, body.oid, namespaces):

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .accounts import Accounts, Principal
-from .auth import UrlSigner, principal_from_header, require_read
+from .auth import UrlSigner, principal_from_header, require_read, require_repo_write
 from .catalog import Catalog, Repo
 from .commits import Committer
 from .db import Database
@@ -65,6 +65,11 @@ class Call:
         """The repo named in the path, if the caller may see it (else 404 RepoNotFound)."""
         found = self.state.catalog.repo(self.params["namespace"], self.params["name"])
         return require_read(self.principal, found)
+
+    def writable_repo(self) -> tuple[Repo, Principal]:
+        """The repo named in the path and the caller, if the caller may write to it (else 404/401/403)."""
+        found = self.state.catalog.repo(self.params["namespace"], self.params["name"])
+        return require_repo_write(self.principal, found)
 
     def revision(self, repo: Repo, revision: str | None = None) -> str:
         """The commit the path's revision names (404 RevisionNotFound)."""

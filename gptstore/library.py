@@ -32,7 +32,7 @@ from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
 from .refs import DEFAULT_TAG, Reference, parse as parse_ref
-from .verify import IntegrityReport, StampCache, _config_of, check_integrity, check_safety
+from .verify import IntegrityReport, StampCache, read_model_config, check_integrity, check_safety
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class Library:
             raise UsageError(f"{package_dir} is not a directory", hint="give the package directory")
         manifest = load_manifest(package_dir)
         check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
-                     config=_config_of(package_dir), where=str(package_dir))
+                     config=read_model_config(package_dir), where=str(package_dir))
         # listing problems (missing / unlisted) before any byte is copied
         listing = check_integrity(package_dir, manifest, full=False,
                                   stamps=_ListingOnly(), reference=str(package_dir))

@@ -188,7 +188,7 @@ def check_safety(paths: list[str], *, allow_unsafe: bool = False, config: dict |
                        {"pickle_files": [], "allow_unsafe": allow_unsafe})
 
 
-def _config_of(root: Path) -> dict | None:
+def read_model_config(root: Path) -> dict | None:
     try:
         return json.loads((root / "config.json").read_text())
     except (OSError, ValueError):
@@ -197,7 +197,7 @@ def _config_of(root: Path) -> dict | None:
 
 def safety_verifier(manifest: Manifest, path: Path, *, allow_unsafe: bool = False) -> CheckResult:
     return check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
-                        config=_config_of(Path(path)), where=f"{manifest.repo_id}:{manifest.version}")
+                        config=read_model_config(Path(path)), where=f"{manifest.repo_id}:{manifest.version}")
 
 
 def verifiers() -> dict[str, tuple[str, Callable[[Manifest, Path], CheckResult]]]:

@@ -11,14 +11,6 @@ def _money(amount: float, currency: str) -> str:
     return f"{f'{amount:.4f}'.rstrip('0').rstrip('.')} {currency}"
 
 
-def _pricing(pricing: str, amount: float, currency: str) -> str:
-    if pricing == "per_1k_tokens":
-        return f"{amount:g} {currency}/1k tokens"
-    if pricing == "flat":
-        return f"{amount:g} {currency} flat"
-    return "free"
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def usage(as_json):
@@ -29,6 +21,7 @@ def usage(as_json):
     """
     from .. import config
     from .. import usage as log
+    from ..stores.base import format_price
 
     rows = log.summary()
     totals = log.totals(rows)
@@ -42,7 +35,7 @@ def usage(as_json):
         return
     table(["MODEL", "DIGEST", "CALLS", "TOKENS IN", "TOKENS OUT", "PRICING", "COST"],
           [[row.model, short(row.digest), row.calls, row.prompt_tokens, row.completion_tokens,
-            _pricing(row.pricing, row.amount, row.currency),
+            format_price(row.pricing, row.amount, row.currency),
             "-" if row.pricing == "free" else _money(row.cost, row.currency)] for row in rows])
     if totals:
         click.echo("\nTotal: " + ", ".join(_money(amount, currency) for currency, amount in sorted(totals.items())))

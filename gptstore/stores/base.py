@@ -50,12 +50,18 @@ class SearchHit:
         return dict(self.__dict__)
 
 
+def format_price(model: str, amount: float = 0.0, currency: str = "USD") -> str:
+    """``free``, ``0.5 EUR/1k tokens`` or ``10 USD flat``: how search, show, cards and usage print a price."""
+    if model == "per_1k_tokens":
+        return f"{amount:g} {currency}/1k tokens"
+    if model == "flat":
+        return f"{amount:g} {currency} flat"
+    return "free"
+
+
 def price_label(manifest: Manifest) -> str:
     pricing = manifest.pricing
-    if pricing.model == "free":
-        return "free"
-    unit = "/1k tokens" if pricing.model == "per_1k_tokens" else " flat"
-    return f"{pricing.amount:g} {pricing.currency}{unit}"
+    return format_price(pricing.model, pricing.amount, pricing.currency)
 
 
 def hit_for(manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:

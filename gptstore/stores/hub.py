@@ -14,7 +14,7 @@ from .. import config
 from ..errors import (AuthError, ConflictError, GPTStoreError, ManifestError, ModelNotFound, StoreError,
                       UsageError)
 from ..hookspecs import hookimpl
-from .base import Located, SearchHit, Sort, Store
+from .base import Located, SearchHit, Sort, Store, format_price
 
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
@@ -273,11 +273,7 @@ class HubStore(Store):
 def _hit(info: Any) -> SearchHit:
     summary = getattr(info, "gptstore", None) or {}
     pricing = summary.get("pricing") or {}
-    if pricing.get("model", "free") == "free":
-        price = "free"
-    else:
-        unit = "/1k tokens" if pricing["model"] == "per_1k_tokens" else " flat"
-        price = f"{pricing.get('amount', 0):g} {pricing.get('currency', 'USD')}{unit}"
+    price = format_price(pricing.get("model", "free"), pricing.get("amount", 0), pricing.get("currency", "USD"))
     version = summary.get("version", "")
     return SearchHit(reference=f"{info.id}:{version}" if version else info.id, version=version,
                      description=summary.get("description", ""),

@@ -405,13 +405,13 @@ def _load_directory(path: Path, manifest: Manifest | None, device: str) -> Any:
     from ..engines.base import placement
     from ..fsutil import package_files
     from ..manifest import METADATA_FILES
-    from ..verify import _config_of, check_integrity, check_safety
+    from ..verify import read_model_config, check_integrity, check_safety
 
     if manifest is None:
-        check_safety(package_files(path, skip=METADATA_FILES), config=_config_of(path), where=str(path))
+        check_safety(package_files(path, skip=METADATA_FILES), config=read_model_config(path), where=str(path))
         return _PlainRunner(path, device)
     check_integrity(path, manifest, full=True, reference=str(path)).raise_first()
-    check_safety([f.path for f in manifest.files], config=_config_of(path), where=str(path))
+    check_safety([f.path for f in manifest.files], config=read_model_config(path), where=str(path))
     engine = pick_engine(manifest.format.adapter)
     device, dtype = placement(engine, device, "auto")
     return engine.load(path, manifest, device=device, dtype=dtype)

@@ -8,29 +8,39 @@ Layout::
     refs/<namespace>/<name>/<tag>   "<manifest digest>" — written last
     snapshots/<hex>/...             the package as a directory, files hard-linked to the blobs
     stamps/<hex>.json               verification stamp cache
+    pins/<id>.pin                   blobs a running pull needs (garbage collection keeps them)
     library.lock                    serialises writers across processes
 
 Writes are atomic (temp file, fsync, rename) and a ref is written only after every blob, the
 manifest and the snapshot are in place, so a model appears whole or not at all. Publishing and
 removing hold ``library.lock``.
+
+A pull writes blobs before it holds the lock (downloads take long), so it first *pins* the blobs
+of its manifest (:meth:`Library.pin`): a pin file whose lock the pulling process holds. Garbage
+collection, under ``library.lock``, keeps every blob named by a pin whose lock is still held
+and removes pins whose process has gone. Anything in the library folders that is not what this
+layout names (``.DS_Store``, editor backups, a half-copied folder) is ignored, never fatal.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from . import config
 from .blobs import BlobStore, hash_file
 from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound, UsageError
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
+from .errors import InvalidReference
 from .refs import DEFAULT_TAG, Reference, parse as parse_ref
 from .verify import IntegrityReport, StampCache, read_model_config, check_integrity, check_safety
 
@@ -54,6 +64,56 @@ class RefEntry:
     repo_id: str
     tag: str
     digest: str
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_digest(name: str) -> bool:
+    """A 64-hex sha256 name: the only file names the blob, manifest and ref folders hold."""
+    return _HEX64.fullmatch(name) is not None
+
+
+def _valid_ref_part(namespace: str, name: str = "x", tag: str = DEFAULT_TAG) -> bool:
+    try:
+        ref = parse_ref(f"{namespace}/{name}:{tag}")
+    except InvalidReference:
+        return False
+    return (ref.namespace, ref.name, ref.tag) == (namespace, name, tag)
+
+
+def _entries(folder: Path, *, dirs: bool) -> list[str]:
+    """Sorted names of the sub-folders (or files) of ``folder``; hidden names and others skipped."""
+    try:
+        found = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(e.name for e in found
+                  if not e.name.startswith(".") and (e.is_dir(follow_symlinks=False) if dirs
+                                                     else e.is_file(follow_symlinks=False)))
+
+
+class Pin:
+    """Blobs one pull needs, kept by garbage collection while this object holds its lock."""
+
+    def __init__(self, folder: Path, shas: list[str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        self.path = folder / f"{name}.pin"
+        self._lock = FileLock(str(folder / f"{name}.lock"))
+        self._lock.acquire()
+        atomic_write(self.path, "\n".join(shas).encode())
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._lock.release()
+        Path(self._lock.lock_file).unlink(missing_ok=True)
+
+    def __enter__(self) -> Pin:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 @dataclass
@@ -81,21 +141,55 @@ class Library:
     def stamps(self, digest: str) -> StampCache:
         return StampCache(self.root / "stamps" / f"{digest}.json")
 
+    def pin(self, shas) -> Pin:
+        """Keep these blobs through any garbage collection until the pin is released (a pull
+        holds one while it downloads, so ``rm`` in another process cannot delete what it fetched)."""
+        with self.lock():  # a GC running now finishes first; the next one sees the pin
+            return Pin(self.root / "pins", sorted(set(shas)))
+
+    def _pinned(self) -> set[str]:
+        """Blobs named by pins whose owner still holds them; stale pins are removed."""
+        keep: set[str] = set()
+        folder = self.root / "pins"
+        for name in _entries(folder, dirs=False):
+            if not name.endswith(".pin"):
+                continue
+            lock = FileLock(str(folder / (name[:-4] + ".lock")))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:  # alive: its process holds the lock
+                try:
+                    keep.update(line for line in (folder / name).read_text().split() if is_digest(line))
+                except OSError:
+                    pass
+                continue
+            try:
+                (folder / name).unlink(missing_ok=True)
+            finally:
+                lock.release()
+                Path(lock.lock_file).unlink(missing_ok=True)
+        return keep
+
     def lock(self, timeout: float = 600) -> FileLock:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / "library.lock"), timeout=timeout)
 
     # -- reading ---------------------------------------------------------------------------
     def refs(self) -> list[RefEntry]:
+        """Every ref; entries that are not a valid ``namespace/name/tag`` holding a digest are skipped."""
         base = self.root / "refs"
         found = []
-        if base.is_dir():
-            for ns in sorted(os.listdir(base)):
-                for name in sorted(os.listdir(base / ns)):
-                    for tag in sorted(os.listdir(base / ns / name)):
-                        if tag.startswith("."):
-                            continue
-                        digest = (base / ns / name / tag).read_text().strip()
+        for ns in (n for n in _entries(base, dirs=True) if _valid_ref_part(n)):
+            for name in (n for n in _entries(base / ns, dirs=True) if _valid_ref_part(ns, n)):
+                for tag in _entries(base / ns / name, dirs=False):
+                    if not _valid_ref_part(ns, name, tag):
+                        continue
+                    try:
+                        with open(base / ns / name / tag, "rb") as handle:
+                            digest = handle.read(128).decode("ascii", "replace").strip()
+                    except OSError:
+                        continue
+                    if is_digest(digest):
                         found.append(RefEntry(f"{ns}/{name}", tag, digest))
         return found
 
@@ -132,9 +226,12 @@ class Library:
                 raise ModelNotFound(str(ref))
             return ref, ref.digest
         try:
-            digest = self._ref_path(ref.repo_id, ref.tag).read_text().strip()
-        except (FileNotFoundError, NotADirectoryError):
+            digest = self._ref_path(ref.repo_id, ref.tag).read_bytes()[:128].decode("ascii", "replace").strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ModelNotFound(str(ref)) from None
+        if not is_digest(digest):
+            raise IntegrityError(f"the ref {ref.repo_id}:{ref.tag} in {self.root / 'refs'} is damaged",
+                                 hint=f"remove it with `gptstore rm {ref.repo_id}:{ref.tag}` and pull or publish again")
         return ref, digest
 
     def get(self, reference: str | Reference) -> LocalModel:
@@ -290,12 +387,13 @@ class Library:
             if not doomed:
                 raise ModelNotFound(str(ref))
             for entry in doomed:
-                self._ref_path(entry.repo_id, entry.tag).unlink()
+                self._ref_path(entry.repo_id, entry.tag).unlink(missing_ok=True)
             folder = self.root / "refs" / ref.repo_id
-            if folder.is_dir() and not os.listdir(folder):
-                folder.rmdir()
-                if not os.listdir(folder.parent):
-                    folder.parent.rmdir()
+            for empty in (folder, folder.parent):  # stray files (.DS_Store) keep a folder: fine
+                try:
+                    empty.rmdir()
+                except OSError:
+                    break
             self._gc()
         return doomed
 
@@ -306,10 +404,10 @@ class Library:
     def _gc(self) -> GCResult:
         result = GCResult()
         live = {e.digest for e in self.refs()}
-        keep: set[str] = set()
+        keep: set[str] = self._pinned()
         folder = self.root / "manifests" / "sha256"
-        for name in os.listdir(folder) if folder.is_dir() else []:
-            if name.endswith(".sig"):
+        for name in _entries(folder, dirs=False):
+            if not is_digest(name):  # .sig files, strays
                 continue
             if name in live:
                 keep.update(f.sha256 for f in self.manifest(name).files)
@@ -320,7 +418,7 @@ class Library:
             self.stamps(name).clear()
             result.manifests += 1
         for sha in list(self.blobs.all()):
-            if sha not in keep:
+            if is_digest(sha) and sha not in keep:
                 result.bytes += self.blobs.size(sha)
                 self.blobs.delete(sha)
                 result.blobs += 1

@@ -99,6 +99,8 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
         pinned = replace(parse_ref(base.reference), digest=base.digest)
         base_result = pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, token=token,
                            workers=workers, progress=progress)
+    # from here until the ref is written, `rm` (garbage collection) in any process keeps these blobs
+    pin = library.pin(f.sha256 for f in manifest.files)
     missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
     missing = list({f.sha256: f for f in missing}.values())
 
@@ -130,9 +132,12 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
             lock_path.unlink(missing_ok=True)
         return entry.size - resumed, resumed, True
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
-        counts = list(pool.map(one, missing))
-    model = library.add(manifest, signature=located.signature, tags=tags)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
+            counts = list(pool.map(one, missing))
+        model = library.add(manifest, signature=located.signature, tags=tags)
+    finally:
+        pin.release()
     fetched = sum(1 for c in counts if c[2])
     return PullResult(model, located, fetched, sum(c[0] for c in counts), len(manifest.files) - fetched,
                       sum(c[1] for c in counts), base=base_result)

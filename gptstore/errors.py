@@ -58,8 +58,9 @@ class InvalidReference(UsageError):
 
     def __init__(self, text: str, reason: str) -> None:
         self.text = text
+        shown = text if len(text) <= 100 else text[:97] + "..."  # an error stays one short line
         super().__init__(
-            f"invalid reference {text!r}: {reason}",
+            f"invalid reference {shown!r}: {reason}",
             hint="expected namespace/name[:tag][@sha256:<64 hex>], e.g. acme/poet:1.2.0",
         )
 

@@ -25,7 +25,6 @@ layout names (``.DS_Store``, editor backups, a half-copied folder) is ignored, n
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +40,7 @@ from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
 from .errors import InvalidReference
-from .refs import DEFAULT_TAG, Reference, parse as parse_ref
+from .refs import DEFAULT_TAG, Reference, is_digest, parse as parse_ref
 from .verify import IntegrityReport, StampCache, read_model_config, check_integrity, check_safety
 
 
@@ -64,14 +63,6 @@ class RefEntry:
     repo_id: str
     tag: str
     digest: str
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def is_digest(name: str) -> bool:
-    """A 64-hex sha256 name: the only file names the blob, manifest and ref folders hold."""
-    return _HEX64.fullmatch(name) is not None
 
 
 def _valid_ref_part(namespace: str, name: str = "x", tag: str = DEFAULT_TAG) -> bool:

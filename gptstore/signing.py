@@ -82,7 +82,7 @@ def keys_dir() -> Path:
 
 
 def check_key_name(name: str) -> str:
-    if not isinstance(name, str) or not _KEY_NAME.match(name):
+    if not isinstance(name, str) or not _KEY_NAME.fullmatch(name):
         raise UsageError(f"invalid key name {name!r}",
                          hint="use letters, digits and -_. (at most 64), starting with a letter or digit")
     return name

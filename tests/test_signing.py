@@ -52,7 +52,7 @@ def test_generate_refuses_an_existing_name_unless_forced():
     assert signing.generate_key("release", force=True).keyid != first.keyid
 
 
-@pytest.mark.parametrize("name", ["", "a b", "../evil", "-dash", "x" * 65])
+@pytest.mark.parametrize("name", ["", "a b", "../evil", "-dash", "x" * 65, "release\n", "release\n../x"])
 def test_invalid_key_names_are_usage_errors(name):
     with pytest.raises(UsageError, match="invalid key name"):
         signing.generate_key(name)

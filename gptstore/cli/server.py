@@ -82,10 +82,24 @@ def _keys(ctx: click.Context):
 @click.option("--multipart-threshold", type=SIZE, default="512MiB", show_default=True,
               help="LFS objects at least this big upload in parts.")
 @click.option("--part-size", type=SIZE, default="64MiB", show_default=True, help="Size of one upload part.")
+@click.option("--max-object-size", type=SIZE, default="50GiB", show_default=True,
+              help="Largest LFS object (one file) accepted; larger ones are refused in the LFS batch.")
 @click.option("--max-body", type=SIZE, default="2GiB", show_default=True,
               help="Largest request body (a commit, one LFS PUT); larger ones get 413.")
 @click.option("--page-size", type=click.IntRange(1, 10000), default=1000, show_default=True,
               help="Entries per page of model, tree and commit listings.")
+@click.option("--limit-concurrency", type=click.IntRange(2), default=512, show_default=True,
+              help="Open connections served at once (idle keep-alive ones included); beyond it requests get 503.")
+@click.option("--timeout-keep-alive", type=click.IntRange(1), default=30, show_default=True,
+              help="Seconds an idle kept-alive connection stays open.")
+@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+              help="Seconds a client may take to send its request headers, or stall while sending a body "
+                   "or reading a response, before it is disconnected.")
+@click.option("--min-transfer-rate", type=SIZE, default="1KiB", show_default=True,
+              help="Bytes per second a client must average sending a body or reading a response, after "
+                   "--request-timeout seconds of grace.")
+@click.option("--max-header-size", type=SIZE, default="64KiB", show_default=True,
+              help="Largest request line and headers; larger ones get 431.")
 @click.option("--require-signed", is_flag=True,
               help="Refuse commits that bring a gptstore.json without a valid gptstore.sig by a key "
                    "registered for its namespace (`key add`). Applies while started with it.")
@@ -93,8 +107,10 @@ def _keys(ctx: click.Context):
               default="info", show_default=True)
 @click.pass_context
 def server(ctx: click.Context, data: Path | None, host: str, port: int, public_url: str | None,
-           lfs_threshold: int, multipart_threshold: int, part_size: int, max_body: int, page_size: int,
-           require_signed: bool, log_level: str) -> None:
+           lfs_threshold: int, multipart_threshold: int, part_size: int, max_object_size: int, max_body: int,
+           page_size: int,
+           require_signed: bool, log_level: str, limit_concurrency: int, timeout_keep_alive: int,
+           request_timeout: float, min_transfer_rate: int, max_header_size: int) -> None:
     """Run a private, Hub-compatible GPT store, or manage its users, orgs, tokens and keys.
 
     Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
@@ -111,8 +127,12 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
         settings = ServerSettings(_data(ctx), host=host, port=port,
                                   public_url=public_url or config.server_public_url(),
                                   lfs_threshold=lfs_threshold, multipart_threshold=multipart_threshold,
-                                  part_size=part_size, max_body=max_body, page_size=page_size,
-                                  secret=config.server_secret(), require_signed=require_signed)
+                                  part_size=part_size, max_object_size=max_object_size,
+                                  max_body=max_body, page_size=page_size,
+                                  secret=config.server_secret(), require_signed=require_signed,
+                                  limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
+                                  request_timeout=request_timeout, min_transfer_rate=min_transfer_rate,
+                                  max_header_size=max_header_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     from ..server.app import serve

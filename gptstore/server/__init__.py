@@ -13,6 +13,7 @@ Modules, one concept each:
     commits       the NDJSON commit, applied in one transaction
     auth          tokens on requests, visibility and write rules, signed upload URLs
     http          errors with X-Error-Code, bodies with limits, ranges, file streaming
+    limits        slow or oversized requests and stalled downloads (timeouts, header size)
     api_*         the handlers; app: raw-path routing and the ASGI app
 
 Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.

@@ -22,7 +22,7 @@ from .http import FileStream, entry_not_found, parse_range
 CONFIG_FILE = "config.json"
 
 
-async def resolve(call: Call) -> Response:
+def resolve(call: Call) -> Response:
     repo = call.repo()
     sha = call.revision(repo)
     path = call.params["path"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -15,7 +17,7 @@ from .context import Call
 from .http import (HubError, bad_request, conflict, json_response, next_link, read_model, repo_not_found,
                    unauthorized)
 from .metadata import parse_card, repo_metadata
-from .search import SORTS, ModelQuery, query_models
+from .search import MAX_FILTERS, MAX_SEARCH_WORDS, SORTS, ModelQuery, query_models, search_words
 from .storage import FileRow, lfs_pointer, regular_row
 
 GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
@@ -30,6 +32,13 @@ GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
 *.tar.gz filter=lfs diff=lfs merge=lfs -text
 *.zip filter=lfs diff=lfs merge=lfs -text
 """
+
+
+#: the server's own repo-id segment check (whatever ``refs`` accepts): used with fullmatch only,
+#: since ``$`` also matches before a trailing newline (``bob/evil\n`` was created)
+_REPO_SEGMENT = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+#: most query parameters a listing takes (each ``filter`` is one more SQL condition)
+MAX_QUERY_PARAMS = 100
 
 
 class _Body(BaseModel):
@@ -94,7 +103,7 @@ async def agent_harnesses(call: Call) -> Response:
     return json_response({"standardEnvVars": [], "harnesses": {}})
 
 
-async def whoami(call: Call) -> Response:
+def whoami(call: Call) -> Response:
     principal = call.principal
     if principal is None:
         raise unauthorized("authentication required: pass a token (Authorization: Bearer …)")
@@ -123,11 +132,15 @@ def _target(call: Call, body: RepoName) -> tuple[str, str]:
             raise InvalidReference(f"{namespace}/{name}", "the name may not end in .git")
     except InvalidReference as exc:
         raise bad_request(f"invalid repo id: {exc.message}") from None
+    if not (_REPO_SEGMENT.fullmatch(namespace) and _REPO_SEGMENT.fullmatch(name)):
+        raise bad_request(f"invalid repo id {f'{namespace}/{name}'[:200]!r}: use letters, digits and -_. "
+                          "(no whitespace or control characters), starting and ending with a letter, "
+                          "digit or _")
     return namespace, name
 
 
-async def create_repo(call: Call) -> Response:
-    body = await read_model(call.request, CreateRepo)
+def create_repo(call: Call) -> Response:
+    body = call.model(CreateRepo)
     namespace, name = _target(call, body)
     principal = require_write(call.principal, namespace)
     url = f"{call.base_url}/{namespace}/{name}"
@@ -140,16 +153,16 @@ async def create_repo(call: Call) -> Response:
     return json_response({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
 
 
-async def delete_repo(call: Call) -> Response:
-    body = await read_model(call.request, RepoName)
+def delete_repo(call: Call) -> Response:
+    body = call.model(RepoName)
     namespace, name = _target(call, body)
     repo, _ = require_repo_write(call.principal, call.state.catalog.repo(namespace, name))
     call.state.catalog.delete_repo(repo)
     return json_response({"deleted": repo.repo_id})
 
 
-async def repo_settings(call: Call) -> Response:
-    body = await read_model(call.request, RepoSettings)
+def repo_settings(call: Call) -> Response:
+    body = call.model(RepoSettings)
     repo, _ = call.writable_repo()
     if body.gated not in (None, False):
         raise bad_request("gated repos are not supported by this store")
@@ -159,7 +172,7 @@ async def repo_settings(call: Call) -> Response:
     return json_response({"private": repo.private if private is None else private})
 
 
-async def model_info(call: Call) -> Response:
+def model_info(call: Call) -> Response:
     repo = call.repo()
     revision = call.params.get("revision") or MAIN
     sha = call.revision(repo, revision)
@@ -174,9 +187,16 @@ async def model_info(call: Call) -> Response:
     return json_response(entry)
 
 
-async def list_models(call: Call) -> Response:
+def list_models(call: Call) -> Response:
     params = call.request.query_params
     settings = call.state.settings
+    if len(params.getlist("filter")) > MAX_FILTERS:
+        raise bad_request(f"too many filter parameters ({len(params.getlist('filter'))}); at most {MAX_FILTERS} "
+                          "tags can be combined in one listing")
+    if len(params.multi_items()) > MAX_QUERY_PARAMS:
+        raise bad_request(f"too many query parameters ({len(params.multi_items())}); at most {MAX_QUERY_PARAMS}")
+    if len(search_words(params.get("search") or "")) > MAX_SEARCH_WORDS:
+        raise bad_request(f"the search has more than {MAX_SEARCH_WORDS} words; search for fewer")
     try:
         limit = int(params["limit"]) if "limit" in params else None
         offset = int(params.get("cursor", "0"))
@@ -207,14 +227,14 @@ async def list_models(call: Call) -> Response:
 
 async def validate_yaml(call: Call) -> Response:
     body = await read_model(call.request, YamlCheck)
-    try:
-        parse_card(body.content)
+    try:  # bounded (see parse_card), but still parsing: off the event loop
+        await anyio.to_thread.run_sync(parse_card, body.content)
     except ValueError as exc:
         return json_response({"errors": [{"message": str(exc)}], "warnings": []}, status=400)
     return json_response({"errors": [], "warnings": []})
 
 
-async def signing_keys(call: Call) -> Response:
+def signing_keys(call: Call) -> Response:
     """The public keys registered for a namespace (``gptstore server key add``); public, read-only."""
     namespace = call.params["namespace"]
     if call.state.accounts.kind(namespace) is None:

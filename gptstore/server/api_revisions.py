@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from .catalog import MAIN, Commit
 from .context import Call
-from .http import (bad_request, conflict, entry_not_found, forbidden, json_response, next_link, read_body,
-                   read_model, revision_not_found, JSON_LIMIT)
+from .http import bad_request, conflict, entry_not_found, forbidden, json_response, next_link, revision_not_found
 from .storage import FileRow, lfs_pointer, tree_id
 
-_REF_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+/-]{0,127}$")
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+# always fullmatch: ``$`` also matches before a trailing newline ("dev\n" was created)
+_REF_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/-]{0,127}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
 class _Body(BaseModel):
@@ -34,10 +34,13 @@ class NewBranch(_Body):
 
 
 def check_ref_name(name: str, what: str) -> str:
-    if (not _REF_NAME.match(name) or ".." in name or "//" in name or name.endswith(("/", ".lock", "."))
-            or _HEX40.match(name)):
-        raise bad_request(f"invalid {what} name {name!r}: use letters, digits and _.+-/ "
-                          "(no '..', no trailing '/' or '.', not a commit id)")
+    """``name`` if it may name a branch or tag; 400 otherwise (whitespace and control characters
+    anywhere included)."""
+    if (not _REF_NAME.fullmatch(name) or ".." in name or "//" in name or name.endswith(("/", ".lock", "."))
+            or _HEX40.fullmatch(name)):
+        raise bad_request(f"invalid {what} name {name[:140]!r}: use letters, digits and _.+-/ "
+                          "(no whitespace or control characters, no '..', no trailing '/' or '.', "
+                          "not a commit id)")
     return name
 
 
@@ -101,7 +104,7 @@ def _cursor(call: Call) -> int:
     return int(value)
 
 
-async def tree(call: Call) -> Response:
+def tree(call: Call) -> Response:
     repo = call.repo()
     sha = call.revision(repo)
     path = call.params.get("path", "").strip("/")
@@ -114,10 +117,10 @@ async def tree(call: Call) -> Response:
     return json_response(entries[offset:offset + page], headers=headers)
 
 
-async def paths_info(call: Call) -> Response:
+def paths_info(call: Call) -> Response:
     repo = call.repo()
     sha = call.revision(repo)
-    form = parse_qs((await read_body(call.request, JSON_LIMIT)).decode("utf-8", "replace"))
+    form = parse_qs(call.body.decode("utf-8", "replace"))
     wanted = {p.strip("/") for p in form.get("paths", [])}
     files = call.state.catalog.files(sha)
     ids = folder_ids(files)
@@ -126,7 +129,7 @@ async def paths_info(call: Call) -> Response:
     return json_response(entries)
 
 
-async def refs(call: Call) -> Response:
+def refs(call: Call) -> Response:
     repo = call.repo()
     result: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
     for ref in call.state.catalog.refs(repo):
@@ -147,7 +150,7 @@ def commit_entry(commit: Commit, formatted: bool) -> dict[str, Any]:
     return entry
 
 
-async def commits(call: Call) -> Response:
+def commits(call: Call) -> Response:
     repo = call.repo()
     sha = call.revision(repo)
     offset, page = _cursor(call), call.state.settings.page_size
@@ -159,8 +162,8 @@ async def commits(call: Call) -> Response:
 
 
 # -- tags and branches ---------------------------------------------------------------------
-async def create_tag(call: Call) -> Response:
-    body = await read_model(call.request, NewTag)
+def create_tag(call: Call) -> Response:
+    body = call.model(NewTag)
     repo, _ = call.writable_repo()
     name = check_ref_name(body.tag, "tag")
     target = call.revision(repo)
@@ -169,15 +172,15 @@ async def create_tag(call: Call) -> Response:
     return json_response({"name": name, "ref": f"refs/tags/{name}", "targetCommit": target})
 
 
-async def delete_tag(call: Call) -> Response:
+def delete_tag(call: Call) -> Response:
     repo, _ = call.writable_repo()
     if not call.state.catalog.delete_ref(repo, "tag", call.params["revision"]):
         raise revision_not_found(call.params["revision"])
     return json_response({"deleted": call.params["revision"]})
 
 
-async def create_branch(call: Call) -> Response:
-    body = await read_model(call.request, NewBranch)
+def create_branch(call: Call) -> Response:
+    body = call.model(NewBranch)
     repo, _ = call.writable_repo()
     name = check_ref_name(call.params["revision"], "branch")
     target = call.revision(repo, body.startingPoint or MAIN)
@@ -186,7 +189,7 @@ async def create_branch(call: Call) -> Response:
     return json_response({"name": name, "ref": f"refs/heads/{name}", "targetCommit": target})
 
 
-async def delete_branch(call: Call) -> Response:
+def delete_branch(call: Call) -> Response:
     repo, _ = call.writable_repo()
     name = call.params["revision"]
     if name == MAIN:

@@ -10,7 +10,6 @@ objects are hashed while streamed to disk and kept only when size and sha256 mat
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import AsyncIterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,10 +19,15 @@ from ..blobs import BlobWriter
 from ..errors import DigestMismatch
 from .commits import CommitParser, check_path, lines
 from .context import Call
-from .http import HubError, bad_request, body_chunks, entry_not_found, json_response, read_model, revision_not_found
+from .http import HubError, bad_request, body_chunks, entry_not_found, json_response, revision_not_found
+from .storage import UploadRejected
 
 WRITE_BATCH = 4 * 1024 * 1024
 LFS_MEDIA = "application/vnd.git-lfs+json"
+#: most parts one object may be uploaded in (as on S3); a larger object needs a larger --part-size
+MAX_PARTS = 10_000
+#: most part URLs one batch answer signs, so a batch of many large objects stays small and quick
+MAX_BATCH_PARTS = 50_000
 
 
 class _Body(BaseModel):
@@ -53,18 +57,18 @@ class LfsBatch(_Body):
 
 
 class Part(_Body):
-    partNumber: int = Field(ge=1)
-    etag: str
+    partNumber: int = Field(ge=1, le=MAX_PARTS)
+    etag: str = Field(max_length=200)
 
 
 class Completion(_Body):
     oid: str = Field(pattern=r"^[0-9a-f]{64}$")
-    parts: list[Part] = Field(min_length=1, max_length=10000)
+    parts: list[Part] = Field(min_length=1, max_length=MAX_PARTS)
 
 
 # -- preupload and commit ------------------------------------------------------------------
-async def preupload(call: Call) -> Response:
-    body = await read_model(call.request, Preupload)
+def preupload(call: Call) -> Response:
+    body = call.model(Preupload)
     repo, _ = call.writable_repo()
     sha = call.revision(repo)
     existing = {row.path: row for row in call.state.catalog.files(sha)}
@@ -84,18 +88,18 @@ async def preupload(call: Call) -> Response:
 async def commit(call: Call) -> Response:
     if call.request.query_params.get("create_pr") in ("1", "true"):
         raise bad_request("pull requests are not supported by this store; commit to a branch")
-    repo, principal = call.writable_repo()
+    repo, principal = await call.blocking(call.writable_repo)
     branch = call.params["revision"]
     state = call.state
-    if state.catalog.branch_head(repo, branch) is None:
+    if await call.blocking(state.catalog.branch_head, repo, branch) is None:
         raise revision_not_found(branch)
     parser = CommitParser(state.storage)
     async for line in lines(body_chunks(call.request, state.settings.max_body)):
         await parser.feed(line)
     if parser.header is None:
         raise bad_request("invalid commit: the body is empty (expected NDJSON starting with a header line)")
-    oid = state.committer.commit(repo, branch, parser.header, parser.operations, author=principal.user,
-                                 namespaces=principal.namespaces)
+    oid = await call.blocking(state.committer.commit, repo, branch, parser.header, parser.operations,
+                              author=principal.user, namespaces=principal.namespaces)
     return json_response({"commitOid": oid, "commitUrl": f"{call.base_url}/{repo.repo_id}/commit/{oid}",
                           "commitMessage": parser.header.summary, "hookOutput": "", "success": True,
                           "pullRequestUrl": None})
@@ -106,8 +110,8 @@ def _lfs_base(call: Call) -> str:
     return f"{call.base_url}/{call.repo_id}.git/info/lfs/objects"
 
 
-async def lfs_batch(call: Call) -> Response:
-    body = await read_model(call.request, LfsBatch, what="LFS batch request")
+def lfs_batch(call: Call) -> Response:
+    body = call.model(LfsBatch, what="LFS batch request")
     if body.operation != "upload":
         raise bad_request("only LFS uploads are served; download files from /resolve/")
     repo, principal = call.writable_repo()
@@ -115,10 +119,22 @@ async def lfs_batch(call: Call) -> Response:
     catalog = call.state.catalog
     base = _lfs_base(call)
     objects = []
+    signed_parts = 0
     for item in body.objects:
         entry: dict = {"oid": item.oid, "size": item.size, "authenticated": True}
         multipart = item.size >= settings.multipart_threshold or item.size > settings.max_body
-        if blobs.has(item.oid) and catalog.object_available(repo, item.oid, principal.namespaces):
+        count = -(-item.size // settings.part_size) if multipart else 0  # bounded by the checks below
+        if item.size > settings.max_object_size:
+            entry["error"] = {"code": 413, "message": f"object {item.oid[:12]}… of {item.size} bytes is larger "
+                              f"than this store's limit of {settings.max_object_size} bytes (--max-object-size)"}
+        elif count > MAX_PARTS:
+            entry["error"] = {"code": 413, "message": f"object {item.oid[:12]}… would need {count} parts of "
+                              f"{settings.part_size} bytes; at most {MAX_PARTS} parts are allowed "
+                              "(the server's --part-size is too small for it)"}
+        elif signed_parts + count > MAX_BATCH_PARTS:
+            entry["error"] = {"code": 413, "message": f"more than {MAX_BATCH_PARTS} parts in one batch; "
+                              "request fewer large objects per batch"}
+        elif blobs.has(item.oid) and catalog.object_available(repo, item.oid, principal.namespaces):
             if blobs.size(item.oid) != item.size:
                 entry["error"] = {"code": 422, "message": f"object {item.oid} is stored with another size"}
         elif multipart and "multipart" not in body.transfers:
@@ -128,7 +144,8 @@ async def lfs_batch(call: Call) -> Response:
             upload: dict = {"href": f"{base}/upload/{item.oid}?{query}"}
             if multipart:
                 upload["header"] = {"chunk_size": str(settings.part_size)}
-                for n in range(1, math.ceil(item.size / settings.part_size) + 1):
+                signed_parts += count
+                for n in range(1, count + 1):
                     length = min(settings.part_size, item.size - (n - 1) * settings.part_size)
                     query = signer.sign(f"part{n}", repo.repo_id, item.oid, length)
                     upload["header"][str(n)] = f"{base}/upload/{item.oid}/{n}?{query}"
@@ -162,7 +179,7 @@ async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
         if pending is not None:
             await pending
     if buffer:
-        writer.write(buffer)
+        await loop.run_in_executor(None, writer.write, buffer)
 
 
 async def _chunks(call: Call, limit: int) -> AsyncIterator[bytes]:
@@ -188,9 +205,9 @@ async def _store(call: Call, writer: BlobWriter, size: int, label: str) -> str:
 async def lfs_upload(call: Call) -> Response:
     oid = call.params["oid"]
     size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
-    writer = call.state.storage.blobs.writer(expected_sha256=oid, expected_size=size)
+    writer = await call.blocking(call.state.storage.blobs.writer, expected_sha256=oid, expected_size=size)
     await _store(call, writer, size, f"LFS object {oid[:12]}…")
-    _grant(call, oid)
+    await call.blocking(_grant, call, oid)
     return json_response({"oid": oid, "size": size})
 
 
@@ -203,15 +220,17 @@ def _grant(call: Call, oid: str) -> None:
 async def lfs_upload_part(call: Call) -> Response:
     oid, number = call.params["oid"], int(call.params["part"])
     length = call.state.signer.check(f"part{number}", call.repo_id, oid, dict(call.request.query_params))
-    writer = call.state.storage.parts(oid).writer(expected_size=length)
+    storage = call.state.storage
+    writer = await call.blocking(lambda: storage.parts(oid, call.repo_id).writer(expected_size=length))
     etag = await _store(call, writer, length, f"part {number} of {oid[:12]}…")
+    await asyncio.get_running_loop().run_in_executor(None, storage.record_part, oid, call.repo_id, number, etag)
     return Response(b"", headers={"ETag": f'"{etag}"'})
 
 
-async def lfs_complete(call: Call) -> Response:
+def lfs_complete(call: Call) -> Response:
     oid = call.params["oid"]
     size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
-    body = await read_model(call.request, Completion, what="multipart completion")
+    body = call.model(Completion, what="multipart completion")
     if body.oid != oid:
         raise bad_request(f"completion for {body.oid} sent to the URL of {oid}")
     numbers = [part.partNumber for part in body.parts]
@@ -222,16 +241,18 @@ async def lfs_complete(call: Call) -> Response:
     if repo is not None and storage.blobs.has(oid) and catalog.object_available(repo, oid, ()):
         return json_response({"oid": oid, "size": size})  # a retried completion
     etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
-    try:  # always from the parts, even when the blob exists: the bytes must be proven
-        await asyncio.get_running_loop().run_in_executor(None, storage.assemble, oid, size, etags)
+    try:  # always from this upload's own parts, even when the blob exists: the bytes must be proven
+        storage.assemble(oid, call.repo_id, size, etags)
+    except UploadRejected as exc:
+        raise bad_request(f"multipart completion rejected: {exc}") from None
     except DigestMismatch as exc:
         raise bad_request(f"upload rejected: {exc.message}") from None
     _grant(call, oid)
     return json_response({"oid": oid, "size": size})
 
 
-async def lfs_verify(call: Call) -> Response:
-    body = await read_model(call.request, LfsObject, what="LFS verify request")
+def lfs_verify(call: Call) -> Response:
+    body = call.model(LfsObject, what="LFS verify request")
     repo = call.repo()
     blobs = call.state.storage.blobs
     namespaces = call.principal.namespaces if call.principal else ()

@@ -3,17 +3,25 @@
 Routing on ``scope["raw_path"]`` keeps ``dev%2Fx`` one revision and ``a%2Fb`` one tree path: a
 path is split at literal ``/`` first and each part is percent-decoded after (protocol §1.5).
 A public URL with a path prefix (``http://host/hf``) is stripped before matching.
+
+A plain ``def`` handler runs in a worker thread once its body is read (so SQLite, hashing, fsync
+and big listings never stall the event loop; see ``context.py``); an ``async def`` one runs on
+the loop. Every request is bounded: head size, body pace and size, and the number of open
+connections (see ``limits.py``).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 
 from ..errors import GPTStoreError
 from . import api_files, api_repos, api_revisions, api_uploads
@@ -23,7 +31,8 @@ from .catalog import Catalog
 from .commits import Committer
 from .context import Call, Handler, State
 from .db import connect
-from .http import HubError, validation_message
+from .http import JSON_LIMIT, HubError, read_body, validation_message
+from .limits import TimedReceive, check_head, guarded_protocol
 from .settings import ServerSettings
 from .storage import Storage
 
@@ -106,9 +115,12 @@ class StoreApp:
         if prefix and (path == prefix or path.startswith(prefix + "/")):
             path = path[len(prefix):] or "/"
         handler, params = match(scope["method"], path)
+        settings = self.settings
+        receive = TimedReceive(receive, scope, timeout=settings.request_timeout, min_rate=settings.min_transfer_rate)
         call = Call(self.state, Request(scope, receive), params, path)
         try:
-            response = await handler(call)
+            check_head(scope, settings.max_header_size)
+            response = await run(handler, call)
         except HubError as exc:
             response = exc.response()
         except ValidationError as exc:
@@ -118,6 +130,8 @@ class StoreApp:
         except Exception:
             log.exception("unexpected error in %s %s", scope["method"], path)
             response = HubError(500, "internal server error; see the server log").response()
+        if not receive.complete:  # answered before the whole body came: do not read the rest
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
     async def _lifespan(self, receive, send) -> None:
@@ -135,6 +149,14 @@ class StoreApp:
                     self.state.db.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def run(handler: Handler, call: Call) -> Response:
+    """An async handler on the event loop; a plain one in a worker thread after reading its body."""
+    if inspect.iscoroutinefunction(handler):
+        return await handler(call)
+    call.body = await read_body(call.request, JSON_LIMIT)
+    return await anyio.to_thread.run_sync(handler, call)
 
 
 def create_app(settings: ServerSettings) -> StoreApp:
@@ -166,4 +188,6 @@ def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool
     tune_malloc()
     settings.data.mkdir(parents=True, exist_ok=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                access_log=access_log, timeout_keep_alive=30, lifespan="on")
+                access_log=access_log, lifespan="on", http=guarded_protocol(settings),
+                limit_concurrency=settings.limit_concurrency, timeout_keep_alive=settings.timeout_keep_alive,
+                h11_max_incomplete_event_size=settings.max_header_size)

@@ -12,6 +12,11 @@ Order of work, so that a failure at any step leaves the repo as it was:
    must leave a valid signature by a key registered for the manifest's namespace — see
    ``keys.py``; README metadata must be YAML), and the commit, its files, the branch move and —
    on ``main`` — the repo's metadata and search index are written. Any error rolls all of it back.
+3. A commit to ``main`` that brings a new ``gptstore.json`` also creates its version tag
+   ``v<version>`` on the new commit, in the same transaction, so two racing pushes of one version
+   cannot leave the tag and ``main`` on different contents: the first wins whole, the second gets
+   412 (stale ``parentCommit``) or 409 (the version is published with another manifest digest,
+   by the tag or by ``main`` itself). Re-pushing identical content is allowed; the tag stays.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import ManifestError
 from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
 from .catalog import MAIN, Catalog, Repo
-from .http import HubError, bad_request, entry_not_found, revision_not_found, validation_message
+from .http import HubError, bad_request, conflict, entry_not_found, revision_not_found, validation_message
 from .keys import MAX_SIGNATURE, SigningKeys, check_signed, needs_signature
 from .metadata import parse_card, repo_metadata, summarize
 from .search import index_manifest
@@ -73,6 +78,8 @@ class CommitLine(_Body):
 @dataclass(frozen=True)
 class Add:
     row: FileRow
+    #: the size an lfsFile line declared; checked only once the committer may use the object
+    declared_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,12 @@ class Delete:
 
 
 Operation = Union[Add, Delete]
+
+
+def not_uploaded(oid: str, path: str) -> HubError:
+    """One answer for an object that is not stored and one the committer may not use: knowing a
+    digest must not tell whether (or how big) another user's file is."""
+    return bad_request(f"LFS object {oid[:12]}… for {path} was not uploaded to this repo; upload it first")
 
 
 def check_path(path: str, *, folder: bool = False) -> str:
@@ -170,12 +183,9 @@ class CommitParser:
         path = check_path(value.path)
         if not is_sha256(value.oid):
             raise bad_request(f"invalid lfsFile {path}: oid must be 64 lowercase hex characters")
-        if not self.storage.blobs.has(value.oid):
-            raise bad_request(f"LFS object {value.oid[:12]}… for {path} was not uploaded; upload it first")
-        size = self.storage.blobs.size(value.oid)
-        if value.size is not None and value.size != size:
-            raise bad_request(f"lfsFile {path}: declared size {value.size} differs from the uploaded {size} bytes")
-        return Add(lfs_row(path, value.oid, size))
+        if not self.storage.blobs.has(value.oid):  # the same answer as for another user's object
+            raise not_uploaded(value.oid, path)
+        return Add(lfs_row(path, value.oid, self.storage.blobs.size(value.oid)), value.size)
 
 
 def apply_operations(files: dict[str, FileRow], operations: list[Operation]) -> dict[str, FileRow]:
@@ -199,6 +209,11 @@ def apply_operations(files: dict[str, FileRow], operations: list[Operation]) -> 
     return result
 
 
+def _changed(before: dict[str, FileRow], after: dict[str, FileRow], path: str) -> bool:
+    old, new = before.get(path), after.get(path)
+    return (old.sha256 if old else None) != (new.sha256 if new else None)
+
+
 class Committer:
     """Applies a parsed commit to a branch of a repo."""
 
@@ -214,10 +229,13 @@ class Committer:
         db = self.catalog.db
         with db.transaction():
             for op in operations:
-                if isinstance(op, Add) and op.row.lfs and not self.catalog.object_available(repo, op.row.sha256,
-                                                                                            namespaces):
-                    raise bad_request(f"LFS object {op.row.sha256[:12]}… for {op.row.path} was not uploaded "
-                                      "to this repo; upload it first")
+                if not (isinstance(op, Add) and op.row.lfs):
+                    continue
+                if not self.catalog.object_available(repo, op.row.sha256, namespaces):
+                    raise not_uploaded(op.row.sha256, op.row.path)
+                if op.declared_size is not None and op.declared_size != op.row.size:
+                    raise bad_request(f"lfsFile {op.row.path}: declared size {op.declared_size} differs from the "
+                                      f"uploaded {op.row.size} bytes")
             head = self.catalog.branch_head(repo, branch)
             if head is None:
                 raise revision_not_found(branch)
@@ -232,15 +250,46 @@ class Committer:
                 self._check_signature(repo, manifest, files)
             summary = summarize(manifest, manifest.digest) if manifest is not None else None
             card = self._card(files) if branch == MAIN else {}
+            version_tag = None
+            if branch == MAIN and manifest is not None and _changed(before, files, MANIFEST_FILE):
+                version_tag = self._version_tag(repo, before, manifest)
             title = header.summary.strip() or "Update"
             commit = self.catalog.write_commit(repo, branch, head, files, author=author, title=title,
                                                message=header.description)
+            if version_tag is not None:
+                self.catalog.add_ref(repo, "tag", version_tag, commit)
             if branch == MAIN:
                 meta = repo_metadata(card, summary)
                 self.catalog.set_metadata(repo, card=card, summary=summary, tags=meta.tags,
                                           library_name=meta.library_name, pipeline_tag=meta.pipeline_tag)
                 index_manifest(db, repo.id, summary)
         return commit
+
+    def _version_tag(self, repo: Repo, before: dict[str, FileRow], manifest: Manifest) -> str | None:
+        """The tag to create for ``manifest`` on main (None: it exists with this very manifest); 409
+        when the version is already published with another manifest."""
+        tag = f"v{manifest.version}"
+        taken = conflict(f"{repo.repo_id}:{manifest.version} is already published with other content; "
+                         "bump the version")
+        existing = self.catalog.ref(repo, "tag", tag)
+        if existing is not None:
+            published = self._stored_manifest(self.catalog.file(existing.target, MANIFEST_FILE))
+            if published is None or published.digest != manifest.digest:
+                raise taken
+            return None
+        current = self._stored_manifest(before.get(MANIFEST_FILE))
+        if current is not None and current.version == manifest.version and current.digest != manifest.digest:
+            raise taken
+        return tag
+
+    def _stored_manifest(self, row: FileRow | None) -> Manifest | None:
+        """The manifest a committed file holds; None when there is none or it does not parse."""
+        if row is None or row.size > MAX_MANIFEST:
+            return None
+        try:
+            return parse_bytes(self.storage.blobs.read_bytes(row.sha256), source=MANIFEST_FILE)
+        except (ManifestError, OSError):
+            return None
 
     def _check_manifest(self, files: dict[str, FileRow]) -> Manifest | None:
         row = files.get(MANIFEST_FILE)

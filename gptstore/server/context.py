@@ -1,10 +1,20 @@
-"""What every handler gets: the server's state and one call (request, path parameters, caller)."""
+"""What every handler gets: the server's state and one call (request, path parameters, caller).
+
+A handler is either a plain ``def`` or an ``async def``. The app runs a plain handler in a
+worker thread after reading its (JSON-sized) body into :attr:`Call.body`, so catalog queries,
+hashing and big listings never stall the event loop. Only handlers that stream a body (commits,
+LFS uploads) or do no blocking work at all are ``async``; they must pass every blocking step
+to :meth:`Call.blocking`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar, Union
 
+import anyio
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,7 +23,7 @@ from .auth import UrlSigner, principal_from_header, require_read, require_repo_w
 from .catalog import Catalog, Repo
 from .commits import Committer
 from .db import Database
-from .http import revision_not_found
+from .http import bad_request, revision_not_found, validation_message
 from .settings import ServerSettings
 from .storage import Storage
 
@@ -36,10 +46,23 @@ class Call:
     params: dict[str, str]
     #: the raw request path without the public URL's prefix (what routes match on)
     route_path: str
+    #: the request body, read before a plain (threaded) handler runs; empty for async handlers
+    body: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         self._principal: Principal | None = None
         self._authenticated = False
+
+    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a worker thread, so the event loop keeps serving others."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    def model(self, model: type[M], *, what: str = "request body") -> M:
+        """:attr:`body` as JSON validated by ``model`` (400 naming the field when it does not fit)."""
+        try:
+            return model.model_validate_json(self.body or b"{}")
+        except ValidationError as exc:
+            raise bad_request(validation_message(exc, what)) from None
 
     @property
     def principal(self) -> Principal | None:
@@ -80,4 +103,7 @@ class Call:
         return commit
 
 
-Handler = Callable[[Call], Awaitable[Response]]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+#: a plain handler runs in a worker thread, an async one on the event loop (see the module doc)
+Handler = Union[Callable[[Call], Response], Callable[[Call], Awaitable[Response]]]

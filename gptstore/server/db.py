@@ -7,11 +7,18 @@ the only module that queries it.
 
 All rows of one commit are written in one transaction (:meth:`Database.transaction`), so a
 server killed at any moment shows every committed revision and no partial one.
+
+The server runs catalog work in worker threads (never on the event loop), so a :class:`Database`
+hands each thread its own connection: WAL lets readers run beside the one writer, write
+transactions are ``BEGIN IMMEDIATE`` (writers queue on SQLite's lock for up to
+``BUSY_TIMEOUT`` seconds instead of failing), and a transaction never spans two threads.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -106,60 +113,108 @@ CREATE VIRTUAL TABLE IF NOT EXISTS manifest_fts USING fts5(
 """
 
 
-class Database:
-    """A connection to the catalog with ``?``-style queries and explicit transactions."""
+#: seconds a connection waits for another thread's or process's write transaction to end
+BUSY_TIMEOUT = 10
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._conn = connection
-        self._depth = 0
+
+class _Connection:
+    """One thread's connection; closed when its thread ends and drops it (or at :meth:`Database.close`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.depth = 0  # nesting of Database.transaction() in this thread
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
+class Database:
+    """The catalog with ``?``-style queries and explicit transactions; one connection per thread."""
+
+    def __init__(self, path: Path, first: sqlite3.Connection) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._adopt(first)
+
+    def _adopt(self, conn: sqlite3.Connection) -> _Connection:
+        holder = _Connection(conn)
+        self._local.holder = holder
+        with self._lock:
+            self._all.add(holder)
+        return holder
+
+    @property
+    def _holder(self) -> _Connection:
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            if self._closed:
+                raise RuntimeError(f"the catalog {self.path} is closed")
+            holder = self._adopt(_open(self.path))
+        return holder
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(sql, params)
+        return self._holder.conn.execute(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
+        self._holder.conn.executemany(sql, rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        return self._conn.execute(sql, params).fetchone()
+        return self._holder.conn.execute(sql, params).fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self._conn.execute(sql, params).fetchall()
+        return self._holder.conn.execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """One write transaction (nested calls join the outer one); rolled back on any error."""
-        if self._depth:
-            self._depth += 1
+        """One write transaction of this thread (nested calls join the outer one); rolled back on any error."""
+        holder = self._holder
+        if holder.depth:
+            holder.depth += 1
             try:
                 yield self
             finally:
-                self._depth -= 1
+                holder.depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        holder.conn.execute("BEGIN IMMEDIATE")
+        holder.depth = 1
         try:
             yield self
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            holder.conn.execute("ROLLBACK")
             raise
         else:
-            self._conn.execute("COMMIT")
+            holder.conn.execute("COMMIT")
         finally:
-            self._depth = 0
+            holder.depth = 0
 
     def close(self) -> None:
-        self._conn.close()
+        """Close every thread's connection (at shutdown); later use raises."""
+        self._closed = True
+        with self._lock:
+            holders = list(self._all)
+        for holder in holders:
+            holder.conn.close()
 
 
-def connect(path: Path, *, check_same_thread: bool = True) -> Database:
-    """Open (and create or upgrade) the SQLite catalog at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread, timeout=10)
+def _open(path: Path) -> sqlite3.Connection:
+    # check_same_thread is off because a dead thread's connection is closed by whichever thread
+    # drops the last reference; Database never lets two threads use one connection
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
     # WAL + NORMAL survives a killed process; a power cut may lose the last commits, never consistency
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def connect(path: Path) -> Database:
+    """Open (and create or upgrade) the SQLite catalog at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = _open(path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         conn.close()
@@ -173,7 +228,7 @@ def connect(path: Path, *, check_same_thread: bool = True) -> Database:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
-    return Database(conn)
+    return Database(path, conn)
 
 
 def _statements(script: str) -> list[str]:

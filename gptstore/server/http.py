@@ -4,12 +4,17 @@ limit, JSON validated by pydantic, absolute pagination links, byte ranges and fi
 Errors carry ``X-Error-Code`` (every 404 has one: ``RepoNotFound``, ``RevisionNotFound`` or
 ``EntryNotFound``, which ``huggingface_hub`` maps onto its exception classes) and
 ``X-Error-Message``, and a JSON body ``{"error": message}``.
+
+No header value the server writes holds a control character: request data ends up in headers
+(a revision or path in ``X-Error-Message``), and one NUL or CR/LF there made the HTTP layer drop
+the response (or could split it). :func:`header_value` replaces them with ``?``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, AsyncIterator, TypeVar
 from urllib.parse import urlencode
 
@@ -19,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 M = TypeVar("M", bound=BaseModel)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 JSON_LIMIT = 16 * 1024 * 1024
 FILE_CHUNK = 1024 * 1024
 
@@ -46,7 +52,20 @@ def _header_safe(text: str) -> str:
     """The message on one line, as UTF-8 bytes (starlette writes header strings as latin-1), so a
     client that decodes headers as UTF-8 (httpx, huggingface_hub) reads the JSON ``error``'s text
     and prints it once instead of twice (once with ``?`` for each ``…``)."""
-    return " ".join(text.split())[:1000].encode("utf-8").decode("latin-1")
+    return header_value(" ".join(text.split())[:1000].encode("utf-8").decode("latin-1"))
+
+
+def header_value(text: str) -> str:
+    """``text`` with every control character (NUL, CR, LF, ESC, DEL, …) replaced by ``?``."""
+    return _CONTROL.sub("?", text)
+
+
+def has_control_characters(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
+def _safe_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    return {name: header_value(value) for name, value in headers.items()} if headers else headers
 
 
 def repo_not_found() -> HubError:
@@ -54,6 +73,9 @@ def repo_not_found() -> HubError:
 
 
 def revision_not_found(revision: str) -> HubError:
+    """404 RevisionNotFound; 400 for a revision that could never exist (it holds control characters)."""
+    if has_control_characters(revision):
+        return bad_request(f"invalid revision {revision[:100]!r}: control characters are not allowed")
     return HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
 
 
@@ -80,7 +102,7 @@ def conflict(message: str, **extra: Any) -> HubError:
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return Response(body, status_code=status, headers=_safe_headers(headers), media_type="application/json")
 
 
 def validation_message(error: ValidationError, what: str) -> str:
@@ -163,7 +185,8 @@ class FileStream(Response):
         self.start = start
         self.length = end - start + 1
         self.head = head
-        super().__init__(None, status_code=status, headers=headers, media_type="application/octet-stream")
+        super().__init__(None, status_code=status, headers=_safe_headers(headers),
+                         media_type="application/octet-stream")
 
     async def __call__(self, scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})

@@ -1,12 +1,16 @@
 """What a repo says about itself: the model card's YAML header and the gptstore manifest.
 
-Both are read at ``main`` on every commit to it and stored with the repo, so listings need no
-file reads: tags (card tags, manifest tags, ``gptstore``, ``license:…``, the library and the
-pipeline tag), ``library_name``, ``pipeline_tag`` and the manifest summary clients render.
+Both are read at ``main`` on every commit to it and stored with the repo (the card parsed once,
+bounded and JSON-safe), so listings need no file reads and no YAML parsing: tags (card tags,
+manifest tags, ``gptstore``, ``license:…``, the library and the pipeline tag), ``library_name``,
+``pipeline_tag`` and the manifest summary clients render.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +18,13 @@ from typing import Any
 from ..manifest import Manifest
 
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_OPEN = re.compile(r"\A\ufeff?---[ \t]*\r?\n")
+#: largest model-card metadata block (the YAML between the --- lines), in bytes
+MAX_FRONT_MATTER = 64 * 1024
+#: deepest nesting of lists and mappings in it (real cards, model-index included, need about 7)
+MAX_CARD_DEPTH = 32
+#: characters of a README that :func:`parse_card` looks at (the block and its delimiter lines)
+CARD_READ_LIMIT = MAX_FRONT_MATTER + 4096
 
 
 @dataclass(frozen=True)
@@ -26,24 +37,92 @@ class RepoMetadata:
 
 
 def parse_card(text: str) -> dict[str, Any]:
-    """The YAML metadata block at the top of a README (``{}`` when there is none).
+    """The YAML metadata block at the top of a README (``{}`` when there is none), JSON-safe.
 
-    Raises ValueError with a readable message when the block is not a YAML mapping.
+    The block comes from anyone who may commit, and its parsed form is served to everyone who
+    lists models, so it is bounded before it is stored: at most :data:`MAX_FRONT_MATTER` bytes,
+    nesting at most :data:`MAX_CARD_DEPTH` deep, no anchors or aliases (a 350-byte block of nested
+    aliases expanded to 105 MB), and only values JSON can hold. Only the first
+    :data:`CARD_READ_LIMIT` characters of ``text`` are looked at, so callers may pass a prefix.
+
+    Raises ValueError with a readable message when the block breaks one of these rules or is not
+    a YAML mapping.
     """
-    import yaml
-
-    match = _FRONT.match(text)
+    window = text[:CARD_READ_LIMIT]
+    match = _FRONT.match(window)
     if not match:
+        if _OPEN.match(window) and len(window.encode("utf-8", "replace")) > MAX_FRONT_MATTER + 8:
+            raise ValueError(f"the metadata block at the top of the README is not closed by a --- line "
+                             f"within {MAX_FRONT_MATTER // 1024} KiB; close it (and keep it under "
+                             f"{MAX_FRONT_MATTER // 1024} KiB)")
         return {}
-    try:
-        data = yaml.safe_load(match.group(1) or "")
-    except yaml.YAMLError as exc:
-        raise ValueError(f"the README metadata is not valid YAML: {str(exc).splitlines()[0]}") from None
+    block = match.group(1) or ""
+    if len(block.encode("utf-8", "replace")) > MAX_FRONT_MATTER:
+        raise ValueError(f"the README metadata is larger than {MAX_FRONT_MATTER // 1024} KiB; shorten it")
+    data = _load_yaml(block)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ValueError("the README metadata must be a YAML mapping (key: value)")
-    return data
+    return _json_safe(data)
+
+
+def _load_yaml(block: str) -> Any:
+    """Parse ``block`` after checking its event stream: no anchor, no alias, bounded nesting."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    depth = 0
+    try:
+        for event in yaml.parse(block, Loader=loader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ValueError("the README metadata uses a YAML alias (*name); aliases and anchors are "
+                                 "not allowed, write the values out")
+            if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+                raise ValueError("the README metadata defines a YAML anchor (&name); anchors and aliases are "
+                                 "not allowed, write the values out")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_CARD_DEPTH:
+                    raise ValueError(f"the README metadata is nested more than {MAX_CARD_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        try:
+            return yaml.load(block, Loader=loader)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a 5,000-digit int
+            raise ValueError(f"the README metadata holds a value that cannot be read: "
+                             f"{str(exc).split(';')[0]}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "flow level" in first:  # libyaml's own nesting limit, hit while scanning ahead
+            raise ValueError(f"the README metadata is nested more than {MAX_CARD_DEPTH} levels deep") from None
+        raise ValueError(f"the README metadata is not valid YAML: {first}") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as JSON can hold it: dates as ISO strings, keys as strings; ValueError for NaN,
+    infinities, binary values and sets (nesting is already bounded)."""
+    if isinstance(value, dict):
+        return {_json_key(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("the README metadata holds NaN or Infinity, which JSON cannot represent")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        raise ValueError("the README metadata holds a binary value (!!binary); use text")
+    raise ValueError(f"the README metadata holds a {type(value).__name__} (e.g. !!set); use lists and mappings")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(_json_safe(key))
+    return str(_json_safe(key))
 
 
 def summarize(manifest: Manifest, digest: str) -> dict[str, Any]:

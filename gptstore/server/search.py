@@ -26,6 +26,10 @@ SORTS = {
     "id": "r.namespace ASC, r.name ASC",
 }
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: most ``filter`` tags one listing combines (each is one SQL condition; 1,100 broke SQLite's limits)
+MAX_FILTERS = 32
+#: most words one ``search`` may hold (each is one full-text term)
+MAX_SEARCH_WORDS = 32
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ def index_manifest(db: Database, repo_id: int, summary: dict[str, Any] | None) -
                     summary.get("license", ""), (summary.get("pricing") or {}).get("model", "")))
 
 
+def search_words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
 def fts_query(text: str) -> str | None:
     """Every word of ``text`` as a quoted prefix term (ANDed); None when there is no word."""
-    words = _WORD.findall(text)
+    words = search_words(text)
     return " ".join(f'"{w}"*' for w in words) if words else None
 
 

@@ -4,7 +4,8 @@
                                 refs, search index)
     DATA/blobs/sha256/<hex>     file contents, content-addressed (the library's blob engine)
     DATA/blobs/tmp/             blobs being written; leftovers are removed at start
-    DATA/uploads/<oid>/         parts of multipart LFS uploads until they are completed
+    DATA/uploads/<oid>/<repo>/  parts of one repo's multipart LFS upload (and the part ids each
+                                part upload produced) until it is completed
     DATA/secret                 key that signs LFS upload URLs (0600, generated on first use)
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,26 @@ class ServerSettings:
     #: LFS objects of at least this size (or above max_body) are uploaded in parts of part_size
     multipart_threshold: int = 512 * MiB
     part_size: int = 64 * MiB
+    #: largest LFS object an LFS batch accepts (413 for that object beyond)
+    max_object_size: int = 50 * GiB
     #: largest request body accepted (commit NDJSON, one LFS PUT); larger ones get 413
     max_body: int = 2048 * MiB
     #: entries per page of list_models, tree and commits listings
     page_size: int = 1000
     #: seconds an LFS upload URL stays valid
     upload_url_ttl: int = 6 * 3600
+    #: open connections served at once (idle keep-alive ones included); beyond it requests get 503
+    limit_concurrency: int = 512
+    #: seconds an idle kept-alive connection stays open between requests
+    timeout_keep_alive: int = 30
+    #: seconds a client may take to send a request's headers, or stall while sending a body or
+    #: reading a response, before it is disconnected (408 where an answer is still possible)
+    request_timeout: float = 60.0
+    #: bytes/s a client must average sending a body (else 408) or reading a response (else it is
+    #: dropped), after request_timeout seconds of grace
+    min_transfer_rate: int = 1024
+    #: largest request line + headers accepted; larger ones get 431
+    max_header_size: int = 64 * 1024
     #: refuse commits that add or change gptstore.json/gptstore.sig without a valid signature by a
     #: key registered for the manifest's namespace (``gptstore server key add``); not persisted
     require_signed: bool = False
@@ -45,6 +61,12 @@ class ServerSettings:
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         if self.part_size < 1 or self.part_size > self.max_body:
             raise ValueError("part_size must be between 1 byte and max_body")
+        if self.limit_concurrency < 2 or self.timeout_keep_alive < 1 or self.request_timeout <= 0:
+            raise ValueError("limit_concurrency must be at least 2, timeout_keep_alive and request_timeout positive")
+        if self.min_transfer_rate < 1 or self.max_header_size < 1024:
+            raise ValueError("min_transfer_rate must be at least 1 byte/s and max_header_size at least 1 KiB")
+        if self.max_object_size < 1:
+            raise ValueError("max_object_size must be at least 1 byte")
 
     @property
     def catalog_path(self) -> Path:

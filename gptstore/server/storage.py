@@ -5,13 +5,17 @@ Every file of every revision is a blob ``blobs/sha256/<hex>`` written through
 matching). The Hub client also wants git ids: a regular file's ``oid`` is its git blob SHA-1, an
 LFS file's is the git blob SHA-1 of its pointer file, and a folder's is a SHA-1 over its entries.
 
-Multipart LFS uploads stage their parts in ``uploads/<oid>/`` (one small blob store per object)
-until the completion call streams them, in order, into one blob.
+Multipart LFS uploads stage their parts in ``uploads/<oid>/<repo key>/`` (one small blob store per
+object and repo, so one repo's upload never sees another's parts) until the completion call streams
+them, in order, into one blob. Each part upload records the id (sha256) it produced under
+``parts/<number>``; a completion is accepted only with exactly those ids, so a client-supplied etag
+never becomes a path and knowing a digest never lends another upload's bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,8 +24,14 @@ from typing import Iterable
 
 from ..blobs import CHUNK, BlobStore
 from ..errors import DigestMismatch
+from ..fsutil import atomic_write
 
 _HEX64 = frozenset("0123456789abcdef")
+
+
+class UploadRejected(Exception):
+    """A multipart completion that does not name this upload's own parts (the message is safe to
+    show: it names part numbers only, never a path or anything about other files)."""
 
 
 @dataclass(frozen=True)
@@ -84,24 +94,64 @@ class Storage:
     def put_bytes(self, data: bytes) -> str:
         return self.blobs.put_bytes(data)
 
-    def parts(self, oid: str) -> BlobStore:
-        """The staging store for the parts of the multipart upload of ``oid``."""
-        return BlobStore(self.uploads_root / oid)
+    def staging(self, oid: str, repo_id: str) -> Path:
+        """The folder of the multipart upload of ``oid`` to ``repo_id``; both are checked, neither
+        becomes a path as given (the repo id is hashed)."""
+        if not is_sha256(oid):
+            raise ValueError("an LFS oid is 64 lowercase hex characters")
+        return self.uploads_root / oid / hashlib.sha256(repo_id.encode()).hexdigest()[:32]
 
-    def assemble(self, oid: str, size: int, part_ids: list[str]) -> str:
-        """Stream the staged parts, in order, into the blob ``oid``; raises DigestMismatch."""
-        parts = self.parts(oid)
-        missing = [n for n, part in enumerate(part_ids, 1) if not parts.has(part)]
-        if missing:
-            raise DigestMismatch(f"part {missing[0]} of {oid[:12]}… was not uploaded or its etag differs",
-                                 path=oid, expected=part_ids[missing[0] - 1])
+    def parts(self, oid: str, repo_id: str) -> BlobStore:
+        """The staging store for the parts of the multipart upload of ``oid`` to ``repo_id``."""
+        return BlobStore(self.staging(oid, repo_id))
+
+    def record_part(self, oid: str, repo_id: str, number: int, part_id: str) -> None:
+        """Remember that part ``number`` of this upload is the staged part ``part_id``."""
+        if not is_sha256(part_id) or number < 1:
+            raise ValueError("a part id is 64 lowercase hex characters and its number at least 1")
+        atomic_write(self.staging(oid, repo_id) / "parts" / str(number), part_id.encode())
+
+    def _recorded(self, oid: str, repo_id: str, number: int) -> str | None:
+        try:
+            return (self.staging(oid, repo_id) / "parts" / str(number)).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def assemble(self, oid: str, repo_id: str, size: int, part_ids: list[str]) -> str:
+        """Stream the staged parts, in order, into the blob ``oid``.
+
+        ``part_ids`` come from the client: each must be the 64-hex id that part's upload returned
+        to this repo's upload of ``oid`` (UploadRejected otherwise); the whole must hash to ``oid``
+        with ``size`` bytes (DigestMismatch otherwise).
+        """
+        for number, part in enumerate(part_ids, 1):
+            if not is_sha256(part):
+                raise UploadRejected(f"part {number}: the etag must be the 64-hex id that the part's "
+                                     "upload answered with")
+            if self._recorded(oid, repo_id, number) != part:
+                raise UploadRejected(f"part {number} was not uploaded through this upload's part URLs, "
+                                     "or its etag differs; upload it again")
+        parts = self.parts(oid, repo_id)
         with self.blobs.writer(expected_sha256=oid, expected_size=size) as writer:
             buffer = bytearray(CHUNK)
             view = memoryview(buffer)
-            for part in part_ids:
-                with open(parts.path(part), "rb", buffering=0) as handle:
+            for number, part in enumerate(part_ids, 1):
+                try:
+                    handle = open(parts.path(part), "rb", buffering=0)
+                except FileNotFoundError:  # completed or cleaned meanwhile
+                    raise UploadRejected(f"part {number} is no longer staged; upload it again") from None
+                with handle:
                     while n := handle.readinto(buffer):
                         writer.write(view[:n])
             result = writer.commit(label=f"LFS object {oid[:12]}…")
-        shutil.rmtree(parts.root, ignore_errors=True)
+        self.discard_upload(oid, repo_id)
         return result
+
+    def discard_upload(self, oid: str, repo_id: str) -> None:
+        """Remove this upload's staged parts (and the object's folder once no upload uses it)."""
+        staging = self.staging(oid, repo_id)
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            os.rmdir(staging.parent)
+        except OSError:  # another repo's upload of the same object is still staged there
+            pass

@@ -86,7 +86,7 @@ def test_package_signed_by_a_registered_key_is_accepted(signed_store, tiny_gpt_d
     folder = make_package(tiny_gpt_dir, tmp_path, "alice/poet", key="alice-release")
     info = upload(signed_store, folder, "alice/poet")
     api = signed_store.api("alice")
-    api.create_tag("alice/poet", tag="v1.0.0", revision=info.oid)
+    assert [(t.name, t.target_commit) for t in api.list_repo_refs("alice/poet").tags] == [("v1.0.0", info.oid)]
     model = api.model_info("alice/poet", revision="v1.0.0")
     assert {MANIFEST_FILE, SIGNATURE_FILE} <= {s.rfilename for s in model.siblings}
     assert model.gptstore["version"] == "1.0.0"

@@ -1,0 +1,212 @@
+"""Limits on what one client may hold of the server, beyond what uvicorn enforces by itself.
+
+uvicorn bounds concurrency (``limit_concurrency``: 503 beyond it) and idle keep-alive
+connections (``timeout_keep_alive``). A hostile or broken client could still hold a connection
+forever by sending its request, or reading the answer, one byte at a time; so:
+
+- **request head** (request line and headers): it must arrive within ``request_timeout``
+  seconds of the connection opening (or of its first byte, for a later request on a kept-alive
+  connection) and fit in ``max_header_size`` bytes; otherwise 408 / 431 and the connection is
+  closed. Enforced per connection by :func:`guarded_protocol`, because the app sees nothing of
+  a request until its head is complete; :func:`check_head` re-checks a head that arrived whole.
+- **request body**: :class:`TimedReceive` waits at most ``request_timeout`` seconds for each
+  piece, and allows the whole body ``request_timeout`` seconds plus one second per
+  ``min_transfer_rate`` bytes received (Apache mod_reqtimeout's rule). Only time spent waiting
+  for the client counts, not time the server spends storing what arrived. A client trickling a
+  byte a second is cut off after about ``request_timeout`` seconds; an honest slow upload is not.
+- **response**: while the connection's write buffer is full (the client does not keep up), the
+  client must acknowledge at least ``min_transfer_rate`` bytes a second of what is queued for it
+  (uvicorn's buffer plus the kernel's send queue), checked every ``request_timeout`` seconds, or
+  it is reset (:func:`guarded_protocol`): a client that stops reading its download is dropped
+  with everything queued for it, a slow one is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import time
+from typing import Any, Awaitable, Callable
+
+import anyio
+
+from .http import HubError
+from .settings import ServerSettings
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def has_body(scope: dict[str, Any]) -> bool:
+    """Does the request carry a body (HTTP/1.1: a non-zero Content-Length or a Transfer-Encoding)?"""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def head_size(scope: dict[str, Any]) -> int:
+    """Bytes of the request line and headers (as parsed; within a few bytes of the wire)."""
+    line = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 12
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+def check_head(scope: dict[str, Any], limit: int) -> None:
+    """431 for a head larger than ``limit`` that arrived in one piece (the protocol caught the rest)."""
+    if head_size(scope) > limit:
+        raise HubError(431, f"request headers are larger than the limit of {limit} bytes",
+                       headers={"Connection": "close"})
+
+
+class TimedReceive:
+    """The ASGI ``receive`` of one request, raising 408 when the client sends its body too slowly."""
+
+    def __init__(self, receive: Receive, scope: dict[str, Any], *, timeout: float, min_rate: int) -> None:
+        self._receive = receive
+        self.timeout = timeout
+        self.min_rate = min_rate
+        self.received = 0
+        self.waited = 0.0
+        #: the whole body has arrived (or there is none, or the client went away)
+        self.complete = not has_body(scope)
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.complete:  # after the body only http.disconnect comes, whenever the client leaves
+            return await self._receive()
+        allowance = min(self.timeout, self.timeout + self.received / self.min_rate - self.waited)
+        started = time.monotonic()
+        message = None
+        with anyio.move_on_after(max(allowance, 0.0)):
+            message = await self._receive()
+        self.waited += time.monotonic() - started
+        if message is None:
+            raise HubError(408, f"the request body arrived too slowly (nothing for {self.timeout:g} s, or "
+                                f"under {self.min_rate} bytes/s); check the connection and retry",
+                           headers={"Connection": "close"})
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+        else:
+            self.complete = True
+        return message
+
+
+def _refusal(status: int, reason: str, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"x-error-message: {message}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            ).encode("latin-1") + body
+
+
+def queued(transport: asyncio.Transport) -> int:
+    """Bytes written for the peer and not yet acknowledged: the transport's buffer plus (on Linux)
+    the kernel's send queue, which holds megabytes on a fast link."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    try:
+        import fcntl
+        import termios
+
+        size += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass  # the transport's buffer alone: coarser, still catches a client that reads nothing
+    return size
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Close with a TCP reset, dropping what the kernel still queues for a client that will not read it."""
+    sock = transport.get_extra_info("socket")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (AttributeError, OSError):
+        pass
+    transport.abort()
+
+
+def guarded_protocol(settings: ServerSettings) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools, else h11) with the head and write-stall limits above."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # pragma: no cover - httptools is a dependency of the server extra
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+
+    timeout, max_head = settings.request_timeout, settings.max_header_size
+    min_drained = settings.min_transfer_rate * settings.request_timeout  # per check of a full buffer
+
+    class GuardedProtocol(Base):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._head_bytes = 0
+            self._head_timer: asyncio.TimerHandle | None = None
+            self._stall_timer: asyncio.TimerHandle | None = None
+            self._queued = 0  # bytes queued for the client at the last check of a full buffer
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            for timer in (self._head_timer, self._stall_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._head_timer = self._stall_timer = None
+            super().connection_lost(exc)
+
+        def _awaiting_head(self) -> bool:
+            """No request is being answered or queued: what arrives now is the next request's head."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def data_received(self, data: bytes) -> None:
+            if self._awaiting_head():
+                if self._head_timer is None:  # the first byte of a request on a kept-alive connection
+                    self._head_bytes = 0
+                    self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if not self._awaiting_head():
+                if self._head_timer is not None:
+                    self._head_timer.cancel()
+                    self._head_timer = None
+            elif self._head_bytes > max_head:
+                self._refuse(431, "Request Header Fields Too Large",
+                             f"request headers are larger than the limit of {max_head} bytes")
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self._awaiting_head():
+                return
+            if self._head_bytes:
+                self._refuse(408, "Request Timeout", f"the request headers did not arrive within {timeout:g} s")
+            elif not self.transport.is_closing():
+                self.transport.close()
+
+        def _refuse(self, status: int, reason: str, message: str) -> None:
+            if not self.transport.is_closing():
+                self.logger.warning("%s from %s: %s", status, self.client, message)
+                self.transport.write(_refusal(status, reason, message))
+                self.transport.close()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._stall_timer is None:
+                self._queued = queued(self.transport)
+                self._stall_timer = self.loop.call_later(timeout, self._check_reader)
+
+        def resume_writing(self) -> None:
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None
+            super().resume_writing()
+
+        def _check_reader(self) -> None:
+            """Still paused after ``request_timeout`` s: keep a client that reads slowly, drop (with
+            its buffer) one that reads next to nothing."""
+            self._stall_timer = None
+            now = queued(self.transport)
+            if self._queued - now >= min_drained:
+                self._queued = now
+                self._stall_timer = self.loop.call_later(timeout, self._check_reader)
+                return
+            self.logger.warning("dropping %s: it took %d bytes of the response in %g s", self.client,
+                                max(0, self._queued - now), timeout)
+            reset(self.transport)
+
+    return GuardedProtocol

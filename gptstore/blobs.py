@@ -4,12 +4,17 @@ One engine for the local library and the store server. Blobs are written through
 :class:`BlobWriter` that hashes while it writes (no second read), fsyncs, and renames into place
 only when the digest (and size, if expected) match; a blob therefore either exists whole and
 correct or not at all. Unfinished writes live in ``<root>/tmp`` and can be resumed by name.
+
+Digests and resume names come from manifests and stores, i.e. from outside: a blob path is built
+only from a 64-hex digest, a partial only from a plain name, and a writer with an expected size
+never grows past it (an endless or oversized download fails instead of filling the disk).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -17,6 +22,13 @@ from .errors import DigestMismatch
 from .fsutil import fsync_dir
 
 CHUNK = 4 * 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_RESUME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is exactly 64 lowercase hex characters (what a blob may be named)."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def hash_file(path: Path, *, chunk: int = CHUNK) -> tuple[str, int]:
@@ -39,7 +51,8 @@ class BlobWriter:
     """Write a blob in pieces; :meth:`commit` checks and publishes it.
 
     With ``resume_name`` the partial file ``tmp/<resume_name>`` is kept on failure and continued
-    next time (its bytes are re-hashed once to restore the hash state).
+    next time (its bytes are re-hashed once to restore the hash state). A partial already longer
+    than ``expected_size`` cannot be the start of the blob: it is dropped and the write starts over.
     """
 
     def __init__(self, store: BlobStore, *, expected_sha256: str | None = None,
@@ -52,7 +65,11 @@ class BlobWriter:
         store.tmp.mkdir(parents=True, exist_ok=True)
         self._keep_partial = resume_name is not None
         if resume_name is not None:
+            if not _RESUME_NAME.fullmatch(resume_name):
+                raise ValueError(f"invalid resume name {resume_name[:80]!r}: letters, digits and ._- only")
             self.path = store.tmp / resume_name
+            if expected_size is not None and self.path.is_file() and self.path.stat().st_size > expected_size:
+                self.path.unlink(missing_ok=True)  # longer than the blob: not a prefix of it
             if self.path.exists():
                 with open(self.path, "rb") as handle:
                     while chunk := handle.read(CHUNK):
@@ -68,6 +85,10 @@ class BlobWriter:
         self._done = False
 
     def write(self, data: bytes | memoryview) -> None:
+        if self.expected_size is not None and self.size + len(data) > self.expected_size:
+            self.discard(force=True)
+            raise DigestMismatch(f"blob: more than the expected {self.expected_size} bytes arrived",
+                                 expected=str(self.expected_size), actual=f">{self.expected_size}")
         self._file.write(data)
         self._hash.update(data)
         self.size += len(data)
@@ -110,7 +131,7 @@ class BlobWriter:
     def discard(self, *, force: bool = False) -> None:
         if not self._file.closed:
             self._file.close()
-        if force or not self._keep_partial:
+        if force or not self._keep_partial or self.size == 0:  # an empty partial resumes nothing
             self.path.unlink(missing_ok=True)
         self._done = True
 
@@ -130,10 +151,13 @@ class BlobStore:
         self.tmp = self.root / "tmp"
 
     def path(self, sha256: str) -> Path:
+        """Where blob ``sha256`` lives; anything but 64 lowercase hex is refused (never a path)."""
+        if not is_sha256(sha256):
+            raise ValueError(f"not a sha256 digest: {str(sha256)[:80]!r}")
         return self.root / "sha256" / sha256
 
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return is_sha256(sha256) and self.path(sha256).is_file()
 
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size

@@ -11,7 +11,11 @@ Values are read on every call (cheap), so tests and long-running processes see c
 | GPTSTORE_TRACE_PLUGINS  | 1 = print every hook call to stderr                                |
 | GPTSTORE_NO_USAGE_LOG   | 1 = do not record generations                                      |
 | GPTSTORE_OFFLINE        | 1 = never touch the network (HF_HUB_OFFLINE=1 counts too)          |
-| GPTSTORE_TOKEN          | token for the remote store                                         |
+| GPTSTORE_TOKEN          | token for the store named by --store or GPTSTORE_STORE only (never |
+|                         | sent to another URL: a lock file's other stores, a redirect)       |
+| GPTSTORE_HTTP_TIMEOUT   | seconds to connect to a store and to wait for any one read (30)    |
+| GPTSTORE_STALL_TIMEOUT  | seconds in which a download must bring 64 KiB, and a manifest,     |
+|                         | signature or API answer must arrive whole (60)                     |
 | GPTSTORE_SERVER_DATA    | data directory of `gptstore server` (catalog, blobs, secret)       |
 | GPTSTORE_SERVER_URL     | public base URL of `gptstore server` behind a proxy                |
 | GPTSTORE_SERVER_SECRET  | key that signs LFS upload URLs (default: DATA/secret, generated)   |
@@ -71,6 +75,38 @@ def offline() -> bool:
 
 def token() -> str | None:
     return os.environ.get("GPTSTORE_TOKEN") or None
+
+
+#: defaults of the network limits (seconds); see :func:`http_timeout` and :func:`stall_timeout`
+HTTP_TIMEOUT = 30.0
+STALL_TIMEOUT = 60.0
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        from .errors import UsageError
+
+        raise UsageError(f"{name}={value!r} is not a positive number of seconds",
+                         hint=f"unset it (default {default:g}) or set e.g. {name}={default:g}")
+    return seconds
+
+
+def http_timeout() -> float:
+    """``GPTSTORE_HTTP_TIMEOUT``: connecting to a store, and waiting for any one read, fail after this."""
+    return _seconds("GPTSTORE_HTTP_TIMEOUT", HTTP_TIMEOUT)
+
+
+def stall_timeout() -> float:
+    """``GPTSTORE_STALL_TIMEOUT``: a download that brings under 64 KiB in this long is abandoned
+    (a trickling store), and small answers (manifest, signature, API JSON) must arrive whole in it."""
+    return _seconds("GPTSTORE_STALL_TIMEOUT", STALL_TIMEOUT)
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -2,6 +2,11 @@
 
 ``gptstore lock REF… > gptstore.lock`` writes one; ``gptstore pull --lock gptstore.lock``
 reproduces exactly those bytes (the manifest digest pins every file) or fails.
+
+A lock file may come from a stranger: its store URLs are data, not the user's choice, so
+``--token`` / ``GPTSTORE_TOKEN`` go only to entries on the store the user named (``--store`` or
+``GPTSTORE_STORE``); other entries get only a login saved for their own URL. Revisions must be
+commit ids (40 hex) or, for a library store, manifest digests (64 hex).
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ class LockedModel(BaseModel):
     store: str = Field(description="Store URL the model came from.")
     reference: str = Field(description="Reference as the user wrote it, e.g. acme/poet:1.0.0.")
     digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="Manifest digest.")
-    revision: str = Field(description="The store's immutable revision (a hub commit id).")
+    # pydantic's regex engine (Rust): ``$`` is the end of the text, so a trailing newline fails too
+    revision: str = Field(pattern=r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$",
+                          description="The store's immutable revision: a hub commit id, or a library's "
+                                      "manifest digest.")
 
 
 class LockFile(BaseModel):
@@ -60,14 +68,24 @@ def read(path: Path | str) -> LockFile:
         raise UsageError(f"{path} is not a valid gptstore lock file ({first})") from None
 
 
-def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: bool = False, progress=None):
-    """Pull every locked model at its locked revision; a different digest fails."""
-    from .pull import pull
+def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: bool = False, progress=None,
+                store: str | None = None):
+    """Pull every locked model at its locked revision; a different digest fails.
 
+    ``store`` is the store the user named (default ``GPTSTORE_STORE``): ``token`` (else
+    ``GPTSTORE_TOKEN``) is used only for entries on that store, never sent to another URL.
+    """
+    from . import config
+    from .pull import pull
+    from .stores.auth import same_store
+    from .stores.base import get_store
+
+    named = store or config.default_store()
     results = []
     for item in lockfile.models:
         ref = parse_ref(item.reference)
         pinned = parse_ref(f"{ref.repo_id}:{ref.tag}@{item.digest}")
-        results.append(pull(pinned, store=item.store, revision=item.revision, token=token,
+        source = get_store(item.store, token=token, named=same_store(item.store, named))
+        results.append(pull(pinned, store=source, revision=item.revision,
                             allow_unsafe=allow_unsafe, progress=progress))
     return results

@@ -11,8 +11,9 @@ from ._output import echo_json, human_size, short, table
 store_option = click.option("--store", "store_url", metavar="URL", default=None,
                             help="Store URL: hf://, http(s)://host:port or a library path "
                                  "(default: GPTSTORE_STORE, else the local library).")
-token_option = click.option("--token", default=None, help="Access token (default: GPTSTORE_TOKEN, "
-                                                          "then `gptstore login`, then HF_TOKEN for hf://).")
+token_option = click.option("--token", default=None, help="Access token for the store named by --store / "
+                                                          "GPTSTORE_STORE (default: GPTSTORE_TOKEN, then "
+                                                          "`gptstore login`, then HF_TOKEN for hf://).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -66,7 +67,7 @@ def push(reference, store_url, token, private, as_json):
 @store_option
 @token_option
 @click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Pull exactly the models of a lock file.")
+              help="Pull exactly the models of a lock file (--token goes only to its entries on --store).")
 @click.option("--allow-unsafe", is_flag=True, help="Accept pickle-based weights. Only for sources you trust.")
 @json_option
 def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
@@ -79,7 +80,8 @@ def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
         raise UsageError("give REFERENCE(s) or --lock FILE", hint="e.g. gptstore pull acme/poet --store URL")
     show = None if as_json else _progress_bar()
     if lock_path:
-        results = pull_locked(read(lock_path), token=token, allow_unsafe=allow_unsafe, progress=show)
+        results = pull_locked(read(lock_path), store=store_url, token=token, allow_unsafe=allow_unsafe,
+                              progress=show)
     else:
         results = [pull_one(ref, store=store_url, token=token, allow_unsafe=allow_unsafe, progress=show)
                    for ref in references]

@@ -78,7 +78,7 @@ def placement(engine: Engine, device: str, dtype: str) -> tuple[str, str]:
 def check_device(device: str) -> str:
     """Validate the *form* of a device name (``auto``, ``cpu``, ``mps``, ``cuda``, ``cuda:N``)."""
     value = (device or "auto").strip().lower()
-    if not _DEVICE.match(value):
+    if not _DEVICE.fullmatch(value):
         raise UsageError(f"unknown device {device!r}", hint="use auto, cpu, mps, cuda or cuda:N")
     return value
 

@@ -1,6 +1,10 @@
 """Tokens for remote stores: ``--token`` > ``GPTSTORE_TOKEN`` > ``gptstore login`` > ``HF_TOKEN``.
 
-Logins are kept per store URL in ``GPTSTORE_HOME/credentials.json`` with mode 0600.
+A token goes only where it belongs. ``--token`` and ``GPTSTORE_TOKEN`` are for the store the
+user named (``--store`` or ``GPTSTORE_STORE``; applied by :func:`~gptstore.stores.base.get_store`),
+never for a URL that came from data (a lock file naming another store). Logins are kept per
+store URL in ``GPTSTORE_HOME/credentials.json`` with mode 0600 and used for exactly that URL;
+``HF_TOKEN`` only for ``hf://`` (huggingface.co).
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ def _key(url: str) -> str:
     return url.rstrip("/")
 
 
+def same_store(a: str | None, b: str | None) -> bool:
+    """Whether two store URLs name the same store (as logins are keyed: trailing ``/`` ignored)."""
+    return a is not None and b is not None and _key(a) == _key(b)
+
+
 def token_for(url: str) -> str | None:
-    """The token to use for a store when none was passed explicitly."""
-    token = config.token() or _read().get(_key(url))
+    """The token for a store when none was given: the login saved for this very URL, else
+    ``HF_TOKEN`` for ``hf://``. Never ``GPTSTORE_TOKEN`` (that is for the named store only)."""
+    token = _read().get(_key(url))
     if token is None and url.startswith("hf://"):
         token = config.env("HF_TOKEN")
     return token

@@ -51,17 +51,16 @@ class SearchHit:
 
 
 def format_price(model: str, amount: float = 0.0, currency: str = "USD") -> str:
-    """``free``, ``0.5 EUR/1k tokens`` or ``10 USD flat``: how search, show, cards and usage print a price."""
-    if model == "per_1k_tokens":
-        return f"{amount:g} {currency}/1k tokens"
-    if model == "flat":
-        return f"{amount:g} {currency} flat"
-    return "free"
+    """The label of a price given as loose values (a store's search JSON): :meth:`Pricing.label
+    <gptstore.manifest.Pricing.label>`, which owns the format."""
+    from ..manifest import Pricing
+
+    return Pricing.unchecked(model, amount, currency).label()
 
 
 def price_label(manifest: Manifest) -> str:
-    pricing = manifest.pricing
-    return format_price(pricing.model, pricing.amount, pricing.currency)
+    """``manifest.pricing.label()``, kept for the store modules that print a manifest's price."""
+    return manifest.pricing.label()
 
 
 def hit_for(manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:
@@ -117,12 +116,16 @@ def stores() -> dict[str, Callable[[str], Store]]:
     return {scheme: args[1] for scheme, (_plugin, args, _kw) in found.items()}
 
 
-def get_store(url: str | None = None, *, token: str | None = None) -> Store:
+def get_store(url: str | None = None, *, token: str | None = None, named: bool = True) -> Store:
     """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library.
 
-    ``token`` (e.g. from ``--token``) is passed to the factory of stores that take one.
+    ``named``: the user chose this store (``--store``, ``GPTSTORE_STORE``, an SDK argument), so
+    ``token`` (e.g. from ``--token``), else ``GPTSTORE_TOKEN``, is passed to its factory. For a
+    URL that came from data (a lock file's entry for another store) pass ``named=False``: then no
+    token is passed and the store uses only a login saved for its own URL.
     """
     url = url or config.default_store()
+    token = (token or config.token()) if named else None
     if url is None:
         from .local import LocalStore
 

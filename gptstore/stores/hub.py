@@ -1,31 +1,47 @@
 """``HubStore``: huggingface.co (``hf://``) or any Hub-compatible endpoint (``http(s)://``).
 
-Everything goes through ``huggingface_hub``. On a hub a model is a repo ``namespace/name`` with
-``gptstore.json``, ``gptstore.sig``, a generated ``README.md`` card and the files; version
-``1.2.0`` is the git tag ``v1.2.0`` and ``latest`` is ``main``. For endpoints other than
-huggingface.co, Xet is switched off in-process (uploads then use the LFS batch API).
+On a hub a model is a repo ``namespace/name`` with ``gptstore.json``, ``gptstore.sig``, a
+generated ``README.md`` card and the files; version ``1.2.0`` is the git tag ``v1.2.0`` and
+``latest`` is ``main``. For endpoints other than huggingface.co, Xet is switched off in-process
+(uploads then use the LFS batch API).
+
+A store is untrusted. Everything read from it (model info, refs, manifest, signature, files,
+search results) goes through :mod:`.bounded_http`: into memory or a BlobWriter, size-capped and
+time-limited, never through ``huggingface_hub``'s file cache (which names files after the store's
+headers). Commit ids a store sends are checked to be 40 hex before use; a version tag must hold a
+manifest of that version (a validly signed older release served as a newer one is a rollback).
+Writing (push) uses ``HfApi``; see :mod:`.hub_push` for how racing pushes of a version end.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urljoin
 
 from .. import config
-from ..errors import (AuthError, ConflictError, GPTStoreError, ManifestError, ModelNotFound, StoreError,
-                      UsageError)
+from ..errors import (AuthError, GPTStoreError, ManifestError, ModelNotFound, StoreError, UsageError)
 from ..hookspecs import hookimpl
 from .base import Located, SearchHit, Sort, Store, format_price
+from .bounded_http import (MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, BoundedHTTP, check_commit_id, one_line,
+                           origin)
 
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
     from ..library import LocalModel
-    from ..manifest import FileEntry
+    from ..manifest import FileEntry, Manifest
     from ..refs import Reference
 
 HF_ENDPOINT = "https://huggingface.co"
 MANIFEST = "gptstore.json"
 SIGNATURE = "gptstore.sig"
 CARD = "README.md"
+#: manifests read at most while looking for a pinned digest among a model's tags
+MAX_DIGEST_SEARCH = 100
+#: pages of search results read at most
+MAX_SEARCH_PAGES = 100
+_TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 
 
 def revision_of(ref: Reference) -> str:
@@ -34,45 +50,14 @@ def revision_of(ref: Reference) -> str:
 
     if ref.tag == "latest":
         return "main"
-    return f"v{ref.tag}" if SEMVER.match(ref.tag) else ref.tag
-
-
-class _Sink:
-    """The file object ``huggingface_hub.file_download.http_get`` writes into: a BlobWriter."""
-
-    def __init__(self, writer: BlobWriter) -> None:
-        self.writer = writer
-
-    def write(self, data: bytes) -> int:
-        self.writer.write(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.writer.size
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if offset == 0 and whence == 0:  # the server ignored Range: start the blob over
-            self.writer.restart()
-        return self.writer.size
-
-    def truncate(self, size: int | None = None) -> int:
-        return self.writer.size
-
-
-def _silent_bar() -> type:
-    """A progress bar class that shows nothing: pull shows one bar for all files itself."""
-    from tqdm import tqdm
-
-    class Silent(tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    return Silent
+    return f"v{ref.tag}" if SEMVER.fullmatch(ref.tag) else ref.tag
 
 
 class HubStore(Store):
     def __init__(self, url: str, *, token: str | None = None) -> None:
+        """``token`` is used as given; without one, only a login saved for exactly this URL (or
+        ``HF_TOKEN`` for ``hf://``) is used. ``GPTSTORE_TOKEN`` is applied by
+        :func:`~gptstore.stores.base.get_store` to the store the user named, never here."""
         from huggingface_hub import HfApi, constants
 
         self.url = url.rstrip("/")
@@ -88,6 +73,7 @@ class HubStore(Store):
 
         self.token = token or token_for(self.url)
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        self.http = BoundedHTTP(self.endpoint, self.token)
 
     # -- errors ------------------------------------------------------------------------------
     def _fail(self, exc: Exception, what: str, *, write: bool = False) -> GPTStoreError:
@@ -96,6 +82,8 @@ class HubStore(Store):
                                             RepositoryNotFoundError, RevisionNotFoundError)
 
         login = f"pass --token, set GPTSTORE_TOKEN, or run `gptstore login --store {self.url}`"
+        if isinstance(exc, GPTStoreError):
+            return exc
         if isinstance(exc, OfflineModeIsEnabled):
             return StoreError(f"offline: cannot reach {self.url} for {what}",
                               hint="unset GPTSTORE_OFFLINE / HF_HUB_OFFLINE, or use a model already pulled")
@@ -112,13 +100,16 @@ class HubStore(Store):
                 return AuthError(f"the token lacks write scope for {what} on {self.url}" if write else
                                  f"forbidden: {what} on {self.url}",
                                  hint="create a token with --scope write for a member of the namespace")
-            message = exc.server_message or str(exc).splitlines()[0]
+            message = one_line(exc.server_message or str(exc).splitlines()[0])
             return StoreError(f"{self.url} refused {what}: {message}")
         import httpx2
 
         if isinstance(exc, (OSError, httpx2.TransportError)):
-            return StoreError(f"cannot reach {self.url} for {what}: {exc}",
+            return StoreError(f"cannot reach {self.url} for {what}: {one_line(str(exc) or type(exc).__name__)}",
                               hint="check the URL and that the store is running")
+        if isinstance(exc, httpx2.HTTPError):  # e.g. a body that does not decode
+            return StoreError(f"{self.url} sent a broken answer for {what}: {one_line(str(exc) or type(exc).__name__)}",
+                              hint="the store is broken or hostile; try again or use another store")
         raise exc
 
     def _check_online(self, what: str) -> None:
@@ -126,17 +117,59 @@ class HubStore(Store):
             raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): {what} needs {self.url}",
                              hint="pull it while online, or unset the offline variable")
 
-    # -- reading -----------------------------------------------------------------------------
-    def _download(self, repo_id: str, path: str, revision: str) -> bytes | None:
+    # -- reading (bounded, validated) --------------------------------------------------------
+    def _api(self, repo_id: str, *parts: str) -> str:
+        return "/".join([f"{self.endpoint}/api/models/{quote(repo_id, safe='/')}", *parts])
+
+    def _file_url(self, repo_id: str, path: str, commit: str) -> str:
+        return f"{self.endpoint}/{quote(repo_id, safe='/')}/resolve/{commit}/{quote(path, safe='/')}"
+
+    def commit_of(self, repo_id: str, revision: str) -> str:
+        """The commit id (checked: 40 hex) that a branch or tag of a model names now."""
+        info, _ = self.http.get_json(self._api(repo_id, "revision", quote(revision, safe="")),
+                                     what=f"the model info of {repo_id}")
+        sha = info.get("sha") if isinstance(info, dict) else None
+        return check_commit_id(sha, where=f"{self.url} (model info of {repo_id})")
+
+    def refs(self, repo_id: str) -> tuple[str | None, dict[str, str]]:
+        """(head commit of ``main`` or None, ``{tag name: commit}``), every commit id checked."""
+        data, _ = self.http.get_json(self._api(repo_id, "refs"), what=f"the refs of {repo_id}")
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.url} answered the refs of {repo_id} with something other than an object",
+                             hint="the store is broken or hostile")
+        where = f"{self.url} (refs of {repo_id})"
+        main = None
+        tags: dict[str, str] = {}
+        for group in ("branches", "tags"):
+            items = data.get(group) or []
+            for item in items if isinstance(items, list) else []:
+                name = item.get("name") if isinstance(item, dict) else None
+                if not isinstance(name, str) or not _TAG_NAME.fullmatch(name):
+                    continue  # not a name gptstore ever asks for
+                commit = check_commit_id(item.get("targetCommit"), where=where)
+                if group == "branches":
+                    main = commit if name == "main" else main
+                else:
+                    tags[name] = commit
+        return main, tags
+
+    def read_file(self, repo_id: str, path: str, commit: str, *, limit: int) -> bytes | None:
+        """A small file of a commit, into memory (at most ``limit`` bytes); None when it is absent."""
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
+        commit = check_commit_id(commit, where=self.url)
         try:
-            local = self.api.hf_hub_download(repo_id, path, revision=revision,
-                                             cache_dir=str(config.home() / "hub-cache"))
+            return self.http.get_bytes(self._file_url(repo_id, path, commit), limit=limit,
+                                       what=f"{path} of {repo_id}")
         except RemoteEntryNotFoundError:
             return None
-        with open(local, "rb") as handle:
-            return handle.read()
+
+    def manifest_at(self, repo_id: str, commit: str) -> Manifest | None:
+        """The parsed manifest of a commit, or None when the commit has none."""
+        from ..manifest import parse_bytes
+
+        data = self.read_file(repo_id, MANIFEST, commit, limit=MAX_MANIFEST_BYTES)
+        return None if data is None else parse_bytes(data, source=f"{MANIFEST} of {repo_id} on {self.url}")
 
     def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
         """Resolve a reference to a commit and read its manifest and signature (no weights)."""
@@ -144,15 +177,16 @@ class HubStore(Store):
 
         self._check_online(f"resolving {ref}")
         what = str(ref)
+        if revision is not None:
+            commit = str(revision)
+            if not re.fullmatch(r"[0-9a-f]{40}", commit):
+                raise UsageError(f"invalid revision {commit[:60]!r} for {ref} on {self.url}",
+                                 hint="a hub revision is a commit id of 40 hex characters (see the lock file)")
         try:
-            if revision is None and ref.digest:
-                revision = self._find_digest(ref)
-            info = self.api.model_info(ref.repo_id, revision=revision or revision_of(ref))
-            commit = info.sha
-            data = self._download(ref.repo_id, MANIFEST, commit)
-            signature = self._download(ref.repo_id, SIGNATURE, commit)
-        except GPTStoreError:
-            raise
+            if revision is None:
+                commit = self._find_digest(ref) if ref.digest else self.commit_of(ref.repo_id, revision_of(ref))
+            data = self.read_file(ref.repo_id, MANIFEST, commit, limit=MAX_MANIFEST_BYTES)
+            signature = self.read_file(ref.repo_id, SIGNATURE, commit, limit=MAX_SIGNATURE_BYTES)
         except Exception as exc:
             raise self._fail(exc, what) from exc
         if data is None:
@@ -164,21 +198,22 @@ class HubStore(Store):
         if ref.digest and manifest.digest != ref.digest:
             raise ModelNotFound(what, where=self.url,
                                 hint=f"the store has sha256:{manifest.digest[:12]}… at that revision")
+        check_version(ref, manifest, self.url)
         return Located(ref, manifest, manifest.digest, signature, commit)
 
     def _find_digest(self, ref: Reference) -> str:
         """The commit whose manifest has the pinned digest: the tag first, then every tag and main."""
-        refs = self.api.list_repo_refs(ref.repo_id)
-        candidates = [b.target_commit for b in refs.branches if b.name == "main"]
-        candidates = [t.target_commit for t in refs.tags] + candidates
-        if ref.explicit_tag:
-            preferred = revision_of(ref)
-            candidates = [t.target_commit for t in refs.tags if t.name == preferred] + candidates
-        from ..manifest import parse_bytes
-
-        for commit in dict.fromkeys(candidates):
-            data = self._download(ref.repo_id, MANIFEST, commit)
-            if data is not None and parse_bytes(data).digest == ref.digest:
+        main, tags = self.refs(ref.repo_id)
+        candidates = []
+        if ref.explicit_tag and revision_of(ref) in tags:
+            candidates.append(tags[revision_of(ref)])
+        candidates += list(tags.values()) + ([main] if main else [])
+        for commit in list(dict.fromkeys(candidates))[:MAX_DIGEST_SEARCH]:
+            try:
+                manifest = self.manifest_at(ref.repo_id, commit)
+            except ManifestError:
+                continue  # a broken manifest at another tag does not hide the one asked for
+            if manifest is not None and manifest.digest == ref.digest:
                 return commit
         raise ModelNotFound(str(ref), where=self.url, hint="no tag or main of that model has this digest")
 
@@ -189,104 +224,111 @@ class HubStore(Store):
         """``{version: commit}`` of the model's version tags, plus ``latest``."""
         self._check_online(f"listing tags of {repo_id}")
         try:
-            refs = self.api.list_repo_refs(repo_id)
+            main, refs = self.refs(repo_id)
         except Exception as exc:
             raise self._fail(exc, repo_id) from exc
-        tags = {t.name[1:]: t.target_commit for t in refs.tags if t.name.startswith("v")}
-        tags.update({"latest": b.target_commit for b in refs.branches if b.name == "main"})
+        tags = {name[1:]: commit for name, commit in refs.items() if name.startswith("v")}
+        if main:
+            tags["latest"] = main
         return tags
 
     def search(self, query: str = "", *, tag: str | None = None, sort: Sort = "recent",
                limit: int = 50) -> list[SearchHit]:
         self._check_online("search")
-        filters = ["gptstore"] + ([tag] if tag else [])
-        order = "downloads" if sort == "downloads" else "last_modified"
+        params: list[tuple[str, str]] = [("filter", "gptstore")] + ([("filter", tag)] if tag else [])
+        params += [("search", query)] if query else []
+        params += [("sort", "downloads" if sort == "downloads" else "lastModified"), ("limit", str(limit))]
+        url: str = f"{self.endpoint}/api/models"
+        query_params: Any = params
+        hits: list[SearchHit] = []
         try:
-            infos = list(self.api.list_models(filter=filters, search=query or None, sort=order, limit=limit))
+            for _page in range(MAX_SEARCH_PAGES):
+                data, links = self.http.get_json(url, what="search", params=query_params)
+                if not isinstance(data, list):
+                    raise StoreError(f"{self.url} answered a search with something other than a list",
+                                     hint="the store is broken or hostile")
+                hits += [hit for hit in map(_hit, data) if hit is not None]
+                following = (links.get("next") or {}).get("url") if isinstance(links, dict) else None
+                if len(hits) >= limit or not following:
+                    break
+                url, query_params = urljoin(url, following), None
+                if origin(url) != origin(self.endpoint):
+                    break  # results come from the store itself, never from where it points
         except Exception as exc:
             raise self._fail(exc, "search") from exc
-        return [_hit(info) for info in infos]
+        return hits[:limit]
 
     def fetch(self, located: Located, entry: FileEntry, writer: BlobWriter) -> None:
-        """Stream one file into ``writer`` (hashing as it writes), resuming after its bytes."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.file_download import http_get
-        from huggingface_hub.utils import build_hf_headers
-
+        """Stream one file into ``writer`` (hashing as it writes), resuming after its bytes; the
+        body stops at the manifest's size."""
         self._check_online(f"downloading {entry.path}")
-        url = hf_hub_url(located.reference.repo_id, entry.path, revision=located.revision, endpoint=self.endpoint)
-        headers = build_hf_headers(token=self.token or False)
+        manifest = located.manifest
+        label = f"{manifest.repo_id}:{manifest.version} {entry.path}"
         try:
-            http_get(url, _Sink(writer), resume_size=writer.size, headers=headers,
-                     expected_size=entry.size, displayed_filename=entry.path, tqdm_class=_silent_bar())
-        except OSError as exc:
-            if "Consistency check failed" in str(exc):
-                return  # the size check of BlobWriter.commit names the file
-            raise self._fail(exc, f"{located.reference} file {entry.path}") from exc
+            commit = check_commit_id(located.revision, where=self.url)
+            url = self._file_url(located.reference.repo_id, entry.path, commit)
+            self.http.download(url, writer, size=entry.size, what=label)
         except Exception as exc:
             raise self._fail(exc, f"{located.reference} file {entry.path}") from exc
 
     # -- writing -----------------------------------------------------------------------------
     def push(self, model: LocalModel, *, private: bool = False) -> str:
-        """Upload a library model: only what the remote lacks, then tag the version, move main."""
-        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        """Upload a library model: only what the remote lacks, on top of the head it read, then tag
+        the version; a racing push of the same version ends in one winner (see :mod:`.hub_push`)."""
+        from .hub_push import push
 
-        from ..manifest import dumps
-        from .card import model_card
-
-        manifest = model.manifest
-        repo_id = manifest.repo_id
-        tag = f"v{manifest.version}"
-        what = f"{repo_id}:{manifest.version}"
-        self._check_online(f"pushing {what}")
-        try:
-            self.api.create_repo(repo_id, private=private, exist_ok=True)
-            existing = self.tags(repo_id)
-            if manifest.version in existing:
-                remote = self._download(repo_id, MANIFEST, existing[manifest.version])
-                from ..manifest import parse_bytes
-
-                if remote is None or parse_bytes(remote).digest != model.digest:
-                    raise ConflictError(f"{what} is already on {self.url} with other content",
-                                        hint="bump the version; a published version never changes")
-                return f"{self.endpoint}/{repo_id}/tree/{tag}"
-            remote_files = set(self.api.list_repo_files(repo_id, revision="main"))
-            signature = model.path / SIGNATURE
-            ops: list[Any] = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(model.path / f.path))
-                              for f in manifest.files]
-            ops.append(CommitOperationAdd(path_in_repo=MANIFEST, path_or_fileobj=dumps(manifest)))
-            if signature.is_file():
-                ops.append(CommitOperationAdd(path_in_repo=SIGNATURE, path_or_fileobj=signature.read_bytes()))
-            ops.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=model_card(manifest, model.digest).encode()))
-            keep = {f.path for f in manifest.files} | {MANIFEST, SIGNATURE, CARD, ".gitattributes"}
-            ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote_files - keep)]
-            info = self.api.create_commit(repo_id, ops, commit_message=f"gptstore push {what}",
-                                          commit_description=f"manifest sha256:{model.digest}", revision="main")
-            self.api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=f"{what} sha256:{model.digest}")
-        except GPTStoreError:
-            raise
-        except Exception as exc:
-            raise self._fail(exc, what, write=True) from exc
-        return f"{self.endpoint}/{repo_id}/tree/{tag}"
+        return push(self, model, private=private)
 
 
-def _hit(info: Any) -> SearchHit:
-    summary = getattr(info, "gptstore", None) or {}
-    pricing = summary.get("pricing") or {}
-    price = format_price(pricing.get("model", "free"), pricing.get("amount", 0), pricing.get("currency", "USD"))
-    version = summary.get("version", "")
-    return SearchHit(reference=f"{info.id}:{version}" if version else info.id, version=version,
-                     description=summary.get("description", ""),
-                     provider=(summary.get("provider") or {}).get("name"), license=summary.get("license"),
-                     price=price, downloads=info.downloads or 0, tags=list(summary.get("tags", [])),
-                     digest=summary.get("digest"))
+def check_version(ref: Reference, manifest: Manifest, where: str) -> None:
+    """A version tag must hold a manifest of that version: a validly signed 0.9.0 served for
+    ``:1.0.0`` is a rollback (or a mis-tagged release) and is refused."""
+    from ..refs import SEMVER
+
+    if SEMVER.fullmatch(ref.tag) and manifest.version != ref.tag:
+        raise ManifestError(f"{ref.repo_id}:{ref.tag} on {where} holds a manifest of version {manifest.version}; "
+                            "refusing it (a rollback or a mis-tagged release)",
+                            hint="tell the store's operator; pin an exact release with @sha256:<digest>")
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    return one_line(value, limit) if isinstance(value, str) else ""
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _hit(info: Any) -> SearchHit | None:
+    """One search result from a store's JSON; anything malformed is dropped or blanked, and every
+    text made one printable line (no terminal escapes from a store)."""
+    if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+        return None
+    summary = _dict(info.get("gptstore"))
+    pricing = _dict(summary.get("pricing"))
+    amount = pricing.get("amount", 0)
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
+        amount = 0
+    price = format_price(_text(pricing.get("model")) or "free", amount, _text(pricing.get("currency"), 8) or "USD")
+    version = _text(summary.get("version"), 64)
+    repo_id = _text(info["id"], 200)
+    downloads = info.get("downloads")
+    digest = summary.get("digest")
+    tags = summary.get("tags")
+    return SearchHit(reference=f"{repo_id}:{version}" if version else repo_id, version=version,
+                     description=_text(summary.get("description"), 2000),
+                     provider=_text(_dict(summary.get("provider")).get("name")) or None,
+                     license=_text(summary.get("license"), 64) or None, price=price,
+                     downloads=downloads if isinstance(downloads, int) and not isinstance(downloads, bool) else 0,
+                     tags=[_text(t, 64) for t in tags[:50] if isinstance(t, str)] if isinstance(tags, list) else [],
+                     digest=digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None)
 
 
 def _factory(url: str, **options: Any) -> HubStore:
     return HubStore(url, **options)
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a built-in: plugins registering the same name override it
 def register_stores(register):
     register("hf", _factory)
     register("http", _factory)

@@ -75,6 +75,6 @@ def _from_url(url: str, **_options) -> LocalStore:
     return LocalStore(root)
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a built-in: plugins registering the same name override it
 def register_stores(register):
     register("file", _from_url)

@@ -186,14 +186,13 @@ def test_invalid_remote_manifest_refused_before_any_weight(store_server, tiny_gp
 
 SLOW_PULL = """
 import sys, time
-from gptstore.stores import hub
-original = hub._Sink.write
+from gptstore.blobs import BlobWriter
+original = BlobWriter.write
 def slow(self, data):  # a slow network: 64 KiB every 20 ms
     for start in range(0, len(data), 65536):
         time.sleep(0.02)
         original(self, data[start:start + 65536])
-    return len(data)
-hub._Sink.write = slow
+BlobWriter.write = slow
 from gptstore.pull import pull
 pull(sys.argv[1], store=sys.argv[2])
 """

@@ -68,8 +68,13 @@ def test_manifest_edited_on_the_store_is_refused_before_weights(store_server, ti
     model = signed_push(store_server, tiny_gpt_dir, tmp_path, "alice/priced")
     edited = model.manifest.model_copy(update={"pricing": model.manifest.pricing.model_copy(
         update={"model": "per_1k_tokens", "amount": 99.0})})
-    store_server.api().upload_file(path_or_fileobj=dumps(edited), path_in_repo="gptstore.json",
-                                   repo_id="alice/priced", commit_message="raise the price")
+    # the store itself refuses other content for a published version (409), so the tampering
+    # operator first removes the version's tag and manifest
+    api = store_server.api()
+    api.delete_tag("alice/priced", tag="v1.0.0")
+    api.delete_file("gptstore.json", repo_id="alice/priced", commit_message="unpublish")
+    api.upload_file(path_or_fileobj=dumps(edited), path_in_repo="gptstore.json",
+                    repo_id="alice/priced", commit_message="raise the price")
     as_consumer(tmp_path, monkeypatch, provider)
     with pytest.raises(TrustError, match="alice/priced:1.0.0 has a manifest that differs from the signed one"):
         pull("alice/priced", store=store_server.url)

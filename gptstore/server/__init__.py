@@ -12,9 +12,12 @@ Modules, one concept each:
     storage       blobs (the library's engine), git ids, multipart staging
     commits       the NDJSON commit, applied in one transaction
     auth          tokens on requests, visibility and write rules, signed upload URLs
-    http          errors with X-Error-Code, bodies with limits, ranges, file streaming
+    http          errors with X-Error-Code (and their status table), bodies with limits, ranges,
+                  file streaming
     limits        slow or oversized requests and stalled downloads (timeouts, header size)
-    api_*         the handlers; app: raw-path routing and the ASGI app
+    api_*         the handlers
+    routing       routes on the raw (percent-encoded) path; plain handlers in the threadpool
+    app           the Starlette app: routes, exception handlers, lifespan, middleware; serve()
 
 Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.
 """

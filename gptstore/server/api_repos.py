@@ -5,17 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import anyio
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response
+from pydantic import Field
+from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidReference
 from ..refs import check_segment
 from .auth import require_repo_write, require_write
 from .catalog import MAIN, Repo
 from .context import Call
-from .http import (HubError, bad_request, conflict, json_response, next_link, read_model, repo_not_found,
-                   unauthorized)
+from .http import Body, HubError, bad_request, conflict, next_link, repo_not_found, unauthorized
 from .metadata import parse_card, repo_metadata
 from .search import MAX_FILTERS, MAX_SEARCH_WORDS, SORTS, ModelQuery, query_models, search_words
 from .storage import FileRow, lfs_pointer, regular_row
@@ -41,11 +39,7 @@ _REPO_SEGMENT = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
 MAX_QUERY_PARAMS = 100
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class RepoName(_Body):
+class RepoName(Body):
     name: str = Field(min_length=1)
     organization: str | None = None
     type: str | None = None
@@ -56,13 +50,13 @@ class CreateRepo(RepoName):
     private: bool | None = None
 
 
-class RepoSettings(_Body):
+class RepoSettings(Body):
     visibility: Literal["private", "public"] | None = None
     private: bool | None = None
     gated: Literal[False, "auto", "manual"] | None = None
 
 
-class YamlCheck(_Body):
+class YamlCheck(Body):
     content: str
 
 
@@ -100,14 +94,14 @@ def _flag(call: Call, name: str) -> bool:
 
 # -- handlers ------------------------------------------------------------------------------
 async def agent_harnesses(call: Call) -> Response:
-    return json_response({"standardEnvVars": [], "harnesses": {}})
+    return JSONResponse({"standardEnvVars": [], "harnesses": {}})
 
 
 def whoami(call: Call) -> Response:
     principal = call.principal
     if principal is None:
         raise unauthorized("authentication required: pass a token (Authorization: Bearer …)")
-    return json_response({
+    return JSONResponse({
         "type": "user", "id": principal.user, "name": principal.user, "fullname": principal.user,
         "orgs": [{"type": "org", "name": org, "fullname": org} for org in principal.orgs],
         "auth": {"type": "access_token",
@@ -150,7 +144,7 @@ def create_repo(call: Call) -> Response:
     private = body.visibility == "private" if body.visibility else bool(body.private)
     initial = regular_row(".gitattributes", GITATTRIBUTES, call.state.storage.put_bytes(GITATTRIBUTES))
     repo = catalog.create_repo(namespace, name, private=private, author=principal.user, initial=[initial])
-    return json_response({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
+    return JSONResponse({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
 
 
 def delete_repo(call: Call) -> Response:
@@ -158,7 +152,7 @@ def delete_repo(call: Call) -> Response:
     namespace, name = _target(call, body)
     repo, _ = require_repo_write(call.principal, call.state.catalog.repo(namespace, name))
     call.state.catalog.delete_repo(repo)
-    return json_response({"deleted": repo.repo_id})
+    return JSONResponse({"deleted": repo.repo_id})
 
 
 def repo_settings(call: Call) -> Response:
@@ -169,7 +163,7 @@ def repo_settings(call: Call) -> Response:
     private = body.visibility == "private" if body.visibility else body.private
     if private is not None:
         call.state.catalog.set_private(repo, private)
-    return json_response({"private": repo.private if private is None else private})
+    return JSONResponse({"private": repo.private if private is None else private})
 
 
 def model_info(call: Call) -> Response:
@@ -184,7 +178,7 @@ def model_info(call: Call) -> Response:
     entry["siblings"] = [sibling(row, blobs) for row in files]
     if blobs:
         entry["usedStorage"] = sum(row.size for row in files)
-    return json_response(entry)
+    return JSONResponse(entry)
 
 
 def list_models(call: Call) -> Response:
@@ -222,16 +216,16 @@ def list_models(call: Call) -> Response:
             entry["siblings"] = [sibling(row, False) for row in call.state.catalog.files(sha)]
         entries.append(entry)
     headers = next_link(call.request, call.base_url, call.route_path, offset + page) if len(rows) > page else None
-    return json_response(entries, headers=headers)
+    return JSONResponse(entries, headers=headers)
 
 
-async def validate_yaml(call: Call) -> Response:
-    body = await read_model(call.request, YamlCheck)
-    try:  # bounded (see parse_card), but still parsing: off the event loop
-        await anyio.to_thread.run_sync(parse_card, body.content)
+def validate_yaml(call: Call) -> Response:
+    body = call.model(YamlCheck)
+    try:  # bounded (see parse_card); a plain handler, so parsed off the event loop
+        parse_card(body.content)
     except ValueError as exc:
-        return json_response({"errors": [{"message": str(exc)}], "warnings": []}, status=400)
-    return json_response({"errors": [], "warnings": []})
+        return JSONResponse({"errors": [{"message": str(exc)}], "warnings": []}, status_code=400)
+    return JSONResponse({"errors": [], "warnings": []})
 
 
 def signing_keys(call: Call) -> Response:
@@ -241,8 +235,8 @@ def signing_keys(call: Call) -> Response:
         raise HubError(404, f"no user or organisation {namespace!r} on this store", code="EntryNotFound")
     keys = [{"keyid": k.keyid, "publicKey": k.public_key, "addedAt": k.added_at}
             for k in call.state.committer.keys.list(namespace)]
-    return json_response({"namespace": namespace, "requireSigned": call.state.settings.require_signed,
-                          "keys": keys})
+    return JSONResponse({"namespace": namespace, "requireSigned": call.state.settings.require_signed,
+                         "keys": keys})
 
 
 async def not_found(call: Call) -> Response:

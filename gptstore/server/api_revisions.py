@@ -7,12 +7,11 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from .catalog import MAIN, Commit
 from .context import Call
-from .http import bad_request, conflict, entry_not_found, forbidden, json_response, next_link, revision_not_found
+from .http import Body, bad_request, conflict, entry_not_found, forbidden, next_link, revision_not_found
 from .storage import FileRow, lfs_pointer, tree_id
 
 # always fullmatch: ``$`` also matches before a trailing newline ("dev\n" was created)
@@ -20,16 +19,12 @@ _REF_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/-]{0,127}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class NewTag(_Body):
+class NewTag(Body):
     tag: str
     message: str | None = None
 
 
-class NewBranch(_Body):
+class NewBranch(Body):
     startingPoint: str | None = None
 
 
@@ -114,7 +109,7 @@ def tree(call: Call) -> Response:
     offset, page = _cursor(call), call.state.settings.page_size
     headers = next_link(call.request, call.base_url, call.route_path, offset + page) \
         if len(entries) > offset + page else None
-    return json_response(entries[offset:offset + page], headers=headers)
+    return JSONResponse(entries[offset:offset + page], headers=headers)
 
 
 def paths_info(call: Call) -> Response:
@@ -126,7 +121,7 @@ def paths_info(call: Call) -> Response:
     ids = folder_ids(files)
     entries = [file_entry(row) for row in files if row.path in wanted]
     entries += [folder_entry(path, ids[path]) for path in sorted(wanted) if path and path in ids]
-    return json_response(entries)
+    return JSONResponse(entries)
 
 
 def refs(call: Call) -> Response:
@@ -137,7 +132,7 @@ def refs(call: Call) -> Response:
         result[group].append({"name": ref.name, "ref": prefix + ref.name, "targetCommit": ref.target})
     if _flag(call, "include_prs"):
         result["pullRequests"] = []
-    return json_response(result)
+    return JSONResponse(result)
 
 
 def commit_entry(commit: Commit, formatted: bool) -> dict[str, Any]:
@@ -158,7 +153,7 @@ def commits(call: Call) -> Response:
     params = call.request.query_params
     formatted = "formatted" in params.getlist("expand[]") + params.getlist("expand")
     headers = next_link(call.request, call.base_url, call.route_path, offset + page) if len(history) > page else None
-    return json_response([commit_entry(c, formatted) for c in history[:page]], headers=headers)
+    return JSONResponse([commit_entry(c, formatted) for c in history[:page]], headers=headers)
 
 
 # -- tags and branches ---------------------------------------------------------------------
@@ -169,14 +164,14 @@ def create_tag(call: Call) -> Response:
     target = call.revision(repo)
     if not call.state.catalog.add_ref(repo, "tag", name, target):
         raise conflict(f"tag {name} already exists")
-    return json_response({"name": name, "ref": f"refs/tags/{name}", "targetCommit": target})
+    return JSONResponse({"name": name, "ref": f"refs/tags/{name}", "targetCommit": target})
 
 
 def delete_tag(call: Call) -> Response:
     repo, _ = call.writable_repo()
     if not call.state.catalog.delete_ref(repo, "tag", call.params["revision"]):
         raise revision_not_found(call.params["revision"])
-    return json_response({"deleted": call.params["revision"]})
+    return JSONResponse({"deleted": call.params["revision"]})
 
 
 def create_branch(call: Call) -> Response:
@@ -186,7 +181,7 @@ def create_branch(call: Call) -> Response:
     target = call.revision(repo, body.startingPoint or MAIN)
     if not call.state.catalog.add_ref(repo, "branch", name, target):
         raise conflict(f"branch {name} already exists")
-    return json_response({"name": name, "ref": f"refs/heads/{name}", "targetCommit": target})
+    return JSONResponse({"name": name, "ref": f"refs/heads/{name}", "targetCommit": target})
 
 
 def delete_branch(call: Call) -> Response:
@@ -196,4 +191,4 @@ def delete_branch(call: Call) -> Response:
         raise forbidden("the main branch cannot be deleted")
     if not call.state.catalog.delete_ref(repo, "branch", name):
         raise revision_not_found(name)
-    return json_response({"deleted": name})
+    return JSONResponse({"deleted": name})

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response
+from pydantic import Field
+from starlette.responses import JSONResponse, Response
 
 from ..blobs import BlobWriter
 from ..errors import DigestMismatch
 from .commits import CommitParser, check_path, lines
 from .context import Call
-from .http import HubError, bad_request, body_chunks, entry_not_found, json_response, revision_not_found
+from .http import Body, HubError, bad_request, body_chunks, entry_not_found, revision_not_found
 from .storage import UploadRejected
 
 WRITE_BATCH = 4 * 1024 * 1024
@@ -30,38 +30,34 @@ MAX_PARTS = 10_000
 MAX_BATCH_PARTS = 50_000
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PreuploadFile(_Body):
+class PreuploadFile(Body):
     path: str
     sample: str = ""
     size: int = Field(ge=0)
 
 
-class Preupload(_Body):
+class Preupload(Body):
     files: list[PreuploadFile] = Field(max_length=1000)
     gitIgnore: str | None = None
 
 
-class LfsObject(_Body):
+class LfsObject(Body):
     oid: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
 
 
-class LfsBatch(_Body):
+class LfsBatch(Body):
     operation: Literal["upload", "download"]
     transfers: list[str] = ["basic"]
     objects: list[LfsObject] = Field(max_length=1000)
 
 
-class Part(_Body):
+class Part(Body):
     partNumber: int = Field(ge=1, le=MAX_PARTS)
     etag: str = Field(max_length=200)
 
 
-class Completion(_Body):
+class Completion(Body):
     oid: str = Field(pattern=r"^[0-9a-f]{64}$")
     parts: list[Part] = Field(min_length=1, max_length=MAX_PARTS)
 
@@ -82,7 +78,7 @@ def preupload(call: Call) -> Response:
         if row is not None:
             oid = row.sha256 if mode == "lfs" else (None if row.lfs else row.git_oid)
         answers.append({"path": item.path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
-    return json_response({"files": answers, "commitOid": sha})
+    return JSONResponse({"files": answers, "commitOid": sha})
 
 
 async def commit(call: Call) -> Response:
@@ -100,9 +96,9 @@ async def commit(call: Call) -> Response:
         raise bad_request("invalid commit: the body is empty (expected NDJSON starting with a header line)")
     oid = await call.blocking(state.committer.commit, repo, branch, parser.header, parser.operations,
                               author=principal.user, namespaces=principal.namespaces)
-    return json_response({"commitOid": oid, "commitUrl": f"{call.base_url}/{repo.repo_id}/commit/{oid}",
-                          "commitMessage": parser.header.summary, "hookOutput": "", "success": True,
-                          "pullRequestUrl": None})
+    return JSONResponse({"commitOid": oid, "commitUrl": f"{call.base_url}/{repo.repo_id}/commit/{oid}",
+                         "commitMessage": parser.header.summary, "hookOutput": "", "success": True,
+                         "pullRequestUrl": None})
 
 
 # -- LFS -----------------------------------------------------------------------------------
@@ -152,8 +148,7 @@ def lfs_batch(call: Call) -> Response:
             entry["actions"] = {"upload": upload, "verify": {"href": f"{base}/verify"}}
         objects.append(entry)
     transfer = "multipart" if "multipart" in body.transfers else "basic"
-    return json_response({"transfer": transfer, "objects": objects, "hash_algo": "sha256"},
-                         headers={"Content-Type": LFS_MEDIA})
+    return JSONResponse({"transfer": transfer, "objects": objects, "hash_algo": "sha256"}, media_type=LFS_MEDIA)
 
 
 async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
@@ -193,11 +188,10 @@ async def _chunks(call: Call, limit: int) -> AsyncIterator[bytes]:
 
 
 async def _store(call: Call, writer: BlobWriter, size: int, label: str) -> str:
-    loop = asyncio.get_running_loop()
     with writer:
         await _stream_into(call, writer, size)
         try:
-            return await loop.run_in_executor(None, lambda: writer.commit(label=label))
+            return await call.blocking(writer.commit, label=label)
         except DigestMismatch as exc:
             raise bad_request(f"upload rejected: {exc.message}") from None
 
@@ -208,7 +202,7 @@ async def lfs_upload(call: Call) -> Response:
     writer = await call.blocking(call.state.storage.blobs.writer, expected_sha256=oid, expected_size=size)
     await _store(call, writer, size, f"LFS object {oid[:12]}…")
     await call.blocking(_grant, call, oid)
-    return json_response({"oid": oid, "size": size})
+    return JSONResponse({"oid": oid, "size": size})
 
 
 def _grant(call: Call, oid: str) -> None:
@@ -223,7 +217,7 @@ async def lfs_upload_part(call: Call) -> Response:
     storage = call.state.storage
     writer = await call.blocking(lambda: storage.parts(oid, call.repo_id).writer(expected_size=length))
     etag = await _store(call, writer, length, f"part {number} of {oid[:12]}…")
-    await asyncio.get_running_loop().run_in_executor(None, storage.record_part, oid, call.repo_id, number, etag)
+    await call.blocking(storage.record_part, oid, call.repo_id, number, etag)
     return Response(b"", headers={"ETag": f'"{etag}"'})
 
 
@@ -239,7 +233,7 @@ def lfs_complete(call: Call) -> Response:
     storage, catalog = call.state.storage, call.state.catalog
     repo = catalog.repo(call.params["namespace"], call.params["name"])
     if repo is not None and storage.blobs.has(oid) and catalog.object_available(repo, oid, ()):
-        return json_response({"oid": oid, "size": size})  # a retried completion
+        return JSONResponse({"oid": oid, "size": size})  # a retried completion
     etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
     try:  # always from this upload's own parts, even when the blob exists: the bytes must be proven
         storage.assemble(oid, call.repo_id, size, etags)
@@ -248,7 +242,7 @@ def lfs_complete(call: Call) -> Response:
     except DigestMismatch as exc:
         raise bad_request(f"upload rejected: {exc.message}") from None
     _grant(call, oid)
-    return json_response({"oid": oid, "size": size})
+    return JSONResponse({"oid": oid, "size": size})
 
 
 def lfs_verify(call: Call) -> Response:
@@ -260,7 +254,7 @@ def lfs_verify(call: Call) -> Response:
         raise entry_not_found(f"LFS object {body.oid}")
     if blobs.size(body.oid) != body.size:
         raise bad_request(f"LFS object {body.oid[:12]}… has {blobs.size(body.oid)} bytes, not {body.size}")
-    return json_response({"oid": body.oid, "size": body.size})
+    return JSONResponse({"oid": body.oid, "size": body.size})
 
 
 async def xet_token(call: Call) -> Response:

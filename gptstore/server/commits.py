@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Literal, Union
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ..errors import ManifestError
 from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
 from .catalog import MAIN, Catalog, Repo
-from .http import HubError, bad_request, conflict, entry_not_found, revision_not_found, validation_message
+from .http import Body, HubError, bad_request, conflict, entry_not_found, revision_not_found, validation_message
 from .keys import MAX_SIGNATURE, SigningKeys, check_signed, needs_signature
 from .metadata import parse_card, repo_metadata, summarize
 from .search import index_manifest
@@ -43,34 +43,30 @@ README = "README.md"
 MAX_MANIFEST = 4 * 1024 * 1024
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class CommitHeader(_Body):
+class CommitHeader(Body):
     summary: str = ""
     description: str = ""
     parentCommit: str | None = None
 
 
-class InlineFile(_Body):
+class InlineFile(Body):
     path: str
     content: str
     encoding: Literal["base64"] = "base64"
 
 
-class LfsFile(_Body):
+class LfsFile(Body):
     path: str
     algo: Literal["sha256"] = "sha256"
     oid: str
     size: int | None = Field(None, ge=0)
 
 
-class DeletedPath(_Body):
+class DeletedPath(Body):
     path: str
 
 
-class CommitLine(_Body):
+class CommitLine(Body):
     key: Literal["header", "file", "lfsFile", "deletedFile", "deletedFolder"]
     value: dict
 

@@ -1,10 +1,11 @@
 """What every handler gets: the server's state and one call (request, path parameters, caller).
 
-A handler is either a plain ``def`` or an ``async def``. The app runs a plain handler in a
-worker thread after reading its (JSON-sized) body into :attr:`Call.body`, so catalog queries,
-hashing and big listings never stall the event loop. Only handlers that stream a body (commits,
-LFS uploads) or do no blocking work at all are ``async``; they must pass every blocking step
-to :meth:`Call.blocking`.
+A handler is either a plain ``def`` or an ``async def``. Its route (``routing.RawPathRoute``)
+runs a plain handler in Starlette's threadpool after reading its (JSON-sized) body into
+:attr:`Call.body`, so catalog queries, hashing and big listings never stall the event loop. Only
+handlers that stream a body (commits, LFS uploads) or do no blocking work at all are ``async``;
+they must pass every blocking step to :meth:`Call.blocking`. A handler answers with a Starlette
+response or raises (``HubError``, or a ``GPTStoreError`` that the app maps to a status).
 """
 
 from __future__ import annotations

@@ -1,30 +1,35 @@
-"""HTTP plumbing shared by the handlers: errors the Hub client understands, bodies with a size
-limit, JSON validated by pydantic, absolute pagination links, byte ranges and file streaming.
+"""HTTP plumbing shared by the handlers: errors the Hub client understands (and the app's exception
+handlers that send them), bodies with a size limit, JSON validated by pydantic, absolute
+pagination links, byte ranges and file streaming.
 
 Errors carry ``X-Error-Code`` (every 404 has one: ``RepoNotFound``, ``RevisionNotFound`` or
 ``EntryNotFound``, which ``huggingface_hub`` maps onto its exception classes) and
-``X-Error-Message``, and a JSON body ``{"error": message}``.
+``X-Error-Message``, and a JSON body ``{"error": message}``. A handler raises :class:`HubError`
+for an answer of its own; a :class:`~gptstore.errors.GPTStoreError` from the code below gets its
+status from :data:`ERROR_STATUS` (404, 409, 401/403, else 400).
 
 No header value the server writes holds a control character: request data ends up in headers
-(a revision or path in ``X-Error-Message``), and one NUL or CR/LF there made the HTTP layer drop
-the response (or could split it). :func:`header_value` replaces them with ``?``.
+(a revision or path in ``X-Error-Message``, the ``Host`` in a ``Link``), and one NUL or CR/LF
+there made the HTTP layer drop the response (or could split it). :func:`clean_headers` replaces
+them with ``?`` in every response the app sends (``limits.RequestGuard`` applies it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import Any, AsyncIterator, TypeVar
+from typing import Any, AsyncIterator
 from urllib.parse import urlencode
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-M = TypeVar("M", bound=BaseModel)
+from ..errors import AuthError, ConflictError, GPTStoreError, ModelNotFound, NotFoundError
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 JSON_LIMIT = 16 * 1024 * 1024
 FILE_CHUNK = 1024 * 1024
 
@@ -45,7 +50,7 @@ class HubError(Exception):
         headers = {"X-Error-Message": _header_safe(self.message), **self.headers}
         if self.code:
             headers["X-Error-Code"] = self.code
-        return json_response({"error": self.message, **self.extra}, status=self.status, headers=headers)
+        return JSONResponse({"error": self.message, **self.extra}, status_code=self.status, headers=headers)
 
 
 def _header_safe(text: str) -> str:
@@ -64,8 +69,10 @@ def has_control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-def _safe_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
-    return {name: header_value(value) for name, value in headers.items()} if headers else headers
+def clean_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """ASGI response headers with every control character in a value replaced by ``?`` (bytes
+    0x80–0x9f stay: they are the UTF-8 of ``X-Error-Message``, see :func:`_header_safe`)."""
+    return [(name, _CONTROL_BYTES.sub(b"?", value)) for name, value in raw]
 
 
 def repo_not_found() -> HubError:
@@ -100,9 +107,57 @@ def conflict(message: str, **extra: Any) -> HubError:
     return HubError(409, message, extra=extra)
 
 
-def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status_code=status, headers=_safe_headers(headers), media_type="application/json")
+# -- exception handlers of the app -----------------------------------------------------------
+#: status and X-Error-Code of a :class:`GPTStoreError`, most specific class first (the first
+#: ``isinstance`` match wins); any other GPTStoreError (bad input, a refused manifest or
+#: signature, an integrity or usage error) is 400
+ERROR_STATUS: tuple[tuple[type[GPTStoreError], int, str | None], ...] = (
+    (ModelNotFound, 404, "RepoNotFound"),
+    (NotFoundError, 404, "EntryNotFound"),
+    (ConflictError, 409, None),
+    (AuthError, 403, None),  # 401 when the request carried no credentials: see error_status
+)
+
+
+def error_status(exc: GPTStoreError, *, authenticated: bool) -> tuple[int, str | None]:
+    """The HTTP status and ``X-Error-Code`` that answer ``exc``. An :class:`AuthError` is 401 when
+    the request had no ``Authorization`` header (a token may help) and 403 when it had one (that
+    token may not do this)."""
+    for cls, status, code in ERROR_STATUS:
+        if isinstance(exc, cls):
+            if cls is AuthError and not authenticated:
+                return 401, code
+            return status, code
+    return 400, None
+
+
+async def on_hub_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HubError)
+    return exc.response()
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    """A pydantic model built from request data that does not fit: 400 naming the field."""
+    assert isinstance(exc, ValidationError)
+    return bad_request(validation_message(exc, "request")).response()
+
+
+async def on_gptstore_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GPTStoreError)
+    status, code = error_status(exc, authenticated="authorization" in request.headers)
+    return HubError(status, str(exc), code=code).response()
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    """500 with a message that names no internals (uvicorn logs the traceback)."""
+    return HubError(500, "internal server error; see the server log").response()
+
+
+class Body(BaseModel):
+    """Base of every JSON request body: fields the server does not read are ignored (the Hub
+    client sends more than a store needs, and newer clients add fields)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 def validation_message(error: ValidationError, what: str) -> str:
@@ -139,15 +194,6 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
         raise HubError(400, "the client disconnected before the body was complete") from None
 
 
-async def read_model(request: Request, model: type[M], *, what: str = "request body") -> M:
-    """The JSON body validated as ``model`` (400 naming the field when it does not fit)."""
-    body = await read_body(request, JSON_LIMIT)
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise bad_request(validation_message(exc, what)) from None
-
-
 def next_link(request: Request, base_url: str, route_path: str, cursor: int) -> dict[str, str]:
     """``Link: <absolute URL of the next page>; rel="next"``, every query parameter kept."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -177,7 +223,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class FileStream(Response):
-    """Bytes ``[start, end]`` of a file, read in 1 MiB chunks off the event loop."""
+    """Bytes ``[start, end]`` of a file, read in 1 MiB chunks off the event loop.
+
+    Not Starlette's ``FileResponse``, which would serve Range and HEAD too, because:
+
+    - the route decides from the range *before* answering (only a read from byte 0 of a repo's
+      counting file is a download; see ``api_files``), and answers a bad range with the Hub's
+      error shape (:func:`parse_range`: 416 as JSON with ``X-Error-Message``), while
+      ``FileResponse`` parses the ``Range`` header itself and answers plain-text 400/416s and
+      ``multipart/byteranges`` that no Hub client asks for;
+    - it reads with one ``os.pread`` of 1 MiB per worker-thread hop; ``FileResponse`` reads
+      64 KiB per hop through ``anyio.open_file``, 16 times the thread round trips per gigabyte;
+    - it stops reading as soon as the client disconnects (the watch task below), whatever ASGI
+      version the server speaks, instead of reading the rest of a multi-GB file into a closed
+      connection (uvicorn drops writes to it silently). A client that stays connected but stops
+      reading is dropped by ``limits.guarded_protocol``.
+    """
 
     def __init__(self, path: str, start: int, end: int, *, status: int, headers: dict[str, str],
                  head: bool = False) -> None:
@@ -185,8 +246,7 @@ class FileStream(Response):
         self.start = start
         self.length = end - start + 1
         self.head = head
-        super().__init__(None, status_code=status, headers=_safe_headers(headers),
-                         media_type="application/octet-stream")
+        super().__init__(None, status_code=status, headers=headers, media_type="application/octet-stream")
 
     async def __call__(self, scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})

@@ -19,6 +19,10 @@ forever by sending its request, or reading the answer, one byte at a time; so:
   (uvicorn's buffer plus the kernel's send queue), checked every ``request_timeout`` seconds, or
   it is reset (:func:`guarded_protocol`): a client that stops reading its download is dropped
   with everything queued for it, a slow one is not.
+
+:class:`RequestGuard`, the app's middleware, applies the per-request parts: the head check, the
+timed ``receive``, ``Connection: close`` on an answer sent before the whole body arrived (the
+rest is not read), and clean header values (:func:`~gptstore.server.http.clean_headers`).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from typing import Any, Awaitable, Callable
 
 import anyio
 
-from .http import HubError
+from .http import HubError, clean_headers
 from .settings import ServerSettings
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
 def has_body(scope: dict[str, Any]) -> bool:
@@ -90,6 +96,41 @@ class TimedReceive:
         else:
             self.complete = True
         return message
+
+
+class RequestGuard:
+    """ASGI middleware: bounds each HTTP request and checks each answer's head (see the module doc).
+
+    It sits inside Starlette's error middleware and outside its exception middleware, so the
+    answers of the exception handlers pass through it too.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = self.settings
+        timed = TimedReceive(receive, scope, timeout=settings.request_timeout, min_rate=settings.min_transfer_rate)
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = clean_headers(list(message.get("headers", ())))
+                if not timed.complete:  # answered before the whole body came: do not read the rest
+                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            check_head(scope, settings.max_header_size)
+        except HubError as exc:
+            await exc.response()(scope, timed, guarded_send)
+            return
+        await self.app(scope, timed, guarded_send)
 
 
 def _refusal(status: int, reason: str, message: str) -> bytes:

@@ -22,7 +22,7 @@ from _util import median_time, print_table, run_cmd  # noqa: E402
 
 from gptstore.manifest import validate  # noqa: E402
 from gptstore.packaging import file_entries  # noqa: E402
-from gptstore.verify import StampCache, check_integrity  # noqa: E402
+from gptstore.integrity import StampCache, check_integrity  # noqa: E402
 
 
 def make_files(root: Path, sizes_mb: list[int]) -> None:
@@ -60,7 +60,7 @@ def main() -> None:
     for label, root, target in [("one large file", one, 0.9), ("many files", many, 1.6)]:
         manifest = manifest_for(root)
         files = [str(root / f.path) for f in manifest.files]
-        ours = median_time(lambda: check_integrity(root, manifest, full=True), repeat=args.repeat)
+        ours = median_time(lambda: check_integrity(root, manifest, mode="full"), repeat=args.repeat)
         openssl = median_time(run_cmd(["openssl", "dgst", "-sha256", *files]), repeat=args.repeat)
         mbps = args.mb * 1.048576 / ours
         rows.append([label, f"{ours:.2f} s", f"{mbps:.0f} MB/s", f"{openssl:.2f} s",
@@ -68,7 +68,7 @@ def main() -> None:
     manifest = manifest_for(many)
     stamps = StampCache(base / "stamps.json")
     check_integrity(many, manifest, stamps=stamps)
-    full = median_time(lambda: check_integrity(many, manifest, full=True), repeat=args.repeat)
+    full = median_time(lambda: check_integrity(many, manifest, mode="full"), repeat=args.repeat)
     quick = median_time(lambda: check_integrity(many, manifest, stamps=stamps), repeat=args.repeat * 5)
     rows.append(["stamp re-verify", f"{quick * 1000:.2f} ms", "-", f"full {full:.2f} s",
                  f"{full / quick:.0f}x", ">= 50x", "met" if full / quick >= 50 else "NOT met"])

@@ -3,7 +3,7 @@
 One engine for the local library and the store server. Blobs are written through a
 :class:`BlobWriter` that hashes while it writes (no second read), fsyncs, and renames into place
 only when the digest (and size, if expected) match; a blob therefore either exists whole and
-correct or not at all. Unfinished writes live in ``<root>/tmp`` and can be resumed by name.
+correct or not at all. A committed blob is read-only (mode 0444). Unfinished writes live in ``<root>/tmp`` and can be resumed by name.
 
 Digests and resume names come from manifests and stores, i.e. from outside: a blob path is built
 only from a 64-hex digest, a partial only from a plain name, and a writer with an expected size
@@ -123,6 +123,9 @@ class BlobWriter:
         if target.exists():
             self.path.unlink(missing_ok=True)
         else:
+            # read-only once committed: snapshots hard-link blobs, so a write through a snapshot
+            # file would otherwise change the bytes of every model that shares the blob
+            os.chmod(self.path, 0o444)
             os.replace(self.path, target)
             fsync_dir(target.parent)
         self._done = True
@@ -201,7 +204,12 @@ class BlobStore:
                 yield data
 
     def delete(self, sha256: str) -> None:
-        self.path(sha256).unlink(missing_ok=True)
+        path = self.path(sha256)
+        try:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # Windows refuses to delete a read-only file
+            os.chmod(path, 0o644)
+            path.unlink(missing_ok=True)
 
     def all(self) -> Iterator[str]:
         folder = self.root / "sha256"

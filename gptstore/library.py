@@ -6,7 +6,7 @@ Layout::
     manifests/sha256/<hex>          canonical manifest JSON, named by the manifest digest
     manifests/sha256/<hex>.sig      the package signature, when there is one
     refs/<namespace>/<name>/<tag>   "<manifest digest>" — written last
-    snapshots/<hex>/...             the package as a directory, files hard-linked to the blobs
+    snapshots/<hex>/...             the package as a directory, files hard-linked to the (read-only) blobs
     stamps/<hex>.json               verification stamp cache
     pins/<id>.pin                   blobs a running pull needs (garbage collection keeps them)
     library.lock                    serialises writers across processes
@@ -30,18 +30,19 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from filelock import FileLock, Timeout
 
 from . import config
 from .blobs import BlobStore, hash_file
-from .errors import ConflictError, DigestMismatch, IntegrityError, ModelNotFound, UsageError
+from .errors import (ConflictError, DigestMismatch, IntegrityError, InvalidReference, ModelNotFound, PackageError,
+                     UsageError)
 from .fsutil import atomic_write, fsync_dir, link_or_copy
+from .integrity import StampCache, check_integrity
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
-from .errors import InvalidReference
 from .refs import DEFAULT_TAG, Reference, is_digest, parse as parse_ref
-from .verify import IntegrityReport, StampCache, read_model_config, check_integrity, check_safety
+from .safety import check_safety, read_model_config
 
 
 @dataclass(frozen=True)
@@ -256,10 +257,32 @@ class Library:
         fsync_dir(path.parent)
         return path
 
-    # -- verification ----------------------------------------------------------------------
-    def check(self, model: LocalModel, *, full: bool = False) -> IntegrityReport:
-        return check_integrity(model.path, model.manifest, full=full, stamps=self.stamps(model.digest),
-                               reference=model.name)
+    def base_of(self, manifest: Manifest) -> LocalModel:
+        """The base model a package over a base (``format.base``, e.g. a peft adapter) was made
+        for: exactly the manifest digest it pins.
+
+        Refused, naming both digests, when the library has the base's reference with other
+        content; refused when it does not have the base at all. The hint says what to pull.
+        """
+        base = manifest.format.base
+        package = f"{manifest.repo_id}:{manifest.version}"
+        if base is None:
+            raise PackageError(f"{package} is a {manifest.format.adapter} package without a base model "
+                               "(format.base)", hint="package it again with --base REF")
+        pinned = f"{base.reference}@sha256:{base.digest}"
+        if self.has_manifest(base.digest):
+            return self.get(pinned)
+        try:
+            _, have = self.resolve(parse_ref(base.reference))
+        except ModelNotFound:
+            raise ModelNotFound(pinned, hint=f"{package} is an adapter over this base: run `gptstore pull {pinned}` "
+                                             "(with --store URL: the store the adapter came from)") from None
+        raise DigestMismatch(
+            f"{package} was made for base {base.reference} sha256:{base.digest}, but the local library has "
+            f"{base.reference} as sha256:{have}",
+            reference=base.reference, expected=base.digest, actual=have,
+            hint=f"get the base it was made for: `gptstore rm {base.reference}` (that tag names other content "
+                 f"here), then `gptstore pull {pinned}`")
 
     # -- writing ---------------------------------------------------------------------------
     def publish(self, package_dir: Path | str, *, force: bool = False, allow_unsafe: bool = False,
@@ -275,10 +298,8 @@ class Library:
         manifest = load_manifest(package_dir)
         check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
                      config=read_model_config(package_dir), where=str(package_dir))
-        # listing problems (missing / unlisted) before any byte is copied
-        listing = check_integrity(package_dir, manifest, full=False,
-                                  stamps=_ListingOnly(), reference=str(package_dir))
-        listing.raise_first()
+        # missing, unlisted and wrongly sized files before any byte is copied (the copy hashes)
+        check_integrity(package_dir, manifest, mode="listing", reference=str(package_dir)).raise_first()
         sig_path = package_dir / SIGNATURE_FILE
         signature = sig_path.read_bytes() if sig_path.is_file() else None
         tags = tags or [manifest.version, DEFAULT_TAG]
@@ -338,6 +359,20 @@ class Library:
             raise
         return added
 
+    def stage(self, manifest: Manifest, *, signature: bytes | None = None,
+              hashed: Collection[str] = ()) -> LocalModel:
+        """Write the manifest, signature and snapshot of a model whose blobs are in the store, but
+        no ref: a pull verifies the staged model before :meth:`add` makes it appear.
+
+        ``hashed`` names blobs the caller has just written and hashed (a pull's downloads): their
+        snapshot files go into the stamp cache, so the verification that follows reads only the
+        blobs that were already here.
+        """
+        with self.lock():
+            model = self._stage(manifest, signature)
+            self._stamp(model, set(hashed))
+            return model
+
     def add(self, manifest: Manifest, *, signature: bytes | None = None, tags: list[str] | None = None,
             force: bool = False) -> LocalModel:
         """Record a manifest whose blobs are already in the store (used by pull)."""
@@ -346,7 +381,39 @@ class Library:
             self._check_tags(manifest, tags, force)
             return self._commit(manifest, signature, tags)
 
-    def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str]) -> LocalModel:
+    def _stamp(self, model: LocalModel, hashed: set[str]) -> None:
+        """Add the snapshot files that are hard links to ``hashed`` blobs to the stamp cache."""
+        if not hashed:
+            return
+        cache = self.stamps(model.digest)
+        stamps = dict(cache.stamps)
+        for entry in (e for e in model.manifest.files if e.sha256 in hashed):
+            try:
+                st, blob = (model.path / entry.path).stat(), self.blobs.path(entry.sha256).stat()
+            except OSError:
+                continue
+            if st.st_ino == blob.st_ino:  # a hard link: the very bytes that were hashed, not a copy
+                stamps[entry.path] = StampCache.stamp_of(st)
+        cache.save(stamps)
+
+    def discard_blobs(self, shas: Collection[str], digest: str) -> None:
+        """Delete damaged blobs and rebuild what links to them: every snapshot holding one of
+        ``shas``, and the snapshot of ``digest`` (whose files may be damaged copies), are removed
+        and rebuilt from the blobs on their next use. A pull then fetches the blobs again."""
+        doomed = set(shas)
+        with self.lock():
+            for name in filter(is_digest, _entries(self.root / "snapshots", dirs=True)):
+                try:
+                    holds = name == digest or any(f.sha256 in doomed for f in self.manifest(name).files)
+                except (ModelNotFound, IntegrityError, ValueError):  # not ours to judge here
+                    holds = False
+                if holds:
+                    shutil.rmtree(self.snapshot_path(name), ignore_errors=True)
+                    self.stamps(name).clear()
+            for sha in doomed:
+                self.blobs.delete(sha)
+
+    def _stage(self, manifest: Manifest, signature: bytes | None) -> LocalModel:
         digest = manifest.digest
         for entry in manifest.files:
             if not self.blobs.has(entry.sha256):
@@ -355,13 +422,23 @@ class Library:
         atomic_write(mpath, manifest.canonical_json())
         if signature is not None:
             atomic_write(mpath.with_suffix(".sig"), signature)
-            shutil.rmtree(self.snapshot_path(digest), ignore_errors=True)  # carry the new signature
+            try:
+                current = (self.snapshot_path(digest) / SIGNATURE_FILE).read_bytes()
+            except OSError:
+                current = None
+            if current != signature:  # rebuilt to carry the new signature
+                shutil.rmtree(self.snapshot_path(digest), ignore_errors=True)
+        # stamps stay: they name inodes, and a rebuilt snapshot links the same blobs (a copy does not match)
         path = self.snapshot(digest, manifest)
-        self.stamps(digest).clear()
-        for tag in tags:  # refs last
-            atomic_write(self._ref_path(manifest.repo_id, tag), f"{digest}\n".encode())
-        ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
+        ref = Reference(manifest.namespace, manifest.name, manifest.version, None, True)
         return LocalModel(ref, digest, manifest, path)
+
+    def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str]) -> LocalModel:
+        staged = self._stage(manifest, signature)
+        for tag in tags:  # refs last
+            atomic_write(self._ref_path(manifest.repo_id, tag), f"{staged.digest}\n".encode())
+        ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
+        return LocalModel(ref, staged.digest, manifest, staged.path)
 
     def remove(self, reference: str | Reference) -> list[RefEntry]:
         """Remove a tag (``ns/name:tag``), every tag of a digest (``@sha256:``), or every tag of a
@@ -422,18 +499,3 @@ class Library:
                 cache[entry.digest] = self.manifest(entry.digest)
             yield entry, cache[entry.digest]
 
-
-class _ListingOnly(StampCache):
-    """Stamps that always match: checks listing and sizes without hashing anything."""
-
-    def __init__(self) -> None:
-        self.stamps = {}
-
-    def matches(self, rel, st) -> bool:  # type: ignore[override]
-        return True
-
-    def save(self, stamps) -> None:
-        pass
-
-    def clear(self) -> None:
-        pass

@@ -1,32 +1,40 @@
 """Pull a model from a store into the local library, verified before it appears.
 
 Order of work: find the model and read its manifest (validated) and signature; check safety and
-authenticity against the trust policy; fetch the small ``config.json`` (verified like every file)
-and refuse custom code it declares (``auto_map``) — all before any weight is fetched; then download the files
-the library lacks, in parallel, hashing each while it streams into the blob store (a mismatch
-names the file and leaves no blob); an interrupted download resumes where it stopped; the ref is
-written only when every file is in. A package over a base model (``format.base``, e.g. a peft
-adapter) brings its base along: the base, pinned to its manifest digest, is pulled from the same
-store first (verified the same way), unless the library already has that digest.
+authenticity against the trust policy (:func:`~gptstore.verification.verify_located`); fetch the
+small ``config.json`` (verified like every file) and refuse custom code it declares
+(``auto_map``) — all before any weight is fetched; then download the files the library lacks, in
+parallel, hashing each while it streams into the blob store (a mismatch names the file and leaves
+no blob); an interrupted download resumes where it stopped; the ref is written only when every
+file is in. A package over a base model (``format.base``, e.g. a peft adapter) brings its base
+along: the base, pinned to its manifest digest, is pulled from the same store first (verified the
+same way), unless the library already has that digest.
+
+Last, the model is verified as ``load`` verifies it (:func:`~gptstore.verification.verify`).
+Downloads were hashed while they streamed and are not read again (their stamps are recorded);
+blobs that were already in the library are checked. A damaged one is fetched again, so
+"verified" in ``gptstore pull``'s output means what ``gptstore verify`` says.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from filelock import FileLock
 
-from .blobs import BlobWriter
+from .blobs import BlobWriter, hash_file, is_sha256
+from .checks import CheckResult
 from .errors import ConflictError, ManifestError
+from .integrity import IntegrityReport
 from .library import Library, LocalModel
-from .manifest import SIGNATURE_FILE, FileEntry
+from .manifest import FileEntry
 from .refs import DEFAULT_TAG, Reference, parse as parse_ref
+from .safety import CONFIG_FILE, MAX_CONFIG_BYTES, check_safety, parse_model_config
 from .stores.base import Located, Store, get_store
+from .verification import show_warnings, verify, verify_located
 
 
 @dataclass
@@ -38,6 +46,14 @@ class PullResult:
     reused_files: int
     resumed_bytes: int = 0  # bytes of interrupted downloads that were kept, not fetched again
     base: PullResult | None = None  # the base model pulled first for an adapter package, if needed
+    checks: list[CheckResult] = field(default_factory=list)  # the verification of the pulled model
+    repaired_files: int = 0  # damaged blobs that were in the library and were fetched again
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warning lines of this pull's verification (the base's first)."""
+        lines = self.base.warnings if self.base is not None else []
+        return lines + [line for line in (c.warning_line for c in self.checks) if line]
 
 
 class _Counting:
@@ -59,30 +75,9 @@ class _Counting:
         return getattr(self._writer, name)
 
 
-def _check_before_download(located: Located, *, allow_unsafe: bool) -> None:
-    """Safety and authenticity only need the manifest and signature: check them first."""
-    from .signing import authenticity
-    from .verify import check_safety
-
-    manifest = located.manifest
-    check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
-                 where=f"{manifest.repo_id}:{manifest.version}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if located.signature is not None:
-            (Path(tmp) / SIGNATURE_FILE).write_bytes(located.signature)
-        authenticity(manifest, tmp)
-
-
-CONFIG_FILE = "config.json"
-#: the largest config.json read to check it for custom code before the weights
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-
-
 def _fetch_blob(source: Store, located: Located, library: Library, entry: FileEntry,
                 advance: Callable[[int], None] | None = None) -> tuple[int, int, bool]:
     """One file into the library's blobs, verified; (bytes fetched, bytes resumed, fetched at all)."""
-    from .blobs import is_sha256
-
     manifest = located.manifest
     if not is_sha256(entry.sha256):  # the manifest checks it; a lock file name is built from it
         raise ManifestError(f"{manifest.repo_id}:{manifest.version} {entry.path}: invalid sha256")
@@ -106,13 +101,9 @@ def _fetch_blob(source: Store, located: Located, library: Library, entry: FileEn
 
 
 def _check_config_before_weights(source: Store, located: Located, library: Library, *,
-                                 allow_unsafe: bool) -> list[tuple[int, int, bool]]:
+                                 allow_unsafe: bool) -> list[tuple[FileEntry, tuple[int, int, bool]]]:
     """Custom code a ``config.json`` declares (``auto_map``) is refused before any weight is
     fetched: that small file comes first, verified against the manifest like every file."""
-    import json
-
-    from .verify import check_safety
-
     manifest = located.manifest
     entry = manifest.file(CONFIG_FILE)
     if entry is None:
@@ -121,29 +112,39 @@ def _check_config_before_weights(source: Store, located: Located, library: Libra
     if entry.size > MAX_CONFIG_BYTES:
         raise ManifestError(f"{where}: {CONFIG_FILE} is {entry.size} bytes, more than the {MAX_CONFIG_BYTES} "
                             "a model config may have; refusing it", hint="the package is broken or hostile")
-    counts = [_fetch_blob(source, located, library, entry)]
-    try:
-        model_config = json.loads(library.blobs.read_bytes(entry.sha256))
-    except (ValueError, RecursionError):
-        model_config = None
+    fetched = [(entry, _fetch_blob(source, located, library, entry))]
     check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
-                 config=model_config if isinstance(model_config, dict) else None, where=where)
-    return counts
+                 config=parse_model_config(library.blobs.read_bytes(entry.sha256)), where=where)
+    return fetched
 
 
 def pull(reference: str | Reference, *, store: str | Store | None = None, library: Library | None = None,
          allow_unsafe: bool = False, revision: str | None = None, token: str | None = None,
-         workers: int = 4, progress: Callable[[int, int], None] | None = None) -> PullResult:
-    """Bring a model into the library. ``revision`` pins the store's revision (lock files).
+         workers: int = 4, progress: Callable[[int, int], None] | None = None, warn: bool = True) -> PullResult:
+    """Bring a model into the library, verified. ``revision`` pins the store's revision (lock files).
 
     ``progress(done, total)`` is called with the bytes fetched so far (from any download thread).
+    The verification's warnings (e.g. an unsigned model under the ``warn`` policy) are in
+    ``result.warnings``; with ``warn`` they are also logged, once each
+    (:func:`~gptstore.verification.show_warnings`). A caller that verifies again and shows its own
+    report's warnings (``gptstore.load``) passes ``warn=False``.
     """
+    result = _pull(reference, store=store, library=library, allow_unsafe=allow_unsafe, revision=revision,
+                   token=token, workers=workers, progress=progress)
+    if warn:
+        show_warnings(result.warnings)
+    return result
+
+
+def _pull(reference: str | Reference, *, store: str | Store | None, library: Library | None, allow_unsafe: bool,
+          revision: str | None, token: str | None, workers: int,
+          progress: Callable[[int, int], None] | None) -> PullResult:
     ref = parse_ref(reference) if isinstance(reference, str) else reference
     library = library or Library()
     source = store if isinstance(store, Store) else get_store(store, token=token)
     located = source.locate(ref, revision=revision)
     manifest = located.manifest
-    _check_before_download(located, allow_unsafe=allow_unsafe)
+    verify_located(located, allow_unsafe=allow_unsafe)  # refusals before any byte; warnings come again below
     tags = [manifest.version]
     if ref.tag == DEFAULT_TAG or DEFAULT_TAG not in library.tags(manifest.repo_id):
         tags.append(DEFAULT_TAG)
@@ -154,34 +155,81 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
                             hint=f"remove the local copy with `gptstore rm {manifest.repo_id}:{manifest.version}`")
     # from here until the ref is written, `rm` (garbage collection) in any process keeps these blobs
     with library.pin(f.sha256 for f in manifest.files):
-        first = _check_config_before_weights(source, located, library, allow_unsafe=allow_unsafe)
+        fetched = _check_config_before_weights(source, located, library, allow_unsafe=allow_unsafe)
         base = manifest.format.base
         base_result = None
         if base is not None and not library.has_manifest(base.digest):  # the base first, pinned by digest
             pinned = replace(parse_ref(base.reference), digest=base.digest)
-            base_result = pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, token=token,
-                               workers=workers, progress=progress)
-        missing = [f for f in manifest.files if not library.blobs.has(f.sha256)]
-        missing = list({f.sha256: f for f in missing}.values())
-
-        ahead = sum(c[0] + c[1] for c in first)  # config.json, fetched before the weights
-        total = sum(f.size for f in missing) + ahead
-        done = [ahead]
-        lock = threading.Lock()
-        if progress and ahead:
-            progress(ahead, total)
-
-        def advance(n: int) -> None:
-            with lock:
-                done[0] += n
-                progress(done[0], total)
-
-        def one(entry: FileEntry) -> tuple[int, int, bool]:
-            return _fetch_blob(source, located, library, entry, advance if progress else None)
-
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
-            counts = first + list(pool.map(one, missing))
+            base_result = _pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, revision=None,
+                                token=token, workers=workers, progress=progress)
+        fetched += _fetch_missing(source, located, library, fetched, workers=workers, progress=progress)
+        # verified as `load` will verify it, before the ref makes it appear
+        staged = library.stage(manifest, signature=located.signature,
+                               hashed={entry.sha256 for entry, count in fetched if count[2]})
+        report = verify(staged, library=library, allow_unsafe=allow_unsafe, strict=False)
+        repaired: Fetched = []
+        if report.integrity is not None and not report.integrity.ok:
+            repaired = _fetch_damaged(source, located, library, report.integrity)
+            fetched += repaired
+            staged = library.stage(manifest, signature=located.signature,
+                                   hashed={entry.sha256 for entry, _count in repaired})
+        if not report.ok:
+            report = verify(staged, library=library, allow_unsafe=allow_unsafe)  # strict: raises what is still wrong
         model = library.add(manifest, signature=located.signature, tags=tags)
-    fetched = sum(1 for c in counts if c[2])
-    return PullResult(model, located, fetched, sum(c[0] for c in counts), len(manifest.files) - fetched,
-                      sum(c[1] for c in counts), base=base_result)
+    counts = [count for _entry, count in fetched]
+    files = sum(1 for c in counts if c[2])
+    return PullResult(model, located, files, sum(c[0] for c in counts), len(manifest.files) - files,
+                      sum(c[1] for c in counts), base=base_result, checks=report.checks,
+                      repaired_files=len(repaired))
+
+
+Fetched = list[tuple[FileEntry, tuple[int, int, bool]]]
+
+
+def _fetch_missing(source: Store, located: Located, library: Library, ahead: Fetched, *, workers: int,
+                   progress: Callable[[int, int], None] | None) -> Fetched:
+    """Every blob the library lacks, in parallel; ``ahead`` is what was fetched before (config.json)."""
+    missing = [f for f in located.manifest.files if not library.blobs.has(f.sha256)]
+    missing = list({f.sha256: f for f in missing}.values())
+    before = sum(c[0] + c[1] for _entry, c in ahead)
+    total = sum(f.size for f in missing) + before
+    done = [before]
+    lock = threading.Lock()
+    if progress and before:
+        progress(before, total)
+
+    def advance(n: int) -> None:
+        assert progress is not None
+        with lock:
+            done[0] += n
+            progress(done[0], total)
+
+    def one(entry: FileEntry) -> tuple[FileEntry, tuple[int, int, bool]]:
+        return entry, _fetch_blob(source, located, library, entry, advance if progress else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing) or 1))) as pool:
+        return list(pool.map(one, missing))
+
+
+def _fetch_damaged(source: Store, located: Located, library: Library, integrity: IntegrityReport) -> Fetched:
+    """Fetch again the blobs behind the files the verification found damaged.
+
+    A file can be damaged in its blob (a write through a hard link: every model sharing the blob
+    sees it) or only in the snapshot (a file replaced or removed there). Each named blob is hashed:
+    damaged ones are discarded with every snapshot that links them and fetched again; the snapshot
+    of this model is rebuilt either way.
+    """
+    manifest = located.manifest
+    damaged: dict[str, FileEntry] = {}
+    for problem in integrity.problems:
+        entry = manifest.file(problem.path) if isinstance(problem.path, str) else None
+        if entry is None or entry.sha256 in damaged:
+            continue
+        try:
+            sound = hash_file(library.blobs.path(entry.sha256))[0] == entry.sha256
+        except OSError:
+            sound = False
+        if not sound:
+            damaged[entry.sha256] = entry
+    library.discard_blobs(damaged, located.digest)
+    return [(entry, _fetch_blob(source, located, library, entry)) for entry in damaged.values()]

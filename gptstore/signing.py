@@ -1,4 +1,4 @@
-"""Signing keys, DSSE signatures over the manifest digest, and the authenticity check.
+"""Signing keys, and DSSE signatures over the manifest digest.
 
 **Keys** are Ed25519, under ``GPTSTORE_HOME/keys/``: ``NAME.key`` (PKCS#8 PEM, mode 0600,
 optionally encrypted with a passphrase) and ``NAME.pub`` (SubjectPublicKeyInfo PEM). A private
@@ -16,6 +16,10 @@ The signature is over DSSE's ``PAE(payloadType, payload)``; the statement is can
 "schema_version": 1, "signed_at": "<UTC time>"}``. Since the manifest pins every file by sha256,
 one signature covers every byte of the package.
 
+:func:`check_signature` says what a signature proves about a manifest against a set of trusted
+keys; which keys to trust, and what to do when the answer is no, is the trust policy's business
+(:func:`gptstore.trust.authenticity`). This module neither logs nor reads that policy.
+
 ``cryptography`` (the ``signing`` extra) is imported only by the functions that need it.
 """
 
@@ -25,29 +29,24 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import config
 from .errors import ConflictError, MissingDependency, NotFoundError, TrustError, UsageError
 from .fsutil import atomic_write
-from .manifest import SIGNATURE_FILE, Manifest, canonical_json
-
-if TYPE_CHECKING:
-    from .verify import CheckResult
+from .integrity import check_integrity
+from .manifest import SIGNATURE_FILE, Manifest, canonical_json, load as load_manifest
 
 PAYLOAD_TYPE = "application/vnd.gptstore.manifest+json"
 STATEMENT_VERSION = 1
 MAX_SIGNATURE_BYTES = 1 << 20
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
-
-log = logging.getLogger("gptstore.trust")
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -320,6 +319,10 @@ def check_signature(manifest: Manifest, data: bytes | None, trusted: dict[str, s
         return SignatureCheck(False, "is not signed (no gptstore.sig)", "unsigned", signed=False,
                               hint=f"ask the publisher for a signed package, or accept unsigned models of "
                                    f"{namespace} with `gptstore trust policy warn --namespace {namespace}`")
+    if len(data) > MAX_SIGNATURE_BYTES:
+        return SignatureCheck(False, f"has a malformed signature (gptstore.sig: larger than {MAX_SIGNATURE_BYTES >> 20} "
+                                     "MiB)", "malformed signature",
+                              hint="get the package and its gptstore.sig again from the publisher")
     try:
         envelope = parse_envelope(data)
     except MalformedSignature as exc:
@@ -395,15 +398,12 @@ class SignResult:
 
 def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
     """Write ``package_dir/gptstore.sig`` after checking every file against the manifest."""
-    from .manifest import load as load_manifest
-    from .verify import check_integrity
-
     root = Path(package_dir)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="give the package directory to sign")
     manifest = load_manifest(root)
     private_key, info = load_private_key(key, passphrase)
-    report = check_integrity(root, manifest, full=True, reference=str(root))
+    report = check_integrity(root, manifest, mode="full", reference=str(root))
     if not report.ok:
         first = report.problems[0]
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
@@ -416,70 +416,9 @@ def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = 
     return SignResult(target, reference_of(manifest), manifest.digest, info.name, info.keyid)
 
 
-# -- authenticity (signature + trust policy) ------------------------------------------------------
-
-def read_signature(path: Path | str) -> bytes | None:
-    target = Path(path) / SIGNATURE_FILE
-    try:
-        with open(target, "rb") as handle:
-            return handle.read(MAX_SIGNATURE_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def authenticity(manifest: Manifest, path: Path | str, *, policy_override: str | None = None,
-                 quiet: bool = False, store: Any = None) -> CheckResult:
-    """Check ``path/gptstore.sig`` against the manifest under the trust policy of its namespace.
-
-    Under ``require`` a problem raises :class:`~gptstore.errors.TrustError`; under ``warn`` it
-    logs one warning line (logger ``gptstore.trust``; ``quiet=True`` leaves that to the caller)
-    and returns a result with ``warning=True``; ``off`` checks nothing.
-    """
-    from .trust import TrustStore, check_policy
-    from .verify import CheckResult
-
-    store = store if store is not None else TrustStore.load()
-    namespace = manifest.namespace
-    if policy_override is not None:
-        policy, why = check_policy(policy_override), "override"
-    else:
-        policy, why = store.effective_policy(namespace)
-    details: dict[str, Any] = {"policy": policy, "policy_source": why, "reference": reference_of(manifest),
-                               "digest": manifest.digest}
-    if policy == "off":
-        return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
-    data = read_signature(path)
-    trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
-    if data is not None and len(data) > MAX_SIGNATURE_BYTES:
-        result = SignatureCheck(False, "has a malformed signature (gptstore.sig: larger than 1 MiB)",
-                                "malformed signature",
-                                hint="get the package and its gptstore.sig again from the publisher")
-    else:
-        try:
-            result = check_signature(manifest, data, trusted, namespace=namespace)
-        except MissingDependency as exc:
-            if policy == "require":
-                raise
-            result = SignatureCheck(False, f"could not be checked: {exc}", "signature not checked")
-    details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted)}
-    if result.ok:
-        return CheckResult("authenticity", True,
-                           f"signed by key {result.keyid} (trusted: {namespace}), policy {policy}", details)
-    text = f"{reference_of(manifest)} {result.problem}"
-    details["problem"] = text
-    if policy == "require":
-        raise TrustError(f"refused by the trust policy for {namespace} (require): {text}",
-                         hint=result.hint or None)
-    if not quiet:  # an unsigned model under warn needs no advice; the others say how to trust
-        hint = f"; {result.hint}" if result.hint and result.signed else ""
-        log.warning("authenticity warning: %s%s", text, hint)
-    return CheckResult("authenticity", True, f"{result.short}, policy {policy}",
-                       details, warning=True)
-
-
 __all__ = [
     "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "MalformedSignature", "SignatureCheck",
     "generate_key", "list_keys", "get_key", "export_public_key", "load_private_key", "load_public_key",
-    "key_id", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package",
-    "authenticity",
+    "key_id", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package", "reference_of",
+    "MAX_SIGNATURE_BYTES",
 ]

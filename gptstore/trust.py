@@ -7,7 +7,7 @@ Stored in ``GPTSTORE_HOME/trust.json`` (written atomically, edits serialised by 
                              "keys": [{"keyid": "1a2b…", "public_key": "-----BEGIN PUBLIC KEY-----…",
                                        "added_at": "2026-…Z"}]}}}
 
-A policy is ``off`` (skip), ``warn`` (log one warning line, go on) or ``require`` (refuse with
+A policy is ``off`` (skip), ``warn`` (go on, with one warning line) or ``require`` (refuse with
 :class:`~gptstore.errors.TrustError`). The policy of a namespace is, first match wins:
 
 1. an override given by the caller (``policy_override=``);
@@ -15,8 +15,12 @@ A policy is ``off`` (skip), ``warn`` (log one warning line, go on) or ``require`
 3. ``require`` when the namespace has at least one trusted key;
 4. the global default (``warn`` unless set with ``gptstore trust policy off|warn|require``).
 
-This module is also a built-in plugin: it registers the ``authenticity`` verifier, which
-:func:`gptstore.signing.authenticity` implements.
+:func:`authenticity` applies the policy to a manifest and its signature bytes (what
+:func:`gptstore.signing.check_signature` proves) and returns a
+:class:`~gptstore.checks.CheckResult`; under ``warn`` the result carries the warning line in
+``note`` and nothing is logged, so the operation that asked shows it once. This module is also a
+built-in plugin: it registers that check as the ``authenticity`` verifier. It stays light (the
+CLI imports it at every start): :mod:`gptstore.signing` is imported only when a signature is checked.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import config
-from .errors import InvalidReference, NotFoundError, TrustError, UsageError
+from .checks import CheckResult
+from .errors import InvalidReference, MissingDependency, NotFoundError, TrustError, UsageError
 from .fsutil import atomic_write
 from .hookspecs import hookimpl
 from .refs import check_segment
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 POLICIES = ("off", "warn", "require")
 DEFAULT_POLICY = "warn"
@@ -199,15 +207,74 @@ class TrustStore:
             del self.namespaces[namespace]
 
 
+# -- authenticity: a signature under the policy ------------------------------------------------
+
+def read_signature(path: Path | str) -> bytes | None:
+    """The bytes of ``path/gptstore.sig`` (a package or snapshot directory), ``None`` when absent.
+
+    At most one byte over :data:`gptstore.signing.MAX_SIGNATURE_BYTES` is read: a larger file is
+    reported as a malformed signature, never read whole.
+    """
+    from .manifest import SIGNATURE_FILE
+    from .signing import MAX_SIGNATURE_BYTES
+
+    try:
+        with open(Path(path) / SIGNATURE_FILE, "rb") as handle:
+            return handle.read(MAX_SIGNATURE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override: str | None = None,
+                 store: TrustStore | None = None) -> CheckResult:
+    """Check a manifest's signature (the bytes of its ``gptstore.sig``, ``None`` if it has none)
+    under the trust policy of its namespace.
+
+    Under ``require`` a problem raises :class:`~gptstore.errors.TrustError`; under ``warn`` the
+    result is ``ok`` with ``warning=True`` and ``note`` set to the one line to show (nothing is
+    logged: the caller shows it); ``off`` checks nothing.
+    """
+    from .signing import SignatureCheck, check_signature, reference_of
+
+    store = store if store is not None else TrustStore.load()
+    namespace = manifest.namespace
+    if policy_override is not None:
+        policy, why = check_policy(policy_override), "override"
+    else:
+        policy, why = store.effective_policy(namespace)
+    details: dict[str, Any] = {"policy": policy, "policy_source": why, "reference": reference_of(manifest),
+                               "digest": manifest.digest}
+    if policy == "off":
+        return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
+    trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
+    try:
+        result = check_signature(manifest, signature, trusted, namespace=namespace)
+    except MissingDependency as exc:
+        if policy == "require":
+            raise
+        result = SignatureCheck(False, f"could not be checked: {exc}", "signature not checked")
+    details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted)}
+    if result.ok:
+        return CheckResult("authenticity", True,
+                           f"signed by key {result.keyid} (trusted: {namespace}), policy {policy}", details)
+    text = f"{reference_of(manifest)} {result.problem}"
+    details["problem"] = text
+    if policy == "require":
+        raise TrustError(f"refused by the trust policy for {namespace} (require): {text}",
+                         hint=result.hint or None)
+    # an unsigned model under warn needs no advice; the other problems say how to trust
+    hint = f"; {result.hint}" if result.hint and result.signed else ""
+    return CheckResult("authenticity", True, f"{result.short}, policy {policy}", details, warning=True,
+                       note=f"authenticity warning: {text}{hint}")
+
+
 # -- the built-in verifier ------------------------------------------------------------------------
 
-def authenticity_verifier(manifest: Any, path: Path) -> Any:
-    """``check(manifest, path)`` for ``register_verifiers``: the signature under the trust policy."""
-    from .signing import authenticity
-
-    return authenticity(manifest, path)
+def authenticity_verifier(manifest: Manifest, path: Path) -> CheckResult:
+    """``check(manifest, path)`` for ``register_verifiers``: the directory's signature under the policy."""
+    return authenticity(manifest, read_signature(path))
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a built-in: plugins registering the same name override it
 def register_verifiers(register):
     register("authenticity", authenticity_verifier)

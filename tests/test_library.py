@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
+from gptstore import verify
 from gptstore.errors import (ConflictError, DigestMismatch, FileMissing, ModelNotFound, PackageError,
                              UnknownComponent, UnlistedFile, UnsafeContentError)
-from gptstore.library import Library
+from gptstore.library import GCResult, Library
 from gptstore.packaging import package
 from gptstore.testing import tree_state
 
@@ -62,9 +63,14 @@ def test_republish_same_content_is_a_no_op_and_conflict_needs_force(packaged, gp
     replaced = lib.publish(packaged, force=True)
     assert replaced.digest != first.digest
     assert lib.resolve("acme/tiny:1.0.0")[1] == replaced.digest
-    assert not lib.has_manifest(first.digest)  # garbage of the old content is collectable
-    lib.gc()
-    assert not lib.has_manifest(first.digest)
+    assert not lib.has_manifest(first.digest)  # publish --force collected the old content already
+    assert lib.gc() == GCResult()  # so there is nothing left to collect
+    for tag in ("1.0.0", "latest"):  # refs gone without a collection (a crash): garbage
+        (gptstore_home / "refs" / "acme" / "tiny" / tag).unlink()
+    blobs = {f.sha256: f.size for f in replaced.manifest.files}
+    assert lib.gc() == GCResult(manifests=1, blobs=len(blobs), bytes=sum(blobs.values()))
+    assert not lib.has_manifest(replaced.digest) and list(lib.blobs.all()) == []
+    assert not lib.snapshot_path(replaced.digest).exists()
 
 
 @pytest.mark.parametrize("damage,error,needle", [
@@ -200,5 +206,28 @@ def test_concurrent_publishers_leave_a_consistent_library(packaged, tmp_path, gp
     assert {e.repo_id for e in lib.refs()} == {"acme/tiny", "acme/other"}
     for entry in lib.refs():
         model = lib.get(f"{entry.repo_id}:{entry.tag}")
-        assert lib.check(model, full=True).ok
+        assert verify(model, library=lib, full=True).ok
     assert not list((lib.blobs.tmp).iterdir())
+
+
+def test_base_of_is_exactly_the_pinned_digest(packaged):
+    from gptstore.manifest import BaseModelRef
+
+    lib = Library()
+    base = lib.publish(packaged)
+    fmt = base.manifest.format
+
+    def over(digest):
+        pinned = fmt.model_copy(update={"base": BaseModelRef(reference="acme/tiny:1.0.0", digest=digest)})
+        return base.manifest.model_copy(update={"name": "lora", "format": pinned})
+
+    found = lib.base_of(over(base.digest))
+    assert (found.digest, found.path) == (base.digest, base.path)
+    with pytest.raises(DigestMismatch, match=f"made for base acme/tiny:1.0.0 sha256:{'a' * 64}, but the local "
+                                             f"library has acme/tiny:1.0.0 as sha256:{base.digest}"):
+        lib.base_of(over("a" * 64))
+    lib.remove("acme/tiny")
+    with pytest.raises(ModelNotFound, match=f"acme/tiny:1.0.0@sha256:{base.digest} not found.*gptstore pull"):
+        lib.base_of(over(base.digest))
+    with pytest.raises(PackageError, match="without a base model"):
+        lib.base_of(base.manifest)

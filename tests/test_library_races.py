@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from gptstore import verify
 from gptstore.library import Library
 from gptstore.packaging import package
 from gptstore.pull import pull
@@ -59,7 +60,7 @@ def test_rm_in_another_process_never_deletes_blobs_a_running_pull_fetched(source
     lib = Library()
     result = pull("acme/tiny:1.0.0", store=RacingStore(root), library=lib, workers=1)
     assert runs, "the racing store fetched nothing"
-    assert lib.check(result.model, full=True).ok
+    assert verify(result.model, library=lib, full=True).ok
     assert {e.repo_id for e in lib.refs()} == {"acme/tiny"}
     # once the pull is over its pin is gone: a GC removes what nothing refers to any more
     assert not [p for p in (gptstore_home / "pins").iterdir() if p.suffix == ".pin"]

@@ -15,7 +15,7 @@ from gptstore.errors import (ConflictError, DigestMismatch, ManifestError, NotFo
 from gptstore.library import Library
 from gptstore.manifest import load as load_manifest
 from gptstore.packaging import package
-from gptstore.trust import TrustStore
+from gptstore.trust import TrustStore, authenticity, read_signature
 
 
 @pytest.fixture
@@ -99,8 +99,12 @@ def test_a_passphrase_protected_key(pkg, monkeypatch):
 
 def test_the_env_passphrase_does_not_break_unprotected_keys(pkg, monkeypatch):
     monkeypatch.setenv("GPTSTORE_KEY_PASSPHRASE", "unused")
-    signing.generate_key("plain", passphrase=None)
-    signing.sign_package(pkg, key="plain")
+    info = signing.generate_key("plain", passphrase=None)
+    assert not info.encrypted
+    assert signing.sign_package(pkg, key="plain").keyid == info.keyid
+    check = signing.check_signature(load_manifest(pkg), (pkg / "gptstore.sig").read_bytes(),
+                                    {info.keyid: info.public_key})
+    assert check.ok and check.keyid == info.keyid
 
 
 def test_the_envelope_is_dsse_over_the_manifest_digest(pkg):
@@ -168,7 +172,8 @@ def test_round_trip_generate_sign_publish_verify_under_require(pkg):
     assert result.summary == f"signed by key {info.keyid} (trusted: acme), policy require"
     assert result.details["policy"] == "require" and result.details["keyid"] == info.keyid
 
-    direct = signing.authenticity(Library().get("acme/tiny:latest").manifest, model.path)
+    library = Library()
+    direct = authenticity(library.get("acme/tiny:latest").manifest, library.signature(model.digest))
     assert direct.ok and not direct.warning
 
 
@@ -184,5 +189,5 @@ def test_a_cosignature_by_an_unknown_key_does_not_hide_a_trusted_one(pkg):
     (pkg / "gptstore.sig").write_text(json.dumps(envelope))
     with TrustStore.edit() as store:
         store.add_key("acme", signing.export_public_key("release"))
-    result = signing.authenticity(load_manifest(pkg), pkg)
+    result = authenticity(load_manifest(pkg), read_signature(pkg))
     assert result.ok and result.details["keyid"] == signing.get_key("release").keyid

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import shutil
 
 import pytest
@@ -14,7 +15,7 @@ from gptstore.errors import NotFoundError, TrustError, UsageError
 from gptstore.library import Library
 from gptstore.manifest import Metric, Pricing, load as load_manifest, save as save_manifest
 from gptstore.packaging import package
-from gptstore.trust import TrustStore, trust_file
+from gptstore.trust import TrustStore, authenticity, read_signature, trust_file
 
 
 # -- the store and policy resolution ------------------------------------------------------------
@@ -128,7 +129,7 @@ def signed(tiny_gpt):
 
 def _publish_and_check(pkg, **kwargs):
     model = Library().publish(pkg, force=True)
-    return signing.authenticity(model.manifest, model.path, **kwargs)
+    return authenticity(model.manifest, read_signature(model.path), **kwargs)
 
 
 def edit_pricing(pkg, tmp_path):
@@ -225,18 +226,18 @@ def test_require_refuses_each_tampering(signed, tmp_path, tamper, message):
 
 
 @pytest.mark.parametrize("tamper, message", TAMPERS, ids=IDS)
-def test_warn_logs_one_line_and_goes_on(signed, tmp_path, tamper, message, caplog):
+def test_warn_returns_one_line_and_goes_on(signed, tmp_path, tamper, message, caplog):
     with TrustStore.edit() as store:
         store.set_policy("warn", "acme")
     tamper(signed, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="gptstore.trust"):
+    with caplog.at_level(logging.DEBUG, logger="gptstore"):
         result = _publish_and_check(signed)
     assert result.ok and result.warning and result.summary.endswith("policy warn")
-    [record] = caplog.records
-    assert record.name == "gptstore.trust" and record.levelno == logging.WARNING
-    text = record.getMessage()
+    assert not caplog.records  # the check never logs: the operation that asked shows the line
+    text = result.note
+    assert result.warning_line == text
     assert text.startswith("authenticity warning: acme/tiny:1.0.0 ") and "\n" not in text
-    assert __import__("re").search(message, text)
+    assert re.search(message, text)
 
 
 @pytest.mark.parametrize("tamper", [t[0] for t in TAMPERS], ids=IDS)
@@ -249,10 +250,28 @@ def test_off_is_silent(signed, tmp_path, tamper, caplog):
     assert not caplog.records
 
 
-def test_quiet_leaves_the_warning_to_the_caller(signed, tmp_path, caplog):
+def test_an_unsigned_model_needs_no_advice_a_badly_signed_one_gets_it(signed, tmp_path):
+    with TrustStore.edit() as store:
+        store.set_policy("warn", "acme")
     remove_signature(signed, tmp_path)
-    result = _publish_and_check(signed, policy_override="warn", quiet=True)
-    assert result.warning and result.summary == "unsigned, policy warn" and not caplog.records
+    result = _publish_and_check(signed)
+    assert result.summary == "unsigned, policy warn"
+    assert result.note == "authenticity warning: acme/tiny:1.0.0 is not signed (no gptstore.sig)"
+    sign_with_another_key(signed, tmp_path)
+    assert _publish_and_check(signed).note.endswith("run `gptstore trust add acme PUBKEY_FILE` with their public key")
+
+
+def test_the_check_takes_signature_bytes_not_a_directory(signed):
+    manifest = load_manifest(signed)
+    data = (signed / "gptstore.sig").read_bytes()
+    assert authenticity(manifest, data).ok
+    with pytest.raises(TrustError, match="malformed signature"):
+        authenticity(manifest, data[:-20])
+    with pytest.raises(TrustError, match=r"malformed signature \(gptstore\.sig: larger than 1 MiB\)"):
+        authenticity(manifest, b" " * (signing.MAX_SIGNATURE_BYTES + 1))
+    (signed / "gptstore.sig").write_bytes(b" " * (2 * signing.MAX_SIGNATURE_BYTES))
+    assert len(read_signature(signed)) == signing.MAX_SIGNATURE_BYTES + 1  # never read whole
+    assert read_signature(signed / "nowhere") is None
 
 
 def test_the_override_wins_over_the_store(signed, tmp_path):
@@ -263,11 +282,11 @@ def test_the_override_wins_over_the_store(signed, tmp_path):
         _publish_and_check(signed, policy_override="maybe")
 
 
-def test_unsigned_models_warn_by_default(tiny_gpt, caplog):
+def test_unsigned_models_warn_by_default(tiny_gpt):
     package(tiny_gpt, name="bob/tiny", version="1.0.0")
     result = _publish_and_check(tiny_gpt)
     assert result.warning and result.details["policy_source"] == "default"
-    assert "bob/tiny:1.0.0 is not signed" in caplog.records[0].getMessage()
+    assert "bob/tiny:1.0.0 is not signed" in result.note
 
 
 def test_global_require_without_a_trusted_key_says_so(tiny_gpt):

@@ -6,15 +6,19 @@ An **engine** turns a verified snapshot into a :class:`Runner` on a device. It i
 - ``formats`` — the package formats (adapter names, ``manifest.format.adapter``) it can load;
 - ``available() -> bool`` — whether its dependencies are installed; must be cheap (use
   ``importlib.util.find_spec``, never import torch here);
-- ``load(path, manifest, *, device, dtype, allow_unsafe=False) -> Runner`` — load the snapshot
-  directory ``path`` offline, on the given device and dtype;
+- ``load(path, manifest, *, device, dtype, allow_unsafe=False, base=None) -> Runner`` — load the
+  snapshot directory ``path`` offline, on the given device and dtype. For a package over a base
+  model (``manifest.format.base``, e.g. a peft adapter) gptstore resolves the base the manifest
+  pins, verifies it like any model and passes it as ``base`` (a
+  :class:`~gptstore.library.LocalModel`: its ``path`` and ``manifest``); ``base`` is passed only
+  then, so an engine for full models may leave the parameter out;
 - optionally ``placement(device, dtype) -> (device, dtype)`` — resolve ``"auto"`` to concrete
   names (e.g. ``("cuda:0", "bfloat16")``), raising :class:`~gptstore.errors.UsageError` for a
   device that is not there. Its result is what ``load`` receives and what keys the keep-warm
   cache; without it, ``load`` gets the names as the caller gave them.
 
-Engines are registered with the ``register_engines`` hook. gptstore verifies the snapshot
-(integrity, safety, registered verifiers) *before* it calls ``load``, applies the prompt
+Engines are registered with the ``register_engines`` hook. gptstore verifies the snapshot (and
+its base) with :func:`gptstore.verify` *before* it calls ``load``, applies the prompt
 template, validates and resolves :class:`~gptstore.engines.params.GenerationParams`, calls the
 generation hooks and records usage: an engine only generates.
 """
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from ..errors import UsageError
 
 if TYPE_CHECKING:
+    from ..library import LocalModel
     from ..manifest import Manifest
     from .completion import Completion, TextStream
     from .params import GenerationParams
@@ -65,7 +70,7 @@ class Engine(Protocol):
     def available(self) -> bool: ...
 
     def load(self, path: Path, manifest: Manifest, *, device: str, dtype: str,
-             allow_unsafe: bool = False) -> Runner: ...
+             allow_unsafe: bool = False, base: LocalModel | None = None) -> Runner: ...
 
 
 def placement(engine: Engine, device: str, dtype: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from gptstore import verify
 from gptstore.blobs import BlobStore
 from gptstore.errors import DigestMismatch, ManifestError, StoreError, UsageError
 from gptstore.library import Library
@@ -189,7 +190,7 @@ def test_oversized_partial_is_discarded_not_wedging_pulls(hub, gptstore_home):
     partial.write_bytes(b"z" * (len(hub.files[WEIGHTS]) + 100))  # larger than the file: never a prefix
     result = pull(REPO, store=hub.url)
     assert result.resumed_bytes == 0 and not partial.exists()
-    assert Library().check(result.model, full=True).ok
+    assert verify(result.model, full=True).ok
 
 
 def test_blob_writer_never_grows_past_the_expected_size(tmp_path):

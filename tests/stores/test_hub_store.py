@@ -159,6 +159,7 @@ def test_corrupted_server_blob_is_caught_and_leaves_nothing(store_server, tiny_g
     get_store(store_server.url).push(model)
     entry = model.manifest.file("vocab-notes.txt")
     blob = store_server.data / "blobs" / "sha256" / entry.sha256
+    blob.chmod(0o644)  # committed blobs are read-only
     blob.write_bytes(b"y" * 5000)  # same size, other bytes: a tampered or rotten server
     home = consumer_home(tmp_path, monkeypatch)
     with pytest.raises(DigestMismatch, match="vocab-notes.txt"):
@@ -177,6 +178,7 @@ def test_invalid_remote_manifest_refused_before_any_weight(store_server, tiny_gp
     model = publish(tiny_gpt_dir, tmp_path, "alice/badmanifest")
     get_store(store_server.url).push(model)
     blob = store_server.data / "blobs" / "sha256" / hashlib.sha256(dumps(model.manifest)).hexdigest()
+    blob.chmod(0o644)  # committed blobs are read-only
     blob.write_bytes(blob.read_bytes().replace(b'"version": "1.0.0"', b'"version": "1.0.x"'))
     consumer_home(tmp_path, monkeypatch)
     with pytest.raises(ManifestError, match="version: must be a semantic version"):
@@ -216,7 +218,7 @@ def test_interrupted_pull_resumes_and_ends_verified(store_server, tiny_gpt_dir, 
     assert Library().refs() == []  # no ref until every file is in
     result = pull("alice/big", store=store_server.url)
     assert result.resumed_bytes == kept
-    assert Library().check(Library().get("alice/big"), full=True).ok
+    assert gptstore.verify("alice/big", full=True).ok
 
 
 def test_offline_makes_no_request(store_server, tiny_gpt_dir, tmp_path, monkeypatch, run_cli):
@@ -290,7 +292,7 @@ def test_concurrent_pulls_of_one_model_agree(store_server, tiny_gpt_dir, tmp_pat
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(int(out.split()[-1]) for out in outputs) == model.manifest.total_size  # each blob fetched once
-    assert Library().check(Library().get("alice/twice"), full=True).ok
+    assert gptstore.verify("alice/twice", full=True).ok
     assert not list(Library().blobs.tmp.glob("pull-*"))
 
 

@@ -109,6 +109,7 @@ def test_tampered_snapshot_refused_on_load_even_under_warn(store_server, tiny_gp
     weights = model.path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
+    weights.chmod(0o644)  # a link to a read-only blob: damaged here on purpose
     weights.write_bytes(bytes(data))
     with pytest.raises(DigestMismatch, match="model.safetensors"):
         gptstore.load("alice/local", device="cpu")

@@ -1,10 +1,10 @@
 """The ``peft`` engines: an adapter package applied to its base model, then the transformers runner.
 
-Loading resolves the base by the digest the adapter's manifest pins (:func:`find_base`), verifies
-the base snapshot like any model (integrity through the stamp cache, safety, registered
-verifiers), loads it with the built-in transformers engine (offline, safetensors only, no remote
-code) and applies the adapter with ``peft.PeftModel.from_pretrained``. Generation, streaming and
-perplexity are the transformers engine's runner, unchanged.
+gptstore hands the engine the base model the adapter's manifest pins (``format.base``), already
+resolved by its digest and verified like any model (``Engine.load(..., base=...)``). The engine
+checks that the base is a full model, loads it with the built-in transformers engine (offline,
+safetensors only, no remote code) and applies the adapter with ``peft.PeftModel.from_pretrained``.
+Generation, streaming and perplexity are the transformers engine's runner, unchanged.
 
 Two engines are registered:
 
@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gptstore.engines.transformers import TransformersEngine, TransformersRunner
-from gptstore.errors import GPTStoreError, PackageError
+from gptstore.errors import PackageError, UsageError
 
-from .base import find_base, library_of
+from .base import check_base_format
 
 if TYPE_CHECKING:
+    from gptstore.library import LocalModel
     from gptstore.manifest import Manifest
 
 #: files that mean the package brings its own tokenizer (else the base's is used)
@@ -61,18 +62,12 @@ class PeftEngine:
         return self._base_engine.placement(device, dtype)
 
     def load(self, path: Path, manifest: Manifest, *, device: str, dtype: str,
-             allow_unsafe: bool = False) -> PeftRunner:
-        from gptstore.model import verify_snapshot
-
-        library = library_of(path)
-        base = find_base(manifest, library)
-        try:
-            verify_snapshot(library, base, allow_unsafe=allow_unsafe)
-        except GPTStoreError as exc:  # say that it is the base that failed, keep type and fields
-            exc.message = (f"base {base.manifest.repo_id}:{base.manifest.version} of "
-                           f"{manifest.repo_id}:{manifest.version}: {exc.message}")
-            exc.args = (exc.message,)
-            raise
+             allow_unsafe: bool = False, base: LocalModel | None = None) -> PeftRunner:
+        if base is None:
+            raise UsageError(f"{manifest.repo_id}:{manifest.version} is a peft adapter; the {self.name} engine "
+                             "needs its base model", hint="load it with gptstore.load(), which resolves and "
+                                                          "verifies the base the adapter pins")
+        check_base_format(base, f"{manifest.repo_id}:{manifest.version}")
         loaded = self._base_engine.load(base.path, base.manifest, device=device, dtype=dtype,
                                         allow_unsafe=allow_unsafe)
         model, tokenizer = loaded.model, loaded.tokenizer

@@ -92,9 +92,25 @@ def test_pull_brings_the_base(published_adapter, base_model, gptstore_home, tmp_
     result = pull(f"{ADAPTER}:0.1.0", store=str(other))
     assert result.base is not None and result.base.model.digest == base_model.digest
     assert library.tags(BASE)[BASE_VERSION] == base_model.digest
-    assert library.check(result.base.model, full=True).ok
+    assert gptstore.verify(result.base.model, library=library, full=True).ok
     with gptstore.load(ADAPTER) as model:
         assert model.generate(PROMPTS[0], max_new_tokens=5).usage.completion_tokens > 0
     library.remove(ADAPTER)
     again = pull(f"{ADAPTER}:0.1.0", store=f"file://{other}")
     assert again.base is None  # the library already had that base
+
+
+def test_the_engine_takes_its_base_from_the_host(published_adapter, base_model):
+    from gptstore.errors import PackageError, UsageError
+    from gptstore_peft.engine import PeftEngine
+
+    adapter = Library().get(ADAPTER)
+    with pytest.raises(UsageError, match="the peft engine needs its base model"):
+        PeftEngine().load(adapter.path, adapter.manifest, device="cpu", dtype="float32")
+    with pytest.raises(PackageError, match="a peft adapter's base must be a full model"):
+        PeftEngine().load(adapter.path, adapter.manifest, device="cpu", dtype="float32", base=adapter)
+    runner = PeftEngine().load(adapter.path, adapter.manifest, device="cpu", dtype="float32", base=base_model)
+    try:
+        assert runner.engine == "peft" and runner.generate(["The"], gptstore.GenerationParams(max_new_tokens=2))
+    finally:
+        runner.close()

@@ -1,0 +1,220 @@
+"""Verification: every check gptstore makes before a model is used, in one call.
+
+:func:`verify` runs the layers on a library model (by :class:`~gptstore.library.LocalModel` or
+reference) or on a package directory, in this order:
+
+1. integrity (:mod:`gptstore.integrity`): every file against the manifest; a library model
+   through its stamp cache (``full=True`` re-hashes), a directory always in full;
+2. every check registered with the ``register_verifiers`` hook, first of all the built-in
+   ``authenticity`` (:func:`gptstore.trust.authenticity`: the signature under the trust policy);
+3. safety (:mod:`gptstore.safety`): no pickle weights without ``allow_unsafe``, never custom code.
+
+:func:`verify_located` is the check of a remote model before any of its bytes are fetched: safety
+of its file list and authenticity of its manifest and signature bytes, as a store returned them.
+
+Checks never log. A report carries each warning as one line (:attr:`VerificationReport.warnings`);
+the operation that asked for it shows those lines once (:func:`show_warnings`: ``gptstore.load``,
+``gptstore.pull``), or prints the whole report (``gptstore verify``).
+
+This module sits above the library and the checks, below the operations that use it (``load``,
+``pull``, ``eval``, ``finetune``, the CLI); nothing below imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
+
+from .checks import CheckResult
+from .errors import GPTStoreError, IntegrityError, InvalidReference, PluginError, UsageError
+from .integrity import IntegrityReport, check_integrity
+from .library import Library, LocalModel
+from .manifest import MANIFEST_FILE, Manifest, load as load_manifest
+from .refs import parse as parse_ref
+from .safety import check_safety, read_model_config
+from .trust import authenticity
+
+if TYPE_CHECKING:
+    from .stores.base import Located
+
+log = logging.getLogger("gptstore.verification")
+
+#: layers that are not registered verifiers, so cannot be skipped
+BUILT_IN_LAYERS = ("integrity", "safety")
+
+
+def verifiers() -> dict[str, tuple[str, Callable[[Manifest, Path], CheckResult]]]:
+    """Checks registered by plugins (``register_verifiers``): ``{name: (plugin, check)}``."""
+    from . import plugins
+
+    found = plugins.collect("register_verifiers", "verifier", key=lambda name, check: name)
+    return {name: (plugin, args[1]) for name, (plugin, args, _kw) in found.items()}
+
+
+@dataclass
+class VerificationReport:
+    """Integrity, every registered check (e.g. authenticity) and safety, for one model."""
+
+    reference: str
+    digest: str
+    checks: list[CheckResult]
+    #: the integrity layer's file-by-file findings (what a repair needs), not part of the JSON
+    integrity: IntegrityReport | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per check that passed with a warning (e.g. an unsigned model under ``warn``)."""
+        return [line for line in (c.warning_line for c in self.checks) if line]
+
+    def check(self, name: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": f"sha256:{self.digest}", "ok": self.ok,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def verify(target: LocalModel | Path | str, *, library: Library | None = None, full: bool = False,
+           allow_unsafe: bool = False, strict: bool = True, skip: Collection[str] = (),
+           context: str | None = None) -> VerificationReport:
+    """Verify a library model or a package directory; see the module docstring for the layers.
+
+    Args:
+        target: a :class:`~gptstore.library.LocalModel`; a reference (``namespace/name[:tag]``)
+            in ``library``; or a package directory (a :class:`~pathlib.Path`, or a string naming
+            a directory that holds a ``gptstore.json``).
+        library: the library of a model or reference (default: the one under ``GPTSTORE_HOME``).
+        full: re-hash every file instead of trusting unchanged stamps (a directory is always
+            re-hashed).
+        allow_unsafe: accept pickle weights (reported as a warning).
+        strict: raise the first failure (what ``load`` and ``pull`` need); without, failures are
+            collected in the report (what ``gptstore verify`` prints).
+        skip: registered checks to leave out, e.g. ``{"authenticity"}`` for your own draft before
+            ``gptstore sign``. Integrity and safety are never skipped.
+        context: what the target is to the caller (``"base acme/tiny:1.0.0 of acme/lora:0.1.0"``),
+            put in front of a raised error's message.
+    """
+    refused = set(skip) & set(BUILT_IN_LAYERS)
+    if refused:
+        raise UsageError(f"the {', '.join(sorted(refused))} check cannot be skipped",
+                         hint="only registered verifiers (e.g. authenticity) can be left out")
+    try:
+        name, digest, manifest, root, integrity = _integrity(target, library, full)
+        return _run_checks(name, digest, manifest, root, integrity, allow_unsafe=allow_unsafe,
+                           strict=strict, skip=skip)
+    except GPTStoreError as exc:
+        if context is None:
+            raise
+        raise _in_context(exc, context) from exc
+
+
+def verify_located(located: Located, *, allow_unsafe: bool = False) -> list[CheckResult]:
+    """Safety and authenticity of a model found in a store, before any of its files is fetched.
+
+    Both need only what the store already returned: the manifest's file list, and the signature
+    bytes. A refusal raises (:class:`~gptstore.errors.UnsafeContentError`,
+    :class:`~gptstore.errors.TrustError`); a warning is in the returned results.
+    """
+    manifest = located.manifest
+    where = f"{manifest.repo_id}:{manifest.version}"
+    safety = check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe, where=where)
+    return [safety, authenticity(manifest, located.signature)]
+
+
+def show_warnings(lines: Iterable[str]) -> None:
+    """Log each distinct warning line once (logger ``gptstore.verification``, level WARNING).
+
+    The operations call this once with all their reports' warnings, so a warning found by two
+    checks of one operation (``pull``'s check before the download and its verification after)
+    appears once.
+    """
+    for line in dict.fromkeys(lines):
+        log.warning("%s", line)
+
+
+# -- the steps -----------------------------------------------------------------------------------
+
+def _integrity(target: LocalModel | Path | str, library: Library | None,
+               full: bool) -> tuple[str, str, Manifest, Path, IntegrityReport]:
+    """(name, manifest digest, manifest, directory, integrity report) of a target."""
+    if isinstance(target, str):
+        path = Path(target)
+        if (path / MANIFEST_FILE).is_file() or (path.is_dir() and not _is_reference(target)):
+            target = path
+        else:
+            target = (library or Library()).get(target)
+    if isinstance(target, LocalModel):
+        library = library or Library()
+        integrity = check_integrity(target.path, target.manifest, mode="full" if full else "stamps",
+                                    stamps=library.stamps(target.digest), reference=target.name)
+        return target.name, target.digest, target.manifest, target.path, integrity
+    if isinstance(target, Path):
+        manifest = load_manifest(target)
+        integrity = check_integrity(target, manifest, mode="full", reference=str(target))
+        return str(target), manifest.digest, manifest, target, integrity
+    raise UsageError(f"cannot verify a {type(target).__name__}",
+                     hint="give a LocalModel, a reference or a package directory")
+
+
+def _is_reference(text: str) -> bool:
+    try:
+        parse_ref(text)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _run_checks(name: str, digest: str, manifest: Manifest, root: Path, integrity: IntegrityReport, *,
+                allow_unsafe: bool, strict: bool, skip: Collection[str]) -> VerificationReport:
+    if strict:
+        integrity.raise_first()
+    checks = [integrity.as_check()]
+    steps: list[tuple[str, str, Callable[[], CheckResult]]] = []
+    for check_name, (plugin, check) in verifiers().items():
+        if check_name not in skip:
+            steps.append((check_name, plugin, lambda check=check: check(manifest, root)))
+    where = f"{manifest.repo_id}:{manifest.version}"
+    steps.append(("safety", "gptstore", lambda: check_safety(
+        [f.path for f in manifest.files], allow_unsafe=allow_unsafe, config=read_model_config(root),
+        where=where)))
+    for check_name, plugin, step in steps:
+        try:
+            result = step()
+            if not isinstance(result, CheckResult):
+                raise TypeError(f"returned {type(result).__name__}, not a CheckResult")
+        except GPTStoreError as exc:
+            if strict:
+                raise
+            result = CheckResult(check_name, False, str(exc))
+        except Exception as exc:
+            error = PluginError(plugin, f"verifier {check_name!r}", exc)
+            if strict:
+                raise error from exc
+            result = CheckResult(check_name, False, str(error))
+        if strict and not result.ok:
+            raise IntegrityError(f"{name} failed the {result.name} check: {result.summary}", reference=name,
+                                 hint=f"run `gptstore verify {name}` for details")
+        checks.append(result)
+    return VerificationReport(name, digest, checks, integrity)
+
+
+def _in_context(error: GPTStoreError, context: str) -> GPTStoreError:
+    """A copy of ``error`` (same type and fields) whose message starts with ``context``.
+
+    The caught error itself is left as it was; the copy is raised ``from`` it. Error classes have
+    different constructors, so the copy is made without calling one.
+    """
+    clone = type(error).__new__(type(error))
+    clone.__dict__.update(error.__dict__)
+    clone.message = f"{context}: {error.message}"
+    clone.args = (clone.message,)
+    return clone
+
+
+__all__ = ["CheckResult", "VerificationReport", "show_warnings", "verifiers", "verify", "verify_located"]

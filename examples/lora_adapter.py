@@ -6,9 +6,9 @@ Needs the gptstore-peft plugin (``pip install -e plugins/gptstore-peft``). Steps
 
 1. build a tiny GPT-2-shaped base model offline and publish it as ``acme/tiny:1.0.0``;
 2. ``finetune`` it with ``method="lora"`` on the docstrings of ``argparse`` (what
-   ``gptstore finetune --method lora --lora-r 8 --target-modules c_attn,c_proj`` does): the
-   package holds only ``adapter_config.json`` and ``adapter_model.safetensors``, and its manifest
-   pins the base by reference and manifest digest (``format.base``);
+   ``gptstore finetune --method lora --method-option r=8 --method-option target_modules=c_attn,c_proj``
+   does): the package holds only ``adapter_config.json`` and ``adapter_model.safetensors``, and its
+   manifest pins the base by reference and manifest digest (``format.base``);
 3. package it again with a description (the base is kept) and publish it;
 4. load it (the engine finds and verifies the base, applies the adapter) and generate, next to
    the base model; then once more with the adapter merged into the weights (``peft-merged``).

@@ -29,13 +29,12 @@ def write_data(workdir: Path) -> tuple[Path, Path]:
 
 
 def pipeline(workdir: Path) -> None:
-    from gptstore import Library, package
+    from gptstore import Library, package, verify
     from gptstore.signing import export_public_key, generate_key, list_keys, sign_package
-    from gptstore.training.evaluate import evaluate_model
+    from gptstore.evaluation import evaluate_model
     from gptstore.training.finetune import FinetuneConfig, finetune
     from gptstore.training.tiny import build_tiny_gpt
     from gptstore.trust import TrustStore
-    from gptstore.verify import verify_model
 
     library = Library()  # GPTSTORE_HOME
 
@@ -78,7 +77,7 @@ def pipeline(workdir: Path) -> None:
 
     # 6. publish to the library, and verify it as a consumer would
     model = library.publish(out, force=True)
-    verification = verify_model(model, library, full=True)
+    verification = verify(model, library=library, full=True)
     print(f"publish:   {model.name} sha256:{model.digest[:12]}")
     for check in verification.checks:
         print(f"verify:    {check.name:<13} {'ok' if check.ok else 'FAILED'}: {check.summary}")

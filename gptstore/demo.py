@@ -174,10 +174,10 @@ def _run(run: DemoRun, *, base_steps: int, finetune_steps: int) -> None:
     from .packaging import package
     from .pull import pull
     from .signing import sign_package
-    from .training.evaluate import evaluate_model
+    from .evaluation import evaluate_model
     from .training.finetune import FinetuneConfig, finetune
     from .training.tiny import build_tiny_gpt
-    from .verify import verify_model
+    from .verification import verify
 
     workdir, echo = run.workdir, run.echo
     library = Library()
@@ -249,7 +249,7 @@ def _run(run: DemoRun, *, base_steps: int, finetune_steps: int) -> None:
                 f"{pulled.reused_files} shared with the base already in the library")
 
     with run.step("verify it, and check its perplexity claim"):
-        report = verify_model(library.get(reference), library, full=True, strict=False)
+        report = verify(reference, library=library, full=True, strict=False)
         for check in report.checks:
             run.say(f"{'ok  ' if check.ok and not check.warning else 'WARN' if check.ok else 'FAIL'} "
                     f"{check.name:<13} {check.summary}")

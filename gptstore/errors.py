@@ -19,6 +19,7 @@ actual digests) and also inherit the matching built-in, so generic ``except`` cl
      │    ├── UnlistedFile
      │    └── DigestMismatch                     size or sha256 differs
      ├── ConflictError                           e.g. a tag that already names other content
+     ├── ClaimMismatch                           a measured perplexity contradicts the manifest's claim
      ├── TrustError                              signature missing, untrusted or invalid
      ├── StoreError (OSError)                    a remote store failed or refused
      │    └── AuthError (PermissionError)        not authorised / token lacks scope
@@ -145,6 +146,11 @@ class DigestMismatch(IntegrityError):
 
 class ConflictError(GPTStoreError):
     """The operation would overwrite something that differs."""
+
+
+class ClaimMismatch(GPTStoreError):
+    """A model's measured perplexity differs from its manifest's claim by more than the tolerance
+    (``gptstore eval --check``)."""
 
 
 class TrustError(GPTStoreError):

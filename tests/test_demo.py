@@ -11,8 +11,8 @@ from gptstore.errors import UsageError
 
 @pytest.mark.slow
 def test_demo_end_to_end(run_cli, gptstore_home, tmp_path):
+    from gptstore import verify
     from gptstore.library import Library
-    from gptstore.verify import verify_model
 
     result = run_cli("demo", "--workdir", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
@@ -31,7 +31,7 @@ def test_demo_end_to_end(run_cli, gptstore_home, tmp_path):
     assert re.search(r"claim check\s+holds", summary)
     library = Library()
     pulled = library.get("demo/cli-docs:1.0.0")
-    assert verify_model(pulled, library, full=True).ok
+    assert verify(pulled, library=library, full=True).ok
     assert pulled.manifest.pricing.model == "per_1k_tokens" and pulled.manifest.metrics
     assert (tmp_path / "demo" / "store" / "refs" / "demo" / "cli-docs" / "1.0.0").is_file()
     # all three strategies produced text

@@ -16,13 +16,13 @@ from typing import Any
 from ..errors import PackageError
 from ..fsutil import package_files
 from ..hookspecs import hookimpl
+from ..perplexity import context_length
 
 SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
     "BOOL": "bool",
 }
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length")
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class TransformersAdapter:
         except ValueError as exc:
             raise PackageError(f"config.json in {root} is not valid JSON ({exc})", path=root) from None
         from ..manifest import METADATA_FILES
-        from ..verify import check_safety
+        from ..safety import check_safety
 
         files = package_files(root, skip=METADATA_FILES)
         check_safety(files, allow_unsafe=allow_unsafe, config=config, where=str(root))
@@ -102,7 +102,7 @@ class TransformersAdapter:
             parameters, dtype = count_parameters(weights)
         architectures = config.get("architectures") or []
         architecture = architectures[0] if architectures else config.get("model_type", "unknown")
-        context = next((config[k] for k in CONTEXT_KEYS if isinstance(config.get(k), int)), None)
+        context = context_length(config) if isinstance(config, dict) else None
         if context is None:
             raise PackageError("config.json gives no context length (max_position_embeddings / n_positions)",
                                path=root / "config.json")
@@ -110,6 +110,6 @@ class TransformersAdapter:
                 "context_length": context, "dtype": dtype}
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a built-in: plugins registering the same name override it
 def register_adapters(register):
     register(TransformersAdapter())

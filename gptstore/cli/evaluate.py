@@ -42,7 +42,7 @@ def eval_command(target, data, check, tolerance, device, batch_size, as_json):
     model's context. With --check it is compared with the `perplexity` metric of the model's
     manifest (see `gptstore show`), which records the sha256 of the data it was measured on.
     """
-    from ..training.evaluate import evaluate_model
+    from ..evaluation import evaluate_model
 
     report = evaluate_model(target, list(data), check=check, tolerance=tolerance, device=device,
                             batch_size=batch_size)

@@ -16,7 +16,7 @@ Examples:
       --name acme/chat --version 1.0.0
   gptstore finetune --base acme/tiny --data notes.txt --out ./poet --max-steps 1000   # continues
   gptstore finetune --base acme/tiny:1.0.0 --data notes.txt --out ./poet-lora --method lora \\
-      --lora-r 8 --lora-alpha 16 --target-modules c_attn,c_proj    # needs gptstore-peft
+      --method-option r=8 --method-option target_modules=c_attn,c_proj    # needs gptstore-peft
 """
 
 
@@ -35,12 +35,9 @@ Examples:
 @click.option("--method", default=None,
               help="Training method (built in: full; plugins add others, e.g. lora from gptstore-peft).  "
                    "[default: full]")
-@click.option("--lora-r", "lora_r", type=int, default=None, help="LoRA rank (--method lora).  [default: 8]")
-@click.option("--lora-alpha", "lora_alpha", type=float, default=None,
-              help="LoRA scaling alpha (--method lora).  [default: 16]")
-@click.option("--target-modules", "target_modules", default=None, metavar="NAMES",
-              help="Comma-separated module names LoRA adapts, e.g. c_attn,c_proj (--method lora).  "
-                   "[default: peft's choice for the architecture]")
+@click.option("--method-option", "method_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the training method (repeatable), validated by the method's own options; "
+                   "an unknown key is refused with the list of the ones it takes (full takes none).")
 @click.option("--epochs", type=float, default=None, help="Passes over the data.  [default: 3]")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (wins over --epochs).")
 @click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None,
@@ -71,8 +68,8 @@ Examples:
 @click.option("--no-resume", is_flag=True, help="Discard checkpoints of an earlier run and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, lora_r, lora_alpha,
-             target_modules, eval_data, **options):
+def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, method_options,
+             eval_data, **options):
     """Fine-tune a model on text and write a package with a manifest draft to --out.
 
     The manifest records the base's digest, every data file's sha256, the hyper-parameters and
@@ -80,11 +77,11 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
     from the last checkpoint (a larger --max-steps continues a finished run). Next: `gptstore
     package DIR --name .. --version .. --description ..` to change the draft, `gptstore publish DIR`.
     """
-    from ..training.finetune import finetune as run, make_config
+    from ..training.config import make_config
+    from ..training.finetune import finetune as run
 
-    method_options = lora_options(options.get("method") or "full", lora_r, lora_alpha, target_modules)
     if method_options:
-        options["method_options"] = method_options
+        options["method_options"] = parse_method_options(method_options)
     config = make_config(**{k: v for k, v in options.items() if v is not None})
     result = run(base, list(data), out, config=config, name=name, version=version, resume=not no_resume,
                  checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json,
@@ -112,26 +109,18 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
     click.echo(f"  next: gptstore publish {result.out}")
 
 
-def lora_options(method: str, r: int | None, alpha: float | None, target_modules: str | None) -> dict:
-    """The method options --lora-r/--lora-alpha/--target-modules give; refused with another method."""
+def parse_method_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as a dict of strings; the method's options model converts the values."""
     from ..errors import UsageError
 
-    given = {"--lora-r": r, "--lora-alpha": alpha, "--target-modules": target_modules}
-    flags = [flag for flag, value in given.items() if value is not None]
-    if not flags:
-        return {}
-    if method != "lora":
-        raise UsageError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} only meaningful with "
-                         f"--method lora (the method is {method})",
-                         hint="add --method lora, or leave out the LoRA options")
-    options: dict = {}
-    if r is not None:
-        options["r"] = r
-    if alpha is not None:
-        options["alpha"] = int(alpha) if float(alpha).is_integer() else alpha
-    if target_modules is not None:
-        names = [n.strip() for n in target_modules.split(",") if n.strip()]
-        if not names:
-            raise UsageError("--target-modules names no module", hint="e.g. --target-modules c_attn,c_proj")
-        options["target_modules"] = names
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise UsageError(f"--method-option {pair!r} is not KEY=VALUE", hint="write it as KEY=VALUE")
+        if key in options:
+            raise UsageError(f"--method-option {key} is given twice",
+                             hint="give each option once; a list is one comma-separated value")
+        options[key] = value
     return options

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from ..errors import PackageError, UsageError
 from ..hookspecs import hookimpl
+from ..perplexity import perplexity as measure_perplexity
 from .base import PieceEmitter, check_device, check_dtype, cut_at_stop
 
 if TYPE_CHECKING:
+    from ..library import LocalModel
     from ..manifest import Manifest
     from .completion import Completion, TextStream, Usage
     from .params import GenerationParams
@@ -81,7 +83,8 @@ class TransformersEngine:
         return device, dtype
 
     def load(self, path: Path, manifest: Manifest, *, device: str, dtype: str,
-             allow_unsafe: bool = False) -> TransformersRunner:
+             allow_unsafe: bool = False, base: LocalModel | None = None) -> TransformersRunner:
+        """``base`` is never given for this engine's format (a full model has none)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -321,9 +324,8 @@ class TransformersRunner:
         return completion
 
     def perplexity(self, texts: list[str], *, batch_size: int = 8) -> float:
-        from ..training.evaluate import perplexity
-
-        return perplexity(self.model, self.tokenizer, texts, block_size=self.context_length, batch_size=batch_size)
+        return measure_perplexity(self.model, self.tokenizer, texts, block_size=self.context_length,
+                                  batch_size=batch_size)
 
     def close(self) -> None:
         import gc
@@ -336,6 +338,6 @@ class TransformersRunner:
             torch.cuda.empty_cache()
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a built-in: plugins registering the same name override it
 def register_engines(register):
     register(TransformersEngine())

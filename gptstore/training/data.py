@@ -1,4 +1,4 @@
-"""Training data for ``finetune``: read and validate files, render documents, pack token blocks.
+"""Training and evaluation data: read and validate files, hold documents out, pack token blocks.
 
 Formats, chosen by the file's suffix:
 
@@ -10,8 +10,13 @@ Formats, chosen by the file's suffix:
   lines; with ``text_mode="file"`` the whole file is one document.
 
 Reading and validating import nothing heavy, so bad data fails fast with the file (and line) named.
-Packing needs the base model's tokenizer: documents are joined with the EOS token and cut into
-blocks of ``block_size`` tokens; a seeded shuffle holds a fraction of the blocks out for evaluation.
+``gptstore eval`` reads its data the same way, so a claim measured by ``finetune`` is re-measured on
+the same documents.
+
+Held out for evaluation are whole *documents* (:func:`split_documents`, seeded), never trained on;
+``finetune`` writes them to a JSONL file (:func:`write_heldout`) that is the perplexity claim's
+dataset. Packing (:func:`training_blocks`) needs the base model's tokenizer: the training documents,
+each followed by the EOS token, are cut into blocks of ``block_size`` tokens.
 """
 
 from __future__ import annotations
@@ -20,15 +25,20 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
-from ..adapters.transformers import CONTEXT_KEYS
 from ..errors import UsageError
+from ..fsutil import atomic_write
+from ..perplexity import context_length
 
 TextMode = Literal["paragraphs", "file"]
+#: renders a prompt with a model's prompt template (``Manifest.render``)
+Render = Callable[[str], str]
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+#: the held-out documents of a finetune are written to ``<checkpoint dir>/<dataset name><HELDOUT_SUFFIX>``
+HELDOUT_SUFFIX = ".held-out.jsonl"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
@@ -53,34 +63,25 @@ class DataFile:
 
 @dataclass
 class Blocks:
-    """Token blocks ready for training, split into train and held-out parts."""
+    """Token blocks ready for training (evaluation runs on held-out documents, not blocks)."""
 
     train: list[list[int]]
-    eval: list[list[int]]
     block_size: int
 
     @property
     def train_tokens(self) -> int:
         return len(self.train) * self.block_size
 
-    @property
-    def eval_tokens(self) -> int:
-        return len(self.eval) * self.block_size
-
-    def examples(self, part: Literal["train", "eval"]) -> list[dict[str, list[int]]]:
-        """Causal-LM examples of one part: inputs are their own labels, nothing is padded."""
-        return [{"input_ids": b, "attention_mask": [1] * len(b), "labels": b} for b in getattr(self, part)]
+    def examples(self) -> list[dict[str, list[int]]]:
+        """Causal-LM examples: inputs are their own labels, nothing is padded."""
+        return [{"input_ids": b, "attention_mask": [1] * len(b), "labels": b} for b in self.train]
 
 
 def _bad(path: Path, what: str, hint: str | None = None) -> UsageError:
     return UsageError(f"data file {path}: {what}", hint=hint)
 
 
-def render_template(template: str | None, prompt: str) -> str:
-    return template.replace("{prompt}", prompt) if template else prompt
-
-
-def _read_jsonl(path: Path, text: str, template: str | None) -> list[str]:
+def _read_jsonl(path: Path, text: str, render: Render | None) -> list[str]:
     documents = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -109,14 +110,18 @@ def _read_jsonl(path: Path, text: str, template: str | None) -> list[str]:
             if not isinstance(obj[key], str):
                 raise _bad(path, f"line {number}: {key!r} must be a string, got {type(obj[key]).__name__}")
         if document is None:
-            document = render_template(template, obj["prompt"]) + obj["completion"]
+            document = (render(obj["prompt"]) if render else obj["prompt"]) + obj["completion"]
         if document.strip():
             documents.append(document)
     return documents
 
 
-def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", template: str | None = None) -> DataFile:
-    """Read, hash and validate one data file; raise :class:`UsageError` naming the problem."""
+def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", render: Render | None = None) -> DataFile:
+    """Read, hash and validate one data file; raise :class:`UsageError` naming the problem.
+
+    ``render`` applies the model's prompt template to a JSONL ``prompt`` (pass the manifest's
+    ``render``: templates are rendered in one place); without it the prompt is used as it is.
+    """
     path = Path(path)
     if path.suffix.lower() == ".json":
         raise _bad(path, "a .json file is not supported",
@@ -138,7 +143,7 @@ def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", template:
                    "convert it to UTF-8") from None
     if path.suffix.lower() in JSONL_SUFFIXES:
         fmt: Literal["text", "jsonl"] = "jsonl"
-        documents = _read_jsonl(path, text, template)
+        documents = _read_jsonl(path, text, render)
     else:
         fmt = "text"
         parts = _BLANK_LINE.split(text) if text_mode == "paragraphs" else [text]
@@ -149,9 +154,9 @@ def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", template:
 
 
 def read_data(paths: Iterable[Path | str], *, text_mode: TextMode = "paragraphs",
-              template: str | None = None) -> list[DataFile]:
+              render: Render | None = None) -> list[DataFile]:
     """Read every data file (see :func:`read_file`); at least one is needed."""
-    files = [read_file(p, text_mode=text_mode, template=template) for p in paths]
+    files = [read_file(p, text_mode=text_mode, render=render) for p in paths]
     if not files:
         raise UsageError("no data files given", hint="pass --data FILE (repeatable)")
     return files
@@ -169,42 +174,67 @@ def dataset_identity(files: list[DataFile]) -> tuple[str, str]:
     return "+".join(f.name for f in files), hashlib.sha256(listing.encode()).hexdigest()
 
 
+def split_documents(files: list[DataFile], eval_split: float, seed: int) -> tuple[list[DataFile], list[str]]:
+    """(training files, held-out documents): a seeded ``eval_split`` of all documents, held out whole,
+    so that they are real text the model never trains on."""
+    pool = [(i, j) for i, f in enumerate(files) for j in range(len(f.documents))]
+    if eval_split <= 0:
+        return files, []
+    n_eval = max(1, round(len(pool) * eval_split))
+    if len(pool) - n_eval < 1:
+        raise UsageError(f"the data hold {len(pool)} document(s), too few to hold {eval_split:g} of them out "
+                         "for evaluation", hint="give more documents (or --text-mode paragraphs), evaluation "
+                                                "data of your own, or --eval-split 0")
+    order = list(range(len(pool)))
+    random.Random(seed).shuffle(order)
+    held = {pool[k] for k in order[:n_eval]}
+    train = [replace(f, documents=tuple(d for j, d in enumerate(f.documents) if (i, j) not in held))
+             for i, f in enumerate(files)]
+    return train, [files[i].documents[j] for i, j in pool if (i, j) in held]
+
+
+def write_heldout(folder: Path, dataset: str, documents: list[str]) -> Path:
+    """Write documents as JSONL (one ``{"text": ...}`` per line, which reads back exactly)."""
+    name = dataset if len(dataset) <= 100 and "/" not in dataset else "data"
+    path = Path(folder) / f"{name}{HELDOUT_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in documents).encode())
+    return path
+
+
+def _document_ids(tokenizer: Any, documents: Iterable[str]) -> list[list[int]]:
+    """Token ids of each document (no special tokens), each followed by EOS when there is one."""
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer(list(documents), add_special_tokens=False, verbose=False)["input_ids"]
+    return [list(ids) + ([eos] if eos is not None else []) for ids in encoded]
+
+
 def tokenize(files: list[DataFile], tokenizer: Any, *, block_size: int) -> list[int]:
     """Token ids of every document, each followed by EOS; each file must fill one block."""
-    eos = tokenizer.eos_token_id
     stream: list[int] = []
     for data in files:
-        encoded = tokenizer(list(data.documents), add_special_tokens=False, verbose=False)["input_ids"]
         count = 0
-        for ids in encoded:
+        for ids in _document_ids(tokenizer, data.documents):
             stream.extend(ids)
             count += len(ids)
-            if eos is not None:
-                stream.append(eos)
-                count += 1
         if count < block_size:
             raise _bad(data.path, f"has {count} tokens, fewer than one block ({block_size})",
                        "give more text or a smaller --block-size")
     return stream
 
 
-def pack(files: list[DataFile], tokenizer: Any, *, block_size: int, eval_split: float,
-         seed: int) -> Blocks:
-    """Cut the token stream into blocks and hold ``eval_split`` of them out (seeded shuffle)."""
-    stream = tokenize(files, tokenizer, block_size=block_size)
+def training_blocks(files: list[DataFile], tokenizer: Any, *, block_size: int, held_out: int = 0) -> Blocks:
+    """The training documents, each followed by EOS, cut into blocks of ``block_size`` tokens
+    (the tail shorter than a block is dropped). ``held_out``, the number of documents held out,
+    only goes into the error when no block is left."""
+    stream = [token for data in files if data.documents
+              for ids in _document_ids(tokenizer, data.documents) for token in ids]
     blocks = [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
-    n_eval = 0
-    if eval_split > 0:
-        n_eval = max(1, round(len(blocks) * eval_split))
-        if len(blocks) - n_eval < 1:
-            raise UsageError(f"the data make {len(blocks)} block(s) of {block_size} tokens, too few to hold "
-                             f"{eval_split:g} out for evaluation",
-                             hint="give more text, a smaller --block-size, or --eval-split 0")
-    order = list(range(len(blocks)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_eval])
-    return Blocks(train=[b for i, b in enumerate(blocks) if i not in held],
-                  eval=[b for i, b in enumerate(blocks) if i in held], block_size=block_size)
+    if not blocks:
+        raise UsageError(f"after holding out {held_out} document(s) the training data have {len(stream)} tokens, "
+                         f"fewer than one block ({block_size})",
+                         hint="give more text, a smaller --block-size, or a smaller --eval-split")
+    return Blocks(train=blocks, block_size=block_size)
 
 
 def resolve_block_size(path: Path, requested: int | None) -> int:
@@ -213,7 +243,7 @@ def resolve_block_size(path: Path, requested: int | None) -> int:
         model_config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         model_config = {}
-    context = next((model_config[k] for k in CONTEXT_KEYS if isinstance(model_config.get(k), int)), None)
+    context = context_length(model_config) if isinstance(model_config, dict) else None
     if requested is None:
         if context is None:
             raise UsageError("the base's config.json gives no context length", hint="pass --block-size")

@@ -11,7 +11,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from .data import Blocks
-    from .finetune import FinetuneConfig
+    from .config import FinetuneConfig
 
 
 def device_for(requested: str, torch: Any) -> str:
@@ -69,13 +69,12 @@ def progress_callback() -> Any:
 
 
 def make_trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConfig, device: str,
-             precision: str, progress: bool) -> Any:
+                 precision: str, progress: bool) -> Any:
     from transformers import Trainer, TrainingArguments, default_data_collator
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     args = TrainingArguments(
         output_dir=str(workdir), per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup, weight_decay=config.weight_decay,
@@ -84,8 +83,10 @@ def make_trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConf
         disable_tqdm=True, seed=config.seed, data_seed=config.seed, use_cpu=device == "cpu",
         bf16=precision == "bf16", fp16=precision == "fp16", dataloader_num_workers=0,
         remove_unused_columns=False)
+    # evaluation is not the Trainer's: finetune measures held-out documents with gptstore.perplexity,
+    # exactly as `gptstore eval` does, so there is no eval dataset here
     trainer = Trainer(model=model, args=args, data_collator=default_data_collator,
-                      train_dataset=blocks.examples("train"), eval_dataset=blocks.examples("eval") or None)
+                      train_dataset=blocks.examples())
     trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout
     trainer.remove_callback(ProgressCallback)
     if progress:

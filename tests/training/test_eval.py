@@ -1,4 +1,4 @@
-"""`gptstore eval` and gptstore.training.evaluate.evaluate_model: measuring, and checking a claim.
+"""`gptstore eval` and gptstore.evaluation.evaluate_model: measuring, and checking a claim.
 
 A fine-tune's manifest claims a perplexity; `eval --check` re-measures it on the claim's own data
 (found by sha256) and fails, in one line, when a claim was inflated.
@@ -11,13 +11,12 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from gptstore.library import Library
-from gptstore.manifest import load as load_manifest, save as save_manifest
+from gptstore.manifest import load as load_manifest
 from gptstore.packaging import package
 
 FAST = dict(learning_rate=3e-3, batch_size=8, seed=0, save_steps=1000)
@@ -27,7 +26,8 @@ FAST = dict(learning_rate=3e-3, batch_size=8, seed=0, save_steps=1000)
 def claims(tiny_gpt_dir, topic_corpus, tmp_path_factory):
     """Two fine-tunes of acme/tiny that claim a perplexity: on a given held-out file (acme/poet) and
     on the held-out documents finetune split off itself (acme/split)."""
-    from gptstore.training.finetune import FinetuneConfig, finetune
+    from gptstore.training.config import FinetuneConfig
+    from gptstore.training.finetune import finetune
 
     root = tmp_path_factory.mktemp("claims")
     heldout = root / "heldout.txt"
@@ -66,7 +66,7 @@ def lines(result) -> list[str]:
 
 
 def test_finetune_records_a_claim_eval_reproduces(claims):
-    from gptstore.training.evaluate import evaluate_model
+    from gptstore.evaluation import evaluate_model
 
     manifest = load_manifest(claims.poet)
     claim = {m.name: m for m in manifest.metrics}["perplexity"]
@@ -218,7 +218,7 @@ def test_help_and_light_imports(run_cli):
     result = run_cli("eval", "--help")
     assert "--tolerance" in result.output and "[default: 0.02]" in result.output and "2%" in result.output
     assert "eval" in run_cli("--help").output
-    script = ("import sys, gptstore.cli.evaluate, gptstore.training.evaluate, gptstore.demo, gptstore.cli.demo; "
+    script = ("import sys, gptstore.cli.evaluate, gptstore.evaluation, gptstore.demo, gptstore.cli.demo; "
               "print([m for m in ('torch', 'transformers') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -16,18 +16,19 @@ from gptstore.errors import ConflictError, DigestMismatch, PackageError, UsageEr
 from gptstore.library import Library
 from gptstore.manifest import load as load_manifest
 from gptstore.packaging import package
-from gptstore.training.finetune import FinetuneConfig, finetune, make_config
+from gptstore.training.config import FinetuneConfig, make_config
+from gptstore.training.finetune import finetune
 from gptstore.training.tiny import stdlib_docstrings
-from gptstore.verify import check_integrity
+from gptstore.integrity import check_integrity
 
 FAST = dict(learning_rate=3e-3, batch_size=8, eval_split=0.1, seed=0)
 
 
 def heldout_perplexity(model_dir: Path, texts: list[str]) -> float:
-    """Perplexity of texts the model never trained on, with gptstore.training.evaluate."""
+    """Perplexity of texts the model never trained on, with gptstore.perplexity."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gptstore.training.evaluate import perplexity
+    from gptstore.perplexity import perplexity
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     return perplexity(model, AutoTokenizer.from_pretrained(model_dir), texts)
@@ -109,7 +110,7 @@ def test_output_is_a_clean_publishable_package(topic_run, gptstore_home):
     names = {f.path for f in manifest.files}
     assert "model.safetensors" in names and "config.json" in names and "tokenizer.json" in names
     assert "generation_config.json" in names and not any(n.startswith(".") for n in names)
-    assert check_integrity(out, manifest, full=True).ok
+    assert check_integrity(out, manifest, mode="full").ok
     assert not list(out.parent.glob(".out.*"))  # no temp dirs left beside it
     assert topic_run.result.checkpoint_dir.is_dir() and not topic_run.result.checkpoint_dir.is_relative_to(out)
     model = Library().publish(out)
@@ -254,7 +255,8 @@ def test_bad_base_and_options(topic_corpus, tmp_path):
 def test_config_and_checks_need_no_torch(tmp_path):
     script = f"""
 import sys
-from gptstore.training.finetune import FinetuneConfig, finetune, make_config
+from gptstore.training.config import FinetuneConfig, make_config
+from gptstore.training.finetune import finetune
 from gptstore.training.tiny import stdlib_docstrings
 import gptstore.cli.train
 from gptstore.errors import UsageError

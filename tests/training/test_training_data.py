@@ -1,4 +1,4 @@
-"""Reading, validating and packing fine-tuning data (no torch needed)."""
+"""Reading, validating, holding out and packing fine-tuning data (no torch needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import pytest
 
 from gptstore.errors import UsageError
-from gptstore.training.data import dataset_identity, pack, read_data, read_file, resolve_block_size
+from gptstore.manifest import Manifest
+from gptstore.training.data import (HELDOUT_SUFFIX, dataset_identity, read_data, read_file, resolve_block_size,
+                                    split_documents, tokenize, training_blocks, write_heldout)
 
 
 class WordTokenizer:
@@ -35,7 +37,14 @@ def test_jsonl_text_and_prompt_completion(tmp_path):
     lines = [{"text": "plain"}, {"prompt": "Hi", "completion": " there", "id": 7}, {"text": "   "}]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
     assert read_file(path).documents == ("plain", "Hi there")
-    assert read_file(path, template="Q: {prompt}\nA:").documents == ("plain", "Q: Hi\nA: there")
+    # the prompt goes through the model's template, rendered by the manifest (one place renders them)
+    manifest = Manifest.model_validate({
+        "namespace": "acme", "name": "chat", "version": "1.0.0", "description": "d", "license": "mit",
+        "prompt_template": "Q: {prompt}\nA:",
+        "format": {"adapter": "transformers", "architecture": "GPT2LMHeadModel", "parameters": 1,
+                   "context_length": 8, "dtype": "float32"},
+        "files": [{"path": "config.json", "size": 2, "sha256": "0" * 64}]})
+    assert read_file(path, render=manifest.render).documents == ("plain", "Q: Hi\nA: there")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -80,30 +89,47 @@ def test_dataset_identity(tmp_path):
     assert name == "a.txt+b.txt" and sha == hashlib.sha256(listing.encode()).hexdigest()
 
 
-def test_pack_blocks_and_split(tmp_path):
+def test_training_blocks(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("\n\n".join(" ".join(["w"] * 9) for _ in range(10)))  # 10 docs x (9 + eos) = 100 tokens
     files = read_data([path])
-    blocks = pack(files, WordTokenizer(), block_size=10, eval_split=0.2, seed=1)
-    assert (len(blocks.train), len(blocks.eval)) == (8, 2)
-    assert blocks.train_tokens == 80 and blocks.eval_tokens == 20
-    assert all(len(b) == 10 for b in blocks.train + blocks.eval)
-    again = pack(files, WordTokenizer(), block_size=10, eval_split=0.2, seed=1)
-    assert again.eval == blocks.eval  # the held-out split is seeded
-    example = blocks.examples("train")[0]
-    assert example["input_ids"] == example["labels"] and example["attention_mask"] == [1] * 10
-    assert pack(files, WordTokenizer(), block_size=10, eval_split=0, seed=1).eval == []
+    blocks = training_blocks(files, WordTokenizer(), block_size=12)
+    assert len(blocks.train) == 8 and blocks.train_tokens == 96  # the 4-token tail is dropped
+    assert all(len(b) == 12 for b in blocks.train)
+    assert blocks.train[0] == [1] * 9 + [0] + [1, 1]  # documents joined with EOS
+    example = blocks.examples()[0]
+    assert example["input_ids"] == example["labels"] and example["attention_mask"] == [1] * 12
+    with pytest.raises(UsageError, match=r"after holding out 3 document\(s\) the training data have 100 tokens, "
+                                         r"fewer than one block \(128\)"):
+        training_blocks(files, WordTokenizer(), block_size=128, held_out=3)
 
 
-def test_pack_refuses_short_files(tmp_path):
+def test_held_out_documents_are_whole_and_seeded(tmp_path):
+    (tmp_path / "a.txt").write_text("\n\n".join(f"a{i}" for i in range(6)))
+    (tmp_path / "b.txt").write_text("\n\n".join(f"b{i}" for i in range(4)))
+    files = read_data([tmp_path / "a.txt", tmp_path / "b.txt"])
+    train, held = split_documents(files, 0.2, seed=1)
+    trained = [d for f in train for d in f.documents]
+    assert len(held) == 2 and split_documents(files, 0.2, seed=1)[1] == held  # seeded
+    assert sorted(trained + held) == sorted(d for f in files for d in f.documents)  # nothing lost or doubled
+    assert not set(held) & set(trained)
+    assert [f.sha256 for f in train] == [f.sha256 for f in files]  # the files keep their identity
+    assert split_documents(files, 0, seed=1) == (files, [])
+    (tmp_path / "one.txt").write_text("a single document")
+    with pytest.raises(UsageError, match=r"the data hold 1 document\(s\), too few to hold 0.5 of them out"):
+        split_documents(read_data([tmp_path / "one.txt"]), 0.5, seed=0)
+    written = write_heldout(tmp_path / "ckpt", "a.txt+b.txt", held)
+    assert written.name == "a.txt+b.txt" + HELDOUT_SUFFIX
+    assert read_data([written])[0].documents == tuple(held)  # reads back exactly, as eval --data reads it
+
+
+def test_every_file_must_fill_a_block(tmp_path):
     (tmp_path / "long.txt").write_text(" ".join(["w"] * 50))
     (tmp_path / "short.txt").write_text("only three words")
     files = read_data([tmp_path / "long.txt", tmp_path / "short.txt"])
     with pytest.raises(UsageError, match=r"short.txt: has 4 tokens, fewer than one block \(16\)"):
-        pack(files, WordTokenizer(), block_size=16, eval_split=0.1, seed=0)
-    one = read_data([tmp_path / "long.txt"])
-    with pytest.raises(UsageError, match="too few to hold"):
-        pack(one, WordTokenizer(), block_size=40, eval_split=0.1, seed=0)
+        tokenize(files, WordTokenizer(), block_size=16)
+    assert tokenize(files[:1], WordTokenizer(), block_size=16) == [1] * 50 + [0]
 
 
 def test_block_size_from_the_model_config(tmp_path):

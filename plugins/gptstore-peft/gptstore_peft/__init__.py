@@ -57,4 +57,5 @@ def register_finetune_methods(register):
     from . import lora
     from .adapter import PeftAdapter
 
-    register("lora", lora.prepare, check=lora.check, save=lora.save, adapter=PeftAdapter.name, over_base=True)
+    register("lora", lora.prepare, options=lora.LoraOptions, save=lora.save, adapter=PeftAdapter.name,
+             over_base=True)

@@ -19,7 +19,7 @@ from gptstore.fsutil import package_files
 from gptstore.library import Library, LocalModel
 from gptstore.manifest import MANIFEST_FILE, METADATA_FILES, load as load_manifest
 from gptstore.refs import parse as parse_ref
-from gptstore.verify import check_safety
+from gptstore.safety import check_safety
 
 from .base import check_base_format
 

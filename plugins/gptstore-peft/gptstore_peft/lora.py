@@ -1,10 +1,13 @@
 """The ``lora`` training method for ``gptstore finetune --method lora``.
 
-Options (``FinetuneConfig.method_options``; on the CLI ``--lora-r``, ``--lora-alpha``,
-``--target-modules``): ``r`` (rank, default 8), ``alpha`` (scaling, default 16), ``dropout``
-(default 0.0) and ``target_modules`` (module names to adapt, default peft's choice for the
-architecture, e.g. ``c_attn`` for GPT-2). Only the adapter is trained and saved: the package holds
-``adapter_config.json`` and ``adapter_model.safetensors`` and references its base by digest.
+Its options are :class:`LoraOptions` (``FinetuneConfig.method_options``; on the CLI
+``--method-option KEY=VALUE``, e.g. ``--method-option r=8 --method-option target_modules=c_attn,c_proj``):
+``r`` (rank, default 8), ``alpha`` (scaling, default 16), ``dropout`` (default 0.0) and
+``target_modules`` (module names to adapt, default peft's choice for the architecture, e.g.
+``c_attn`` for GPT-2). The host validates them with this model before anything heavy runs, and
+records them, defaults filled in, in the manifest's provenance. Only the adapter is trained and
+saved: the package holds ``adapter_config.json`` and ``adapter_model.safetensors`` and references
+its base by digest.
 """
 
 from __future__ import annotations
@@ -14,36 +17,42 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from gptstore.errors import UsageError
 
-DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0}
-OPTIONS = ("r", "alpha", "dropout", "target_modules")
 
+class LoraOptions(BaseModel):
+    """The options of ``--method lora``; CLI values arrive as strings and are converted here."""
 
-def check(options: dict[str, Any]) -> dict[str, Any]:
-    """Validate the options and fill in defaults (before anything heavy runs)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UsageError(f"method 'lora' has no option {', '.join(map(repr, unknown))}",
-                         hint=f"its options: {', '.join(OPTIONS)}")
-    result = DEFAULTS | {k: v for k, v in options.items() if v is not None}
-    r, alpha, dropout = result["r"], result["alpha"], result["dropout"]
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise UsageError(f"LoRA rank r must be a whole number >= 1 (got {r!r})", hint="e.g. --lora-r 8")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise UsageError(f"LoRA alpha must be a number > 0 (got {alpha!r})", hint="e.g. --lora-alpha 16")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise UsageError(f"LoRA dropout must be in [0, 1) (got {dropout!r})")
-    targets = result.get("target_modules")
-    if targets is not None:
-        if isinstance(targets, str):
-            targets = [t.strip() for t in targets.split(",")]
-        if (not isinstance(targets, (list, tuple)) or not targets
-                or not all(isinstance(t, str) and t.strip() for t in targets)):
-            raise UsageError(f"LoRA target_modules must be a list of module names (got {targets!r})",
-                             hint="e.g. --target-modules c_attn,c_proj")
-        result["target_modules"] = [t.strip() for t in targets]
-    return result
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, le=4096, description="LoRA rank, a whole number >= 1, e.g. r=8")
+    alpha: float = Field(16, gt=0, description="LoRA scaling alpha, a number > 0, e.g. alpha=16")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA layers, in [0, 1), e.g. dropout=0.05")
+    target_modules: list[str] | None = Field(None, min_length=1, description=(
+        "module names to adapt, comma-separated, e.g. target_modules=c_attn,c_proj "
+        "(default: peft's choice for the architecture)"))
+
+    @field_validator("r", "alpha", "dropout", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a number is needed, not true/false")
+        return value
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """``"c_attn, c_proj"`` (the CLI's form) → ``["c_attn", "c_proj"]``; blank names refused."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            names = [name.strip() if isinstance(name, str) else name for name in value]
+            if any(name == "" for name in names):
+                raise ValueError("a module name is empty")
+            return names
+        return value
 
 
 def adaptable_modules(model: Any) -> list[str]:
@@ -59,7 +68,7 @@ def prepare(model: Any, options: dict[str, Any]) -> Any:
     """Wrap the base in LoRA adapters; only they are trained."""
     from peft import LoraConfig, get_peft_model
 
-    options = check(options)
+    options = LoraOptions.model_validate(options).model_dump()
     config = LoraConfig(r=options["r"], lora_alpha=options["alpha"], lora_dropout=options["dropout"],
                         target_modules=options.get("target_modules"), bias="none", task_type="CAUSAL_LM")
     try:
@@ -69,7 +78,7 @@ def prepare(model: Any, options: dict[str, Any]) -> Any:
             return get_peft_model(model, config)
     except ValueError as exc:
         raise UsageError(f"LoRA cannot adapt this model: {exc}",
-                         hint=f"name the layers with --target-modules; this model has: "
+                         hint=f"name the layers with --method-option target_modules=NAME,...; this model has: "
                               f"{', '.join(adaptable_modules(model))}") from None
 
 

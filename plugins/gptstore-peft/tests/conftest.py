@@ -14,6 +14,15 @@ from gptstore.packaging import package
 from peft_refs import ADAPTER, BASE, BASE_VERSION
 
 
+@pytest.fixture(autouse=True)
+def _load_installed_plugins(entry_point_plugins):
+    """gptstore's test kit keeps entry-point plugins out of a test unless it asks: these tests
+    need the peft formats, engines and method as installed, so every one of them asks."""
+    if "peft" not in entry_point_plugins:
+        pytest.fail("the peft plugin is not loaded: pip install -e plugins/gptstore-peft")
+    return entry_point_plugins
+
+
 @pytest.fixture(scope="session")
 def adapter_source(tiny_gpt_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA adapter (r=4 on c_attn and c_proj) with random, non-zero weights, so that its

@@ -24,7 +24,8 @@ def corpus(tmp_path_factory):
 def test_finetune_lora_cli_packages_publishes_and_loads(base_model, corpus, run_cli, tmp_path):
     out = tmp_path / "poet-lora"
     result = run_cli("finetune", "--base", f"{BASE}:{BASE_VERSION}", "--data", str(corpus), "--out", str(out),
-                     "--method", "lora", "--lora-r", "4", "--lora-alpha", "8", "--target-modules", "c_attn,c_proj",
+                     "--method", "lora", "--method-option", "r=4", "--method-option", "alpha=8",
+                     "--method-option", "target_modules=c_attn,c_proj",
                      "--max-steps", "3", "--lr", "3e-3", "--name", "acme/poet-lora", "--version", "0.1.0", "-q")
     assert result.exit_code == 0, result.output
     assert "Fine-tuned acme/poet-lora:0.1.0" in result.output
@@ -56,14 +57,44 @@ def test_finetune_lora_cli_packages_publishes_and_loads(base_model, corpus, run_
 def test_lora_options_are_checked_before_training(base_model, corpus, run_cli, tiny_gpt_dir, tmp_path):
     out = tmp_path / "out"
     common = ["finetune", "--data", str(corpus), "--out", str(out)]
-    wrong = run_cli(*common, "--base", BASE, "--lora-r", "4", "--target-modules", "c_attn")
-    assert wrong.exit_code == 2
-    assert "--lora-r, --target-modules are only meaningful with --method lora (the method is full)" in wrong.output
-    bad_rank = run_cli(*common, "--base", BASE, "--method", "lora", "--lora-r", "0")
-    assert bad_rank.exit_code == 2 and "LoRA rank r must be a whole number >= 1 (got 0)" in bad_rank.output
-    bare = run_cli(*common, "--base", str(tiny_gpt_dir), "--method", "lora")  # a directory, no manifest
-    assert bare.exit_code == 2 and "the base must be a model in the local library" in bare.output
-    missing = run_cli(*common, "--base", BASE, "--method", "lora", "--target-modules", "q_proj", "--max-steps", "1")
-    assert missing.exit_code == 2 and "LoRA cannot adapt this model" in missing.output
-    assert "c_attn" in missing.output  # the hint lists the layers it could adapt
+
+    def error(*args: str) -> str:
+        result = run_cli(*common, *args)
+        assert result.exit_code == 2, result.output
+        [line] = result.output.strip().splitlines()  # one line, naming the method and the key/value
+        return line
+
+    assert error("--base", BASE, "--method-option", "r=4") == (
+        "Error: method 'full' takes no options (got r); leave out --method-option, or choose a method that "
+        "takes these options")
+    assert error("--base", BASE, "--method", "lora", "--method-option", "rank=4") == (
+        "Error: method 'lora' has no option 'rank'; its options: r, alpha, dropout, target_modules")
+    assert error("--base", BASE, "--method", "lora", "--method-option", "r=0") == (
+        "Error: method 'lora' option r=0 is invalid: Input should be greater than or equal to 1; "
+        "r: LoRA rank, a whole number >= 1, e.g. r=8")
+    assert error("--base", BASE, "--method", "lora", "--method-option", "alpha=big").startswith(
+        "Error: method 'lora' option alpha=big is invalid: Input should be a valid number")
+    assert error("--base", BASE, "--method", "lora", "--method-option", "dropout=1").startswith(
+        "Error: method 'lora' option dropout=1 is invalid: Input should be less than 1")
+    assert error("--base", BASE, "--method", "lora", "--method-option", "target_modules=c_attn,,c_proj").startswith(
+        "Error: method 'lora' option target_modules=c_attn,,c_proj is invalid: a module name is empty")
+    bare = error("--base", str(tiny_gpt_dir), "--method", "lora")  # a directory, no manifest
+    assert "the base must be a model in the local library" in bare
+    missing = error("--base", BASE, "--method", "lora", "--method-option", "target_modules=q_proj",
+                    "--max-steps", "1")
+    assert "LoRA cannot adapt this model" in missing and "--method-option target_modules=" in missing
+    assert "c_attn" in missing  # the hint lists the layers it could adapt
     assert not out.exists()
+
+
+def test_lora_options_model():
+    from gptstore_peft.lora import LoraOptions
+
+    assert LoraOptions().model_dump() == {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": None}
+    given = LoraOptions.model_validate({"r": "4", "alpha": "8", "dropout": "0.05", "target_modules": " c_attn , c_proj"})
+    assert given.model_dump() == {"r": 4, "alpha": 8.0, "dropout": 0.05, "target_modules": ["c_attn", "c_proj"]}
+    assert LoraOptions.model_validate({"target_modules": ["c_attn"]}).target_modules == ["c_attn"]
+    for bad in ({"r": True}, {"r": "1.5"}, {"alpha": "0"}, {"target_modules": ""}, {"target_modules": []},
+                {"rank": 4}):
+        with pytest.raises(ValueError):
+            LoraOptions.model_validate(bad)

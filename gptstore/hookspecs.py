@@ -4,9 +4,15 @@ Plugins implement hooks with ``@gptstore.hookimpl`` and declare an entry point i
 ``gptstore``. An implementation may accept any subset of a hook's arguments. Arguments are only
 ever added, never renamed or removed.
 
+Call order is pluggy's: ``tryfirst`` implementations, then the others (each group last registered
+first), then ``trylast`` ones in registration order (gptstore's built-ins are ``trylast``). Each
+plugin is called on its own (see :mod:`gptstore.plugins`), so one broken plugin never takes the
+others down, and a ``wrapper=True`` implementation wraps its own plugin's implementation of the
+hook.
+
 Collection hooks (``register_*``) receive a ``register`` callback; the host owns names, dedupe
-and conflicts (the first registration of a name stays, later ones are reported). Each plugin's
-implementation is called on its own, so one broken plugin never takes the others down.
+and conflicts: the first registration of a name in call order stays and a later one is reported,
+except a ``trylast`` (default) one, which is simply overridden.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ if TYPE_CHECKING:
 
     import click
 
+    from .engines.completion import Completion
+    from .engines.params import GenerationParams
     from .manifest import Manifest
+    from .model import Model
 
 hookspec = pluggy.HookspecMarker("gptstore")
 hookimpl = pluggy.HookimplMarker("gptstore")
@@ -62,7 +71,7 @@ def register_verifiers(register: Callable[..., None]) -> None:
 
     :param register: call ``register(name, check)``; ``check(manifest, path)`` receives the
         :class:`~gptstore.manifest.Manifest` and the snapshot directory and returns a
-        :class:`gptstore.verify.CheckResult` (or raises a ``GPTStoreError`` to refuse).
+        :class:`gptstore.CheckResult` (or raises a ``GPTStoreError`` to refuse).
     """
 
 
@@ -79,11 +88,14 @@ def register_commands(cli: click.Group) -> None:
 def register_finetune_methods(register: Callable[..., None]) -> None:
     """Register training methods for ``gptstore finetune --method NAME``.
 
-    :param register: call ``register(name, prepare, *, check=None, save=None, adapter=None,
-        over_base=False)``. ``name`` is what ``--method`` takes (built in: ``full``).
+    :param register: call ``register(name, prepare, *, options=None, check=None, save=None,
+        adapter=None, over_base=False)``. ``name`` is what ``--method`` takes (built in: ``full``,
+        registered ``trylast`` so a plugin may take the name on purpose).
         ``prepare(model, options)`` receives the loaded base (a transformers causal LM in float32)
         and the method's options, and returns the model to train (e.g. wrapped with adapters).
-        ``check(options)``, optional, validates the options before anything heavy runs and
+        ``options``, optional, is a pydantic model class that validates the options
+        (``--method-option KEY=VALUE``) and fills in defaults, before anything heavy runs; without
+        it the method takes no options. ``check(options)``, optional, checks them further and
         returns them normalised (raise a ``UsageError`` naming the bad option).
         ``save(model=, tokenizer=, out_dir=, base=)``, optional, writes the package's files into
         ``out_dir`` (default: the whole model and the tokenizer, ``save_pretrained``); ``base`` is
@@ -114,7 +126,7 @@ def prepare_manifest(manifest: Manifest, path: Path) -> dict[str, Any] | None:
 # -- generation hooks ---------------------------------------------------------------------------
 
 @hookspec
-def before_generate(model: Any, prompts: list[str], params: Any) -> list[str] | None:
+def before_generate(model: Model, prompts: list[str], params: GenerationParams) -> list[str] | None:
     """Called before every generation (``generate``, ``stream``, ``gptstore run``).
 
     :param model: the :class:`gptstore.Model` about to generate (``model.reference``,
@@ -127,7 +139,7 @@ def before_generate(model: Any, prompts: list[str], params: Any) -> list[str] | 
 
 
 @hookspec
-def after_generate(model: Any, completions: list[Any]) -> list[Any] | None:
+def after_generate(model: Model, completions: list[Completion]) -> list[Completion] | None:
     """Called after every generation, before the completions reach the caller.
 
     :param model: the :class:`gptstore.Model` that generated.

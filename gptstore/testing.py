@@ -1,8 +1,15 @@
 """gptstore's pytest plugin (entry point ``pytest11``): fixtures for gptstore and its plugins.
 
-Every test gets an isolated ``GPTSTORE_HOME`` under ``tmp_path``. Fixtures:
+Every test gets an isolated ``GPTSTORE_HOME`` under ``tmp_path`` and runs without the installed
+entry-point plugins (``GPTSTORE_LOAD_PLUGINS=""`` while it runs), so an installed plugin (a guard
+filtering every generation) cannot change what a test sees unless the test asks for it. Fixtures:
 
 - ``gptstore_home`` — the isolated home (a :class:`pathlib.Path`; autouse);
+- ``entry_point_plugins`` — opt in: load the installed entry-point plugins for this test (as
+  ``GPTSTORE_LOAD_PLUGINS`` said when pytest started; unset = all); returns ``{plugin: distribution}``.
+  A plugin's own suite opts in for every test from its conftest:
+  ``pytestmark = pytest.mark.usefixtures("entry_point_plugins")`` in a module, or an autouse
+  fixture that requests it;
 - ``hf_home`` — an isolated Hugging Face home and cache (opt in);
 - ``tiny_gpt_dir`` — a tiny GPT-2-shaped model directory, built once per test run (read-only);
 - ``tiny_gpt`` — a fresh, writable copy of it for one test;
@@ -47,12 +54,19 @@ def tree_state(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"}
 
 
+#: GPTSTORE_LOAD_PLUGINS as it was when pytest started (the autouse fixture pins it per test)
+_SESSION_LOAD_PLUGINS = os.environ.get("GPTSTORE_LOAD_PLUGINS")
+
+
 @pytest.fixture(autouse=True)
 def gptstore_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated ``GPTSTORE_HOME`` for every test (only ``GPTSTORE_*`` variables are touched, so
-    the test suites of other projects in the same environment are not affected)."""
+    """An isolated ``GPTSTORE_HOME`` for every test, and no entry-point plugins while it runs
+    (``GPTSTORE_LOAD_PLUGINS=""``, restored afterwards; gptstore loads or unloads them to match on
+    its next hook call). Only ``GPTSTORE_*`` variables are touched, so the test suites of other
+    projects in the same environment are not affected."""
     home = tmp_path / "gptstore-home"
     monkeypatch.setenv("GPTSTORE_HOME", str(home))
+    monkeypatch.setenv("GPTSTORE_LOAD_PLUGINS", "")
     monkeypatch.delenv("GPTSTORE_STORE", raising=False)
     monkeypatch.delenv("GPTSTORE_TOKEN", raising=False)
     monkeypatch.delenv("GPTSTORE_DEBUG", raising=False)
@@ -103,6 +117,20 @@ def register_plugin() -> Any:
     yield register
     for name in names:
         plugins.unregister(name)
+
+
+@pytest.fixture
+def entry_point_plugins(gptstore_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Opt in to the installed entry-point plugins for this test: ``GPTSTORE_LOAD_PLUGINS`` goes
+    back to what it was when pytest started (unset: every installed plugin) in this process and in
+    the subprocesses the test starts. Returns ``{plugin name: distribution}`` of those loaded."""
+    from . import plugins
+
+    if _SESSION_LOAD_PLUGINS is None:
+        monkeypatch.delenv("GPTSTORE_LOAD_PLUGINS", raising=False)
+    else:
+        monkeypatch.setenv("GPTSTORE_LOAD_PLUGINS", _SESSION_LOAD_PLUGINS)
+    return plugins.entry_point_plugins()
 
 
 @pytest.fixture

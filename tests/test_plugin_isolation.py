@@ -80,12 +80,30 @@ def test_run_after_generate_raising_fails_naming_the_plugin(published, register_
     assert result.stdout == ""  # with --json nothing is printed before the hooks ran
 
 
-def test_run_streaming_after_generate_raising_fails_after_the_text(published, register_plugin, run_cli):
-    """Streamed text is on the terminal before after_generate runs; the failure still ends the run
-    with one line on stderr and exit code 1."""
+def test_run_with_a_raising_output_filter_prints_no_unfiltered_text(published, register_plugin, run_cli):
+    """With an after_generate plugin `gptstore run` does not stream (the plugin may rewrite the
+    text): when that plugin fails, the run ends with one line on stderr, exit code 1, and none of
+    the unfiltered text on stdout."""
     register_plugin(RaisingAfter(), name="exploding-after")
     result = run_cli("run", published, "Return the", "--max-new-tokens", "4")
     one_line_error(result, f"plugin 'exploding-after' failed in after_generate: KeyError: 'boom after'{HINT}")
+    assert result.stdout == ""
+
+
+def test_sdk_stream_after_generate_raising_fails_after_the_text(published, register_plugin):
+    """Model.stream yields the text as it is produced and runs after_generate at the end: the
+    failure comes after the text, naming the plugin."""
+    import gptstore
+    from gptstore.errors import PluginError
+
+    register_plugin(RaisingAfter(), name="exploding-after")
+    pieces = []
+    with gptstore.load(published) as model:
+        stream = model.stream("Return the", max_new_tokens=4)
+        with pytest.raises(PluginError, match="plugin 'exploding-after' failed in after_generate: KeyError"):
+            for piece in stream:
+                pieces.append(piece)
+    assert len(pieces) >= 1 and "".join(pieces).strip()
 
 
 def test_run_multi_line_plugin_error_is_one_line(published, register_plugin, run_cli):

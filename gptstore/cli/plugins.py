@@ -18,24 +18,35 @@ Examples:
 """
 
 
+def _status(info: dict) -> str:
+    status = "error: " + "; ".join(info["errors"]) if info["errors"] else "ok"
+    overrides = info.get("overrides") or []
+    return f"{status}; overrides {', '.join(overrides)}" if overrides else status
+
+
 def _table(infos: list[dict]) -> None:
     table(["PLUGIN", "VERSION", "HOOKS", "STATUS"],
           [[i["name"], i["version"] or ("built-in" if i["builtin"] else "-"), ", ".join(i["hooks"]) or "-",
-            "error: " + "; ".join(i["errors"]) if i["errors"] else "ok"] for i in infos])
+            _status(i)] for i in infos])
 
 
 @click.group(invoke_without_command=True, epilog=PLUGINS_EXAMPLES)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def plugins(ctx, as_json):
-    """List plugins (name, version, hooks, load errors); install and uninstall them."""
+    """List plugins (name, version, hooks, load errors); install and uninstall them.
+
+    An error is a plugin that failed to load, raised while registering, registered a name that
+    was taken, or implements a hook that does not exist (a misspelled name is never called).
+    """
     if ctx.invoked_subcommand is not None:
         return
     from dataclasses import asdict
 
     from .. import plugins as registry
 
-    infos = [asdict(i) for i in registry.describe()]
+    # "overrides" only where there are some, so the familiar shape of a plugin's entry stays
+    infos = [{k: v for k, v in asdict(i).items() if k != "overrides" or v} for i in registry.describe()]
     if as_json:
         echo_json(infos)
         return

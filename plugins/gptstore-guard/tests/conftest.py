@@ -9,10 +9,16 @@ from gptstore.library import Library
 from gptstore.packaging import package
 
 
+@pytest.fixture(autouse=True)
+def _load_installed_plugins(entry_point_plugins):
+    """gptstore's test kit keeps entry-point plugins out of a test unless it asks: these tests are
+    about the guard as installed, so every one of them asks."""
+    return entry_point_plugins
+
+
 @pytest.fixture
-def guard():
+def guard(entry_point_plugins):
     """The guard, loaded from its entry point as in a real install."""
-    plugins.load_plugins()
     if plugins.pm.get_plugin("guard") is not gptstore_guard:
         pytest.fail("the guard plugin is not loaded: pip install -e plugins/gptstore-guard")
     return gptstore_guard

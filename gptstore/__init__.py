@@ -6,6 +6,7 @@ imports torch or transformers until a model is loaded.
     >>> import gptstore
     >>> model = gptstore.load("acme/poet")                        # doctest: +SKIP
     >>> model.generate("Roses are", max_new_tokens=20).text       # doctest: +SKIP
+    >>> gptstore.verify("acme/poet", full=True).ok                  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _LAZY: dict[str, str] = {
     "GPTStoreError": "gptstore.errors",
     "load": "gptstore.model",
     "Model": "gptstore.model",
+    "verify": "gptstore.verification",
+    "VerificationReport": "gptstore.verification",
+    "CheckResult": "gptstore.checks",
     "GenerationParams": "gptstore.engines.params",
     "Completion": "gptstore.engines.completion",
 }
@@ -36,6 +40,7 @@ _ALIASES = {"parse_reference": "parse"}
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .checks import CheckResult
     from .engines.completion import Completion
     from .engines.params import GenerationParams
     from .errors import GPTStoreError
@@ -46,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .packaging import package
     from .refs import Reference
     from .refs import parse as parse_reference
+    from .verification import VerificationReport, verify
 
 
 def __getattr__(name: str) -> Any:

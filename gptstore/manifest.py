@@ -19,7 +19,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
@@ -165,16 +165,59 @@ class Provenance(_Model):
         return value
 
 
+# Pricing is the one place that knows the pricing defaults, how a price prints and what a use
+# costs: search hits, `gptstore show`, model cards and `gptstore usage` all go through label() and
+# cost(). (The class docstring is the JSON Schema's description, so it speaks to providers.)
 class Pricing(_Model):
+    """What using the model costs."""
+
     model: Literal["free", "per_1k_tokens", "flat"] = Field("free", description="How use is priced.")
     amount: float = Field(0.0, ge=0, description="Price per 1k tokens, or the flat price.")
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
+
+    #: the pricing model meant when a provider gives an amount or a currency but no model
+    DEFAULT_PAID_MODEL: ClassVar[str] = "per_1k_tokens"
 
     @model_validator(mode="after")
     def _consistent(self) -> Pricing:
         if self.model == "free" and self.amount:
             raise ValueError("a free model cannot have a non-zero amount")
         return self
+
+    @classmethod
+    def fields_from(cls, model: str | None = None, amount: float | None = None,
+                    currency: str | None = None) -> dict[str, Any] | None:
+        """A manifest's ``pricing`` fields from what a provider gave (``gptstore package
+        --price-model/--price/--currency``): None when nothing was given; an amount or a currency
+        without a model means :attr:`DEFAULT_PAID_MODEL`. They are validated with the rest of the
+        manifest, so a mistake is reported as the manifest's (``pricing: a free model cannot …``)."""
+        if model is None and amount is None and currency is None:
+            return None
+        given = {"model": model or cls.DEFAULT_PAID_MODEL, "amount": amount, "currency": currency}
+        return {key: value for key, value in given.items() if value is not None}
+
+    @classmethod
+    def unchecked(cls, model: str, amount: float = 0.0, currency: str = "USD") -> Pricing:
+        """A pricing from stored values (a usage-log row, a store's search JSON), not validated,
+        for :meth:`label` and :meth:`cost` only: an unknown model prints and prices as free."""
+        return cls.model_construct(model=model, amount=amount, currency=currency)
+
+    def label(self) -> str:
+        """``free``, ``0.5 EUR/1k tokens`` or ``10 USD flat``."""
+        if self.model == "per_1k_tokens":
+            return f"{self.amount:g} {self.currency}/1k tokens"
+        if self.model == "flat":
+            return f"{self.amount:g} {self.currency} flat"
+        return "free"
+
+    def cost(self, tokens: int) -> float:
+        """What ``tokens`` (prompt + completion) cost; ``flat`` is charged once per model version,
+        whatever the tokens."""
+        if self.model == "per_1k_tokens":
+            return self.amount * tokens / 1000
+        if self.model == "flat":
+            return self.amount
+        return 0.0
 
 
 class FileEntry(_Model):

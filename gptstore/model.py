@@ -6,9 +6,12 @@
     ...     for piece in model.stream("Violets are", strategy="sample", seed=1):
     ...         print(piece, end="", flush=True)
 
-``load`` resolves the reference in a library, picks an engine, verifies the snapshot (integrity
-through the stamp cache, safety, and every registered verifier) and loads it, reusing weights
-that are already warm in this process. Every generation applies the manifest's prompt template
+``load`` resolves the reference in a library, picks an engine, verifies the snapshot with
+:func:`gptstore.verify` (integrity through the stamp cache, every registered verifier, safety) and
+loads it, reusing weights that are already warm in this process. A package over a base model (a
+peft adapter) has its base resolved by the pinned digest and verified the same way here, and the
+engine is handed both. Verification warnings (an unsigned model under the ``warn`` policy) are
+logged once per load. Every generation applies the manifest's prompt template
 (unless ``raw=True``), resolves the params (call > manifest > built-in), runs the
 ``before_generate`` / ``after_generate`` hooks and appends a row to the usage log.
 """
@@ -28,10 +31,11 @@ from .engines import pick_engine
 from .engines.base import check_device, check_dtype, placement
 from .engines.completion import Completion, TextStream, Usage
 from .engines.params import GenerationParams
-from .errors import IntegrityError, ModelNotFound, PluginError, UsageError
+from .checks import CheckResult
+from .errors import ModelNotFound, PluginError, UsageError
 from .library import Library, LocalModel
 from .refs import Reference
-from .verify import CheckResult, verify_model
+from .verification import VerificationReport, show_warnings, verify
 
 if TYPE_CHECKING:
     from .engines.base import Engine, Runner
@@ -59,18 +63,20 @@ def resolve(reference: str | Reference, store: str | Path | None = None, *,
         pass
     from .pull import pull
 
-    return library, pull(reference, store=str(store), library=library, allow_unsafe=allow_unsafe).model
+    # the pull's warnings are this load's verification's too: shown once, by load
+    return library, pull(reference, store=str(store), library=library, allow_unsafe=allow_unsafe, warn=False).model
 
 
-def verify_snapshot(library: Library, model: LocalModel, *, allow_unsafe: bool = False) -> list[CheckResult]:
-    """Integrity (through the stamp cache), safety and every registered verifier; the first
-    failure raises, naming the file or the check."""
-    report = verify_model(model, library, allow_unsafe=allow_unsafe, strict=True)
-    for check in report.checks:
-        if not check.ok:
-            raise IntegrityError(f"{model.name} failed the {check.name} check: {check.summary}",
-                                 reference=model.name, hint=f"run `gptstore verify {model.name}` for details")
-    return report.checks
+def _verified_base(library: Library, local: LocalModel, *,
+                  allow_unsafe: bool = False) -> tuple[LocalModel, VerificationReport] | None:
+    """For a package over a base model (``format.base``): the base it pins, verified like any
+    model (errors name it as the base of this package); ``None`` for a package without one."""
+    if local.manifest.format.base is None:
+        return None
+    base = library.base_of(local.manifest)
+    context = (f"base {base.manifest.repo_id}:{base.manifest.version} of "
+               f"{local.manifest.repo_id}:{local.manifest.version}")
+    return base, verify(base, library=library, allow_unsafe=allow_unsafe, context=context)
 
 
 # -- keep-warm cache -----------------------------------------------------------------------------
@@ -157,6 +163,14 @@ class Model:
     def context_length(self) -> int:
         return self._live().context_length
 
+    @property
+    def output_filtered(self) -> bool:
+        """Whether a plugin's ``after_generate`` may rewrite this model's completions (e.g. a
+        redacting guard). Then text streamed piece by piece can differ from the final text, so a
+        caller that must show only filtered text (``gptstore run``) generates instead of streaming."""
+        plugins.load_plugins()
+        return bool(plugins.pm.hook.after_generate.get_hookimpls())
+
     def _live(self) -> Runner:
         if self._runner is None:
             raise UsageError(f"model {self.name} is closed", hint="load it again with gptstore.load()")
@@ -222,7 +236,7 @@ class Model:
 
     def perplexity(self, texts: str | Sequence[str], *, batch_size: int = 8) -> float:
         """exp(mean token cross-entropy) over ``texts`` (no template), in blocks of the model's
-        context, ``batch_size`` blocks per forward pass; see :mod:`gptstore.training.evaluate`."""
+        context, ``batch_size`` blocks per forward pass; see :mod:`gptstore.perplexity`."""
         return self._live().perplexity(_prompt_list(texts), batch_size=batch_size)
 
     # -- steps -----------------------------------------------------------------------------
@@ -312,11 +326,14 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
     device, dtype = check_device(device), check_dtype(dtype)
     library, local = resolve(reference, store, allow_unsafe=allow_unsafe)
     chosen: Engine = pick_engine(local.manifest.format.adapter, engine)
-    checks = verify_snapshot(library, local, allow_unsafe=allow_unsafe)
+    report = verify(local, library=library, allow_unsafe=allow_unsafe)
+    based = _verified_base(library, local, allow_unsafe=allow_unsafe)
+    show_warnings((based[1].warnings if based else []) + report.warnings)
+    extra = {"base": based[0]} if based else {}  # only engines for formats over a base take one
     device, dtype = placement(chosen, device, dtype)
     key = (local.digest, device, dtype, chosen.name)
     with _WARM.lock:
         runner = _WARM.acquire(key, lambda: chosen.load(local.path, local.manifest, device=device, dtype=dtype,
-                                                        allow_unsafe=allow_unsafe))
+                                                        allow_unsafe=allow_unsafe, **extra))
         return Model(local, runner, engine=chosen.name, load_s=perf_counter() - start,
-                     allow_unsafe=allow_unsafe, checks=checks)
+                     allow_unsafe=allow_unsafe, checks=report.checks)

@@ -4,7 +4,7 @@ Each ``generate`` / ``stream`` call records the reference, the manifest digest, 
 device, the prompt and completion tokens, the duration, whether the model was loaded with
 ``allow_unsafe``, and the manifest's pricing at that moment (so a model removed later can still be
 priced). ``GPTSTORE_NO_USAGE_LOG=1`` turns recording off. :func:`summary` sums the log per model
-and prices it:
+and prices it with :meth:`gptstore.manifest.Pricing.cost`:
 
 - ``free`` — nothing;
 - ``per_1k_tokens`` — ``amount`` × (prompt + completion tokens) / 1000;
@@ -141,12 +141,12 @@ def records() -> list[UsageRecord]:
 
 
 def price(pricing: str, amount: float, tokens: int) -> float:
-    """What ``tokens`` cost under a pricing model (``flat`` is charged once, whatever the tokens)."""
-    if pricing == "per_1k_tokens":
-        return amount * tokens / 1000
-    if pricing == "flat":
-        return amount
-    return 0.0
+    """What ``tokens`` cost under a logged pricing: :meth:`Pricing.cost
+    <gptstore.manifest.Pricing.cost>`, which owns the rule (imported here, not at the top, so
+    that recording a call does not need the manifest module)."""
+    from .manifest import Pricing
+
+    return Pricing.unchecked(pricing, amount).cost(tokens)
 
 
 def summary() -> list[ModelUsage]:

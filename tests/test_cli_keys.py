@@ -12,7 +12,7 @@ import pytest
 from gptstore import signing
 from gptstore.library import Library
 from gptstore.packaging import package
-from gptstore.trust import TrustStore
+from gptstore.trust import TrustStore, authenticity, read_signature
 
 
 def _error_line(result) -> str:
@@ -81,7 +81,7 @@ def test_sign_and_publish_round_trip(run_cli, pkg, tmp_path):
     added = run_cli("trust", "add", "acme", str(pub))
     assert added.exit_code == 0 and f"Trusted key {keyid} for acme (policy require" in added.output
     model = Library().publish(pkg)
-    result = signing.authenticity(model.manifest, model.path)
+    result = authenticity(model.manifest, read_signature(model.path))
     assert result.ok and not result.warning and "policy require" in result.summary
 
 

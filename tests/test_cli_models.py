@@ -46,6 +46,7 @@ def test_verify_fails_with_exit_1_and_names_file(run_cli, tiny_gpt):
     run_cli("package", str(tiny_gpt), "--name", "acme/tiny", "--version", "1.0.0")
     run_cli("publish", str(tiny_gpt))
     snapshot = json.loads(run_cli("publish", str(tiny_gpt), "--json").output)["path"]
+    os.chmod(os.path.join(snapshot, "tokenizer.json"), 0o644)  # a read-only blob, damaged on purpose
     with open(os.path.join(snapshot, "tokenizer.json"), "ab") as f:
         f.write(b" ")
     result = run_cli("verify", "acme/tiny")

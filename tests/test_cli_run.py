@@ -105,3 +105,27 @@ def test_run_streams_without_output_filters_and_prints_final_text_with_them(publ
     as_json = subprocess.run(args + ["--json"], capture_output=True, text=True, env=env, timeout=120)
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == json.loads(as_json.stdout)["text"] + "\n"
+
+
+def test_run_prints_only_the_final_text_when_a_plugin_rewrites_output(published, run_cli, register_plugin,
+                                                                       monkeypatch):
+    """Streamed pieces are the engine's raw text; with an after_generate plugin, `run` must print
+    the rewritten text only, so it asks the model (Model.output_filtered) and generates instead."""
+    from gptstore import hookimpl
+
+    monkeypatch.setenv("GPTSTORE_LOAD_PLUGINS", "")  # no installed plugin (e.g. a guard) filters output
+    raw = sdk_text("Return the", max_new_tokens=9)
+    with gptstore.load("acme/tiny", device="cpu") as model:
+        assert model.output_filtered is False
+        assert run_cli("run", "acme/tiny", "Return the", "--max-new-tokens", "9").stdout == raw + "\n"
+
+        class Shout:
+            @hookimpl
+            def after_generate(self, completions):
+                for completion in completions:
+                    completion.text = completion.text.upper()
+
+        register_plugin(Shout(), name="shout")
+        assert model.output_filtered is True
+    result = run_cli("run", "acme/tiny", "Return the", "--max-new-tokens", "9")
+    assert result.exit_code == 0 and result.stdout == raw.upper() + "\n" != raw + "\n"

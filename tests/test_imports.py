@@ -11,7 +11,7 @@ HEAVY = ("torch", "transformers", "huggingface_hub", "starlette", "uvicorn", "cr
 
 @pytest.mark.parametrize("code", [
     "import gptstore",
-    "import gptstore; gptstore.__all__; gptstore.Manifest; gptstore.Library; gptstore.package",
+    "import gptstore; gptstore.__all__; gptstore.Manifest; gptstore.Library; gptstore.package; gptstore.verify",
     "import sys; sys.argv = ['gptstore', '--help']\nfrom gptstore.cli.main import main\ntry:\n    main()\nexcept SystemExit:\n    pass",
 ])
 def test_light_imports(code):
@@ -28,6 +28,20 @@ def test_top_level_help_does_not_even_import_pydantic():
               "try:\n    main()\nexcept SystemExit:\n    pass\n"
               "print('RESULT', ','.join(m for m in ('pydantic', 'filelock', *" + repr(HEAVY) + ") if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "RESULT", result.stdout.splitlines()[-1]
+
+
+def test_top_level_help_imports_no_command_module():
+    """The root help lists the built-in commands from a generated table (gptstore.cli._summaries),
+    so none of their modules is imported to print it."""
+    from gptstore.cli.main import COMMANDS
+
+    modules = sorted({target.partition(":")[0] for target in COMMANDS.values()})
+    script = ("import sys; sys.argv=['gptstore', '--help']\nfrom gptstore.cli.main import main\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              f"print('RESULT', ','.join(m for m in {modules!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "RESULT", result.stdout.splitlines()[-1]
 
 

@@ -220,6 +220,7 @@ def test_tampered_snapshot_is_refused_naming_the_file(published, no_loading):
     weights = published.path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
+    weights.chmod(0o644)  # a link to a read-only blob: damaged here on purpose
     weights.write_bytes(bytes(data))
     with pytest.raises(DigestMismatch, match="model.safetensors") as caught:
         gptstore.load("acme/tiny")

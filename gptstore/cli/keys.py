@@ -10,9 +10,8 @@ from pathlib import Path
 
 import click
 
+from ._options import json_option
 from ._output import echo_json, table
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def _passphrase_option(confirm: bool):
@@ -34,7 +33,10 @@ Examples:
 
 @click.group(epilog=KEYS_EXAMPLES)
 def keys() -> None:
-    """Make, list and export Ed25519 signing keys (kept in GPTSTORE_HOME/keys)."""
+    """Make, list and export Ed25519 signing keys.
+
+    They are kept in GPTSTORE_HOME/keys.
+    """
 
 
 @keys.command("generate")
@@ -101,7 +103,10 @@ Examples:
 @_passphrase_option(confirm=False)
 @json_option
 def sign(directory, key_name, passphrase, as_json):
-    """Sign a package: check every file against gptstore.json, then write DIRECTORY/gptstore.sig."""
+    """Sign a package directory (writes DIRECTORY/gptstore.sig).
+
+    Every file is checked against gptstore.json first.
+    """
     from .. import config
     from ..signing import get_key, sign_package
 
@@ -128,7 +133,7 @@ Examples:
 
 @click.group(epilog=TRUST_EXAMPLES)
 def trust() -> None:
-    """Trust publishers' public keys per namespace, and set the signature policy.
+    """Trust publishers' keys per namespace; set the signature policy.
 
     \b
     Policies: off (skip), warn (one warning line), require (refuse).

@@ -1,7 +1,16 @@
 """Assembles the ``gptstore`` CLI and formats every error in one place.
 
 Command modules are imported lazily (only the one being run), and plugins add commands through
-the ``register_commands`` hook. ``gptstore --help`` imports neither torch nor transformers.
+the ``register_commands`` hook. ``gptstore --help`` imports neither torch nor transformers, nor
+any command module, nor pydantic.
+
+The root help lists each built-in command with its own short help (``get_short_help_str``).
+Those lines come from :data:`gptstore.cli._summaries.SUMMARIES`, a table *generated* from the
+commands by ``python -m gptstore.cli._summaries``, not kept by hand: deriving them at help time
+would mean importing every command module (``run`` builds its options from the pydantic
+``GenerationParams``) or re-parsing their sources (about 10 ms of a 130 ms start, and a second
+reading of click's decorators). ``tests/test_cli_main.py`` fails as soon as a command's help and
+the table differ, and checks that the root help reads the same with every command imported.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ import sys
 import traceback
 
 import click
+
+from ._summaries import SUMMARIES
 
 #: command name -> "module:attribute"; modules are imported only when the command is used
 COMMANDS: dict[str, str] = {
@@ -38,31 +49,17 @@ COMMANDS: dict[str, str] = {
     "sign": "gptstore.cli.keys:sign",
 }
 
-#: one-line help shown by ``gptstore --help`` without importing the command modules
-SUMMARIES: dict[str, str] = {
-    "package": "Write a manifest (gptstore.json) for a model directory.",
-    "publish": "Publish a package directory to the local library.",
-    "list": "List models in the local library.",
-    "show": "Show a model's manifest.",
-    "verify": "Verify a model's files against its manifest.",
-    "rm": "Remove a model (or one tag) and free unused blobs.",
-    "plugins": "List plugins, their hooks and load errors.",
-    "run": "Generate text with a model (streams; --json for scripts).",
-    "usage": "Calls, tokens and cost per model, from the usage log.",
-    "manifest": "Manifest tools (schema).",
-    "server": "Run a private, Hub-compatible store; manage its users and tokens.",
-    "finetune": "Fine-tune a model on text files and write a package draft.",
-    "eval": "Measure a model's perplexity on data, or --check its claim.",
-    "demo": "Run the end-to-end demo, offline.",
-    "search": "Search a store for models.",
-    "push": "Push a library model to a store.",
-    "pull": "Pull models into the local library, verified.",
-    "lock": "Print a lock file pinning models to exact digests.",
-    "login": "Save a token for a store.",
-    "keys": "Make, list and export signing keys.",
-    "trust": "Trust publishers' keys and set the signature policy.",
-    "sign": "Sign a package directory (writes gptstore.sig).",
-}
+
+def builtin_command(name: str) -> click.Command:
+    """The built-in command ``name`` (a key of :data:`COMMANDS`), importing its module."""
+    module, _, attr = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def short_help(name: str, limit: int) -> str:
+    """The root help's line for built-in ``name`` when its module is not imported: its summary
+    shortened to ``limit`` exactly as click shortens the command's own help."""
+    return click.Command(name, help=SUMMARIES[name]).get_short_help_str(limit=limit)
 
 
 def one_line(text: str) -> str:
@@ -122,24 +119,25 @@ class LazyGroup(click.Group):
         self.load_plugin_commands()
         if name in self.commands:
             return self.commands[name]
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in COMMANDS:
             return None
-        module, _, attr = target.partition(":")
-        command = getattr(importlib.import_module(module), attr)
-        self.commands[name] = command
+        command = self.commands[name] = builtin_command(name)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command and its short help; a built-in whose module is not imported yet is read
+        from :data:`SUMMARIES` (one missing from the table, e.g. hidden, is imported to know)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)  # as click's Group
         rows = []
-        for name in self.list_commands(ctx):
-            if name in self.commands:
-                command = self.commands[name]
-                if command.hidden:
+        for name in names:
+            if name in self.commands or name not in SUMMARIES:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
                     continue
-                rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
+                rows.append((name, command.get_short_help_str(limit=limit)))
             else:
-                rows.append((name, SUMMARIES.get(name, "")))
+                rows.append((name, short_help(name, limit)))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

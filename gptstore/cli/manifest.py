@@ -7,7 +7,7 @@ import click
 
 @click.group()
 def manifest():
-    """Manifest tools."""
+    """Manifest tools: the JSON Schema of gptstore.json."""
 
 
 @manifest.command()

@@ -6,13 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._options import allow_unsafe_option, json_option, store_option
 from ._output import echo_json, human_size, short, table
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-store_option = click.option("--store", "store_url", metavar="URL", default=None,
-                            help="Store to use (default: GPTSTORE_STORE or the local library).")
-allow_unsafe_option = click.option("--allow-unsafe", is_flag=True,
-                                   help="Accept pickle-based weights (.bin .pt .pth .pkl .ckpt). Only for sources you trust.")
 
 PACKAGE_EXAMPLES = """
 \b
@@ -37,22 +32,26 @@ Examples:
 @click.option("--language", "languages", multiple=True, help="Language code (repeatable).")
 @click.option("--provider", default=None, help="Provider name.")
 @click.option("--template", default=None, help="Prompt template containing {prompt}.")
-@click.option("--price-model", type=click.Choice(["free", "per_1k_tokens", "flat"]), default=None)
+@click.option("--price-model", type=click.Choice(["free", "per_1k_tokens", "flat"]), default=None,
+              help="How use is priced (default: free; per_1k_tokens when --price or --currency is given).")
 @click.option("--price", type=float, default=None, help="Amount for --price-model.")
 @click.option("--currency", default=None, help="ISO 4217 currency (default USD).")
 @allow_unsafe_option
 @json_option
 def package(directory, name, version, description, adapter, base, license_, tags, languages, provider,
             template, price_model, price, currency, allow_unsafe, as_json):
-    """Write DIRECTORY/gptstore.json: inspect the model and pin every file by sha256."""
+    """Write DIRECTORY/gptstore.json, pinning every file by sha256.
+
+    The format and the file list are always recomputed; the other fields of an earlier
+    gptstore.json in DIRECTORY (e.g. what `gptstore finetune` drafted) are kept unless given here.
+    """
+    from ..manifest import Pricing
     from ..packaging import package as make_package
 
     fields = {"description": description, "license": license_, "tags": list(tags) or None,
               "languages": list(languages) or None, "prompt_template": template,
-              "provider": {"name": provider} if provider else None}
-    if price_model or price is not None or currency:
-        fields["pricing"] = {k: v for k, v in {"model": price_model or "per_1k_tokens", "amount": price,
-                                               "currency": currency}.items() if v is not None}
+              "provider": {"name": provider} if provider else None,
+              "pricing": Pricing.fields_from(price_model, price, currency)}
     manifest = make_package(directory, name=name, version=version, adapter=adapter,
                             allow_unsafe=allow_unsafe, base=base, **fields)
     if as_json:
@@ -75,7 +74,10 @@ def package(directory, name, version, description, adapter, base, license_, tags
 @allow_unsafe_option
 @json_option
 def publish(directory, force, allow_unsafe, as_json):
-    """Publish a packaged DIRECTORY to the local library (version tag and latest)."""
+    """Publish a packaged DIRECTORY to the local library.
+
+    The model is tagged with its version and as latest.
+    """
     from ..library import Library
 
     model = Library().publish(directory, force=force, allow_unsafe=allow_unsafe)
@@ -104,7 +106,8 @@ def list_models(as_json):
         return
     table(["REFERENCE", "VERSION", "DIGEST", "SIZE", "FORMAT", "DESCRIPTION"],
           [[r["reference"], r["version"], short(r["digest"][7:]), human_size(r["size"]), r["format"],
-            (r["description"][:50] + "…") if len(r["description"]) > 50 else r["description"]] for r in rows])
+            (r["description"][:50] + "…") if len(r["description"]) > 50 else r["description"]] for r in rows],
+          right={3})
 
 
 @click.command()
@@ -112,7 +115,10 @@ def list_models(as_json):
 @store_option
 @json_option
 def show(reference, store_url, as_json):
-    """Show a model's manifest: identity, format, files, metrics, pricing, provenance."""
+    """Show a model's manifest, from the local library or a store.
+
+    Identity, format, files, metrics, pricing, provenance, and whether it is signed.
+    """
     from ..refs import parse
     from ..stores import get_store
 
@@ -124,14 +130,12 @@ def show(reference, store_url, as_json):
         data["signed"] = signature is not None
         echo_json(data)
         return
-    from ..stores.base import price_label
-
     m = manifest
     click.echo(f"{m.repo_id}:{m.version}  sha256:{digest}")
     if m.description:
         click.echo(f"  {m.description}")
     click.echo(f"  provider:   {m.provider.name if m.provider else '-'}    license: {m.license}    "
-               f"price: {price_label(m)}")
+               f"price: {m.pricing.label()}")
     click.echo(f"  format:     {m.format.adapter} {m.format.architecture}, {m.format.parameters:,} parameters, "
                f"context {m.format.context_length}, {m.format.dtype}")
     if m.format.base:
@@ -148,8 +152,8 @@ def show(reference, store_url, as_json):
         click.echo(f"  provenance: base {base}, {len(p.datasets)} dataset(s), "
                    f"{', '.join(f'{k} {v}' for k, v in sorted(p.frameworks.items()))}")
     click.echo(f"  files ({len(m.files)}, {human_size(m.total_size)}):")
-    for f in m.files:
-        click.echo(f"    {f.path:<40} {human_size(f.size):>10}  {short(f.sha256)}")
+    table(["PATH", "SIZE", "SHA256"], [[f.path, human_size(f.size), short(f.sha256)] for f in m.files],
+          indent=4, right={1})
 
 
 @click.command()
@@ -162,25 +166,10 @@ def verify(reference, full, allow_unsafe, as_json):
 
     Exits 1 when any check fails.
     """
-    import logging
-
     from ..errors import IntegrityError
-    from ..library import Library
-    from ..verify import verify_directory, verify_model
+    from ..verification import verify as verify_target
 
-    trust_log = logging.getLogger("gptstore.trust")
-    level = trust_log.level
-    trust_log.setLevel(logging.ERROR)  # the report below shows warnings itself
-    try:
-        path = Path(reference)
-        if (path / "gptstore.json").is_file():
-            report = verify_directory(path, full=True, allow_unsafe=allow_unsafe)
-        else:
-            library = Library()
-            report = verify_model(library.get(reference), library, full=full, allow_unsafe=allow_unsafe,
-                                  strict=False)
-    finally:
-        trust_log.setLevel(level)
+    report = verify_target(reference, full=full, allow_unsafe=allow_unsafe, strict=False)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -188,6 +177,8 @@ def verify(reference, full, allow_unsafe, as_json):
         for check in report.checks:
             mark = "ok  " if check.ok and not check.warning else ("warn" if check.ok else "FAIL")
             click.echo(f"  {mark} {check.name:<13} {check.summary}")
+        for line in report.warnings:  # what is wrong and how to fix it; the JSON has it as "note"
+            click.echo(line, err=True)
     if not report.ok:
         failed = ", ".join(c.name for c in report.checks if not c.ok)
         raise IntegrityError(f"verification of {report.reference} failed ({failed})",
@@ -198,9 +189,10 @@ def verify(reference, full, allow_unsafe, as_json):
 @click.argument("reference")
 @json_option
 def rm(reference, as_json):
-    """Remove a model: every tag of NS/NAME, one tag with NS/NAME:TAG, or a digest with @sha256:…
+    """Remove a model, one of its tags, or one digest from the library.
 
-    Blobs no other model uses are deleted.
+    NS/NAME removes every tag, NS/NAME:TAG one tag, NS/NAME@sha256:… one digest. Blobs no
+    other model uses are deleted.
     """
     from ..library import Library
 

@@ -8,6 +8,7 @@ import typing
 import click
 
 from ..engines.params import GenerationParams
+from ._options import allow_unsafe_option, device_option, json_option, store_option
 from ._output import echo_json
 
 RUN_EXAMPLES = """
@@ -45,18 +46,17 @@ def param_options(command: typing.Callable) -> typing.Callable:
 @click.argument("reference")
 @click.argument("prompt", required=False)
 @param_options
-@click.option("--device", default="auto", show_default=True, help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")
+@device_option
 @click.option("--dtype", default="auto", show_default=True,
               help="auto (bfloat16 on capable GPUs, float32 on cpu), float32, float16 or bfloat16.")
 @click.option("--engine", default=None, help="Inference engine (default: picked by the package format).")
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the model's prompt template.")
-@click.option("--store", "store_url", metavar="PATH", default=None,
-              help="Another library directory to load from (default: the local library).")
-@click.option("--allow-unsafe", is_flag=True,
-              help="Accept pickle-based weights (.bin .pt .pth .pkl .ckpt). Only for sources you trust.")
-@click.option("--json", "as_json", is_flag=True, help="Print the completion (text, finish reason, usage, timings) as JSON.")
+@store_option.replace(help="Store to pull the model from when the local library lacks it: hf://, "
+                           "http(s)://host:port or a library path (default: the local library only).")
+@allow_unsafe_option
+@json_option.replace(help="Print the completion (text, finish reason, usage, timings) as JSON.")
 def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, as_json, **given):
-    """Generate text from REFERENCE for PROMPT (read from stdin when omitted).
+    """Generate text from REFERENCE for PROMPT (default: stdin).
 
     The text streams as it is produced (printed once finished when a plugin filters output with
     after_generate). Options not given come from the model's manifest, then from the built-in
@@ -72,28 +72,19 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
         prompt = sys.stdin.read()
         prompt = prompt[:-1] if prompt.endswith("\n") else prompt
 
+    from ..hfutil import quiet_transformers
     from ..model import load
 
-    from ..hfutil import quiet_transformers
-
     with quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
-              allow_unsafe=allow_unsafe) as model:
+                                    allow_unsafe=allow_unsafe) as model:
         if as_json:
             completion = model.generate(prompt, params, raw=raw)
             echo_json(completion.model_dump(mode="json"))
             return
-        if _output_filtered():  # text an after_generate plugin may change is shown only once final
+        if model.output_filtered:  # text an after_generate plugin may change is shown only once final
             click.echo(model.generate(prompt, params, raw=raw).text)
             return
         for piece in model.stream(prompt, params, raw=raw):
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()
-
-
-def _output_filtered() -> bool:
-    """Whether a plugin implements ``after_generate`` (and so may rewrite the output)."""
-    from .. import plugins
-
-    plugins.load_plugins()
-    return bool(plugins.pm.hook.after_generate.get_hookimpls())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ._options import json_option
 from ._output import echo_json, short, table
 
 
@@ -12,16 +13,18 @@ def _money(amount: float, currency: str) -> str:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def usage(as_json):
-    """Sum the usage log per model: calls, tokens in and out, and cost under the model's pricing.
+    """Calls, tokens and cost per model, from the usage log.
+
+    Tokens in and out are summed per model version and priced under its manifest's pricing.
 
     Every generation (gptstore run, Model.generate, Model.stream) is recorded in
     GPTSTORE_HOME/usage.db unless GPTSTORE_NO_USAGE_LOG=1.
     """
     from .. import config
     from .. import usage as log
-    from ..stores.base import format_price
+    from ..manifest import Pricing
 
     rows = log.summary()
     totals = log.totals(rows)
@@ -35,7 +38,8 @@ def usage(as_json):
         return
     table(["MODEL", "DIGEST", "CALLS", "TOKENS IN", "TOKENS OUT", "PRICING", "COST"],
           [[row.model, short(row.digest), row.calls, row.prompt_tokens, row.completion_tokens,
-            format_price(row.pricing, row.amount, row.currency),
-            "-" if row.pricing == "free" else _money(row.cost, row.currency)] for row in rows])
+            Pricing.unchecked(row.pricing, row.amount, row.currency).label(),
+            "-" if row.pricing == "free" else _money(row.cost, row.currency)] for row in rows],
+          right={2, 3, 4, 6})
     if totals:
         click.echo("\nTotal: " + ", ".join(_money(amount, currency) for currency, amount in sorted(totals.items())))

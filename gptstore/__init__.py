@@ -35,7 +35,6 @@ _LAZY: dict[str, str] = {
     "GenerationParams": "gptstore.engines.params",
     "Completion": "gptstore.engines.completion",
 }
-_ALIASES = {"parse_reference": "parse"}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
@@ -50,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .model import Model, load
     from .packaging import package
     from .refs import Reference
-    from .refs import parse as parse_reference
+    from .refs import parse_reference
     from .verification import VerificationReport, verify
 
 
@@ -58,7 +57,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gptstore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

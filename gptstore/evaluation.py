@@ -27,10 +27,10 @@ from .errors import ClaimMismatch, InvalidReference, PackageError, UsageError
 from .fsutil import package_files
 from .hfutil import quiet_transformers
 from .library import Library
-from .manifest import MANIFEST_FILE, METADATA_FILES, load as load_manifest
+from .manifest import MANIFEST_FILE, METADATA_FILES, load_manifest
 from .model import load
 from .perplexity import evaluate, perplexity_of
-from .refs import parse as parse_ref
+from .refs import parse_reference
 from .safety import check_safety, read_model_config
 from .training.data import dataset_identity, read_data
 from .verification import verify
@@ -139,7 +139,7 @@ def _resolve(target: str | Path) -> tuple[str, Any, Manifest | None, Path | None
                              hint="give a package or model directory, or a library reference")
         return str(path), None, manifest, path
     try:
-        ref = parse_ref(str(target))
+        ref = parse_reference(str(target))
     except InvalidReference:
         raise UsageError(f"{target!r} is neither a model directory nor a reference",
                          hint="give a directory, or namespace/name[:tag] from `gptstore list`") from None

@@ -40,8 +40,8 @@ from .errors import (ConflictError, DigestMismatch, IntegrityError, InvalidRefer
                      UsageError)
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .integrity import StampCache, check_integrity
-from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load as load_manifest, parse_bytes
-from .refs import DEFAULT_TAG, Reference, is_digest, parse as parse_ref
+from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load_manifest, parse_bytes
+from .refs import DEFAULT_TAG, Reference, is_digest, parse_reference
 from .safety import check_safety, read_model_config
 
 
@@ -68,7 +68,7 @@ class RefEntry:
 
 def _valid_ref_part(namespace: str, name: str = "x", tag: str = DEFAULT_TAG) -> bool:
     try:
-        ref = parse_ref(f"{namespace}/{name}:{tag}")
+        ref = parse_reference(f"{namespace}/{name}:{tag}")
     except InvalidReference:
         return False
     return (ref.namespace, ref.name, ref.tag) == (namespace, name, tag)
@@ -212,7 +212,7 @@ class Library:
 
     def resolve(self, reference: str | Reference) -> tuple[Reference, str]:
         """(parsed reference, manifest digest); a pinned digest wins over the tag."""
-        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
         if ref.digest:
             if not self.has_manifest(ref.digest):
                 raise ModelNotFound(str(ref))
@@ -273,7 +273,7 @@ class Library:
         if self.has_manifest(base.digest):
             return self.get(pinned)
         try:
-            _, have = self.resolve(parse_ref(base.reference))
+            _, have = self.resolve(parse_reference(base.reference))
         except ModelNotFound:
             raise ModelNotFound(pinned, hint=f"{package} is an adapter over this base: run `gptstore pull {pinned}` "
                                              "(with --store URL: the store the adapter came from)") from None
@@ -443,7 +443,7 @@ class Library:
     def remove(self, reference: str | Reference) -> list[RefEntry]:
         """Remove a tag (``ns/name:tag``), every tag of a digest (``@sha256:``), or every tag of a
         model (``ns/name``); then garbage-collect. Returns the refs removed."""
-        ref = parse_ref(reference) if isinstance(reference, str) else reference
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
         with self.lock():
             entries = [e for e in self.refs() if e.repo_id == ref.repo_id]
             if ref.digest:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import UsageError
-from .refs import parse as parse_ref
+from .refs import parse_reference
 
 LOCK_VERSION = 1
 
@@ -46,7 +46,7 @@ def lock(references: list[str], *, store: str | None = None, token: str | None =
     source = get_store(store, token=token)
     models = []
     for text in references:
-        located = source.locate(parse_ref(text))
+        located = source.locate(parse_reference(text))
         models.append(LockedModel(store=source.url, reference=text, digest=f"sha256:{located.digest}",
                                   revision=located.revision))
     return LockFile(models=models)
@@ -83,8 +83,8 @@ def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: b
     named = store or config.default_store()
     results = []
     for item in lockfile.models:
-        ref = parse_ref(item.reference)
-        pinned = parse_ref(f"{ref.repo_id}:{ref.tag}@{item.digest}")
+        ref = parse_reference(item.reference)
+        pinned = parse_reference(f"{ref.repo_id}:{ref.tag}@{item.digest}")
         source = get_store(item.store, token=token, named=same_store(item.store, named))
         results.append(pull(pinned, store=source, revision=item.revision,
                             allow_unsafe=allow_unsafe, progress=progress))

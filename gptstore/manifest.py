@@ -26,7 +26,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 
 from . import strictjson
 from .errors import ManifestError
-from .refs import is_digest, is_semver, parse as parse_reference, segment_problem
+from .refs import is_digest, is_semver, parse_reference, segment_problem
 from .strictjson import CONTROL as _CONTROL, NOT_ONE_LINE as _NOT_ONE_LINE, JSONRefused
 from .strictjson import MAX_DEPTH  # noqa: F401  (re-exported: part of the manifest's limits)
 
@@ -438,7 +438,7 @@ def parse_bytes(data: bytes, *, source: str = "manifest") -> Manifest:
     return validate(obj, source=source)
 
 
-def load(path: Path | str) -> Manifest:
+def load_manifest(path: Path | str) -> Manifest:
     """Read a manifest file, or a package directory's ``gptstore.json`` (at most 4 MiB)."""
     path = Path(path)
     if path.is_dir():

@@ -10,7 +10,7 @@ from .adapters import adapters, get_adapter
 from .blobs import hash_file
 from .errors import ManifestError, PackageError, UsageError
 from .fsutil import package_files
-from .manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load as load_manifest, save, validate
+from .manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load_manifest, save, validate
 from .refs import parse_repo_id
 
 #: fields a prepare_manifest plugin may not change

@@ -31,7 +31,7 @@ from .errors import ConflictError, ManifestError
 from .integrity import IntegrityReport
 from .library import Library, LocalModel
 from .manifest import FileEntry
-from .refs import DEFAULT_TAG, Reference, parse as parse_ref
+from .refs import DEFAULT_TAG, Reference, parse_reference
 from .safety import CONFIG_FILE, MAX_CONFIG_BYTES, check_safety, parse_model_config
 from .stores.base import Located, Store, get_store
 from .verification import show_warnings, verify, verify_located
@@ -139,7 +139,7 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, librar
 def _pull(reference: str | Reference, *, store: str | Store | None, library: Library | None, allow_unsafe: bool,
           revision: str | None, token: str | None, workers: int,
           progress: Callable[[int, int], None] | None) -> PullResult:
-    ref = parse_ref(reference) if isinstance(reference, str) else reference
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
     library = library or Library()
     source = store if isinstance(store, Store) else get_store(store, token=token)
     located = source.locate(ref, revision=revision)
@@ -159,7 +159,7 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
         base = manifest.format.base
         base_result = None
         if base is not None and not library.has_manifest(base.digest):  # the base first, pinned by digest
-            pinned = replace(parse_ref(base.reference), digest=base.digest)
+            pinned = replace(parse_reference(base.reference), digest=base.digest)
             base_result = _pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, revision=None,
                                 token=token, workers=workers, progress=progress)
         fetched += _fetch_missing(source, located, library, fetched, workers=workers, progress=progress)

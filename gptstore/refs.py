@@ -88,7 +88,7 @@ def is_digest(text: object) -> bool:
     return isinstance(text, str) and _DIGEST.fullmatch(text) is not None
 
 
-def parse(text: str) -> Reference:
+def parse_reference(text: str) -> Reference:
     """Parse a reference, raising :class:`InvalidReference` with the expected form."""
     if not isinstance(text, str):
         raise InvalidReference(f"<{type(text).__name__}>", "a reference must be text")
@@ -129,7 +129,7 @@ def parse(text: str) -> Reference:
 
 def parse_repo_id(text: str) -> Reference:
     """Parse ``namespace/name`` alone (no tag, no digest)."""
-    ref = parse(text)
+    ref = parse_reference(text)
     if ref.explicit_tag or ref.digest:
         raise InvalidReference(text, "give namespace/name without a tag or digest here")
     return ref

@@ -40,7 +40,7 @@ from . import config
 from .errors import ConflictError, MissingDependency, NotFoundError, TrustError, UsageError
 from .fsutil import atomic_write
 from .integrity import check_integrity
-from .manifest import SIGNATURE_FILE, Manifest, canonical_json, load as load_manifest
+from .manifest import SIGNATURE_FILE, Manifest, canonical_json, load_manifest
 
 PAYLOAD_TYPE = "application/vnd.gptstore.manifest+json"
 STATEMENT_VERSION = 1

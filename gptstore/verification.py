@@ -31,8 +31,8 @@ from .checks import CheckResult
 from .errors import GPTStoreError, IntegrityError, InvalidReference, PluginError, UsageError
 from .integrity import IntegrityReport, check_integrity
 from .library import Library, LocalModel
-from .manifest import MANIFEST_FILE, Manifest, load as load_manifest
-from .refs import parse as parse_ref
+from .manifest import MANIFEST_FILE, Manifest, load_manifest
+from .refs import parse_reference
 from .safety import check_safety, read_model_config
 from .trust import authenticity
 
@@ -164,7 +164,7 @@ def _integrity(target: LocalModel | Path | str, library: Library | None,
 
 def _is_reference(text: str) -> bool:
     try:
-        parse_ref(text)
+        parse_reference(text)
     except InvalidReference:
         return False
     return True

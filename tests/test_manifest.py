@@ -32,7 +32,7 @@ def test_digest_is_sha256_of_canonical_json():
 def test_digest_ignores_formatting_and_key_order(tmp_path):
     man = m.validate(minimal())
     m.save(man, tmp_path)
-    reloaded = m.load(tmp_path)
+    reloaded = m.load_manifest(tmp_path)
     assert reloaded.digest == man.digest
     reordered = dict(reversed(list(json.loads((tmp_path / "gptstore.json").read_text()).items())))
     assert m.validate(reordered).digest == man.digest
@@ -70,10 +70,10 @@ def test_duplicate_files_refused():
 
 def test_load_errors(tmp_path):
     with pytest.raises(ManifestError, match="no manifest"):
-        m.load(tmp_path)
+        m.load_manifest(tmp_path)
     (tmp_path / "gptstore.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not JSON"):
-        m.load(tmp_path)
+        m.load_manifest(tmp_path)
 
 
 def test_render_template():
@@ -257,7 +257,7 @@ def test_what_validate_accepts_can_be_saved_and_loaded_again(tmp_path, path_leng
         refused(minimal(files=files), "bytes, more than the")
         return
     man = m.validate(minimal(files=files))
-    assert m.load(m.save(man, tmp_path)).digest == man.digest
+    assert m.load_manifest(m.save(man, tmp_path)).digest == man.digest
 
 
 @pytest.mark.parametrize("over", [
@@ -334,7 +334,7 @@ def test_validated_manifest_always_serialises():
 def test_load_caps_reading(tmp_path):
     (tmp_path / "gptstore.json").write_bytes(b" " * (m.MAX_MANIFEST_BYTES + 10))
     with pytest.raises(ManifestError, match="more than the"):
-        m.load(tmp_path)
+        m.load_manifest(tmp_path)
 
 
 CRAFTED = {  # kind: (where the placeholder goes, what replaces it in the JSON text)

@@ -1,7 +1,7 @@
 import pytest
 
 from gptstore.errors import InvalidReference
-from gptstore.refs import SEMVER, check_segment, is_digest, is_semver, parse, parse_repo_id, segment_problem
+from gptstore.refs import SEMVER, check_segment, is_digest, is_semver, parse_reference, parse_repo_id, segment_problem
 
 DIGEST = "ab" * 32
 
@@ -14,9 +14,9 @@ DIGEST = "ab" * 32
     (f"acme/poet:1.0.0@sha256:{DIGEST}", "acme", "poet", "1.0.0", DIGEST),
 ])
 def test_parse_valid(text, namespace, name, tag, digest):
-    ref = parse(text)
+    ref = parse_reference(text)
     assert (ref.namespace, ref.name, ref.tag, ref.digest) == (namespace, name, tag, digest)
-    assert parse(str(ref)) == ref
+    assert parse_reference(str(ref)) == ref
 
 
 @pytest.mark.parametrize("text,reason", [
@@ -35,7 +35,7 @@ def test_parse_valid(text, namespace, name, tag, digest):
 ])
 def test_parse_invalid_shows_expected_form(text, reason):
     with pytest.raises(InvalidReference) as info:
-        parse(text)
+        parse_reference(text)
     message = str(info.value)
     assert reason in message
     assert "namespace/name[:tag][@sha256:" in message
@@ -43,9 +43,9 @@ def test_parse_invalid_shows_expected_form(text, reason):
 
 
 def test_digest_wins_and_str_round_trip():
-    ref = parse(f"acme/poet@sha256:{DIGEST}")
+    ref = parse_reference(f"acme/poet@sha256:{DIGEST}")
     assert str(ref) == f"acme/poet@sha256:{DIGEST}"
-    assert parse("acme/poet").repo_id == "acme/poet"
+    assert parse_reference("acme/poet").repo_id == "acme/poet"
 
 
 def test_parse_repo_id_refuses_tags():
@@ -62,7 +62,7 @@ def test_parse_repo_id_refuses_tags():
 ])
 def test_control_characters_and_trailing_newlines_refused(text):
     with pytest.raises(InvalidReference) as info:
-        parse(text)
+        parse_reference(text)
     message = str(info.value)
     assert "\n" not in message and "\x00" not in message and "\x1b" not in message
 
@@ -83,15 +83,15 @@ def test_semver_and_digest_helpers_are_exact():
 
 
 def test_surrounding_spaces_of_a_typed_reference_are_forgiven():
-    assert parse("  acme/poet:1.0.0 ").tag == "1.0.0"
+    assert parse_reference("  acme/poet:1.0.0 ").tag == "1.0.0"
 
 
 def test_long_and_odd_inputs_give_short_errors():
     with pytest.raises(InvalidReference) as info:
-        parse("acme/" + "x" * 100_000)
+        parse_reference("acme/" + "x" * 100_000)
     assert len(str(info.value)) < 300
     with pytest.raises(InvalidReference) as info:
-        parse("acme/poet:" + "t" * 500)
+        parse_reference("acme/poet:" + "t" * 500)
     assert len(str(info.value)) < 400
     with pytest.raises(InvalidReference):
-        parse(10**5000)  # type: ignore[arg-type]  # str() of it would raise ValueError
+        parse_reference(10**5000)  # type: ignore[arg-type]  # str() of it would raise ValueError

@@ -13,7 +13,7 @@ from gptstore import plugins, signing
 from gptstore.errors import (ConflictError, DigestMismatch, ManifestError, NotFoundError, TrustError,
                              UnlistedFile, UsageError)
 from gptstore.library import Library
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 from gptstore.packaging import package
 from gptstore.trust import TrustStore, authenticity, read_signature
 

@@ -13,7 +13,7 @@ import pytest
 from gptstore import plugins, signing
 from gptstore.errors import NotFoundError, TrustError, UsageError
 from gptstore.library import Library
-from gptstore.manifest import Metric, Pricing, load as load_manifest, save as save_manifest
+from gptstore.manifest import Metric, Pricing, load_manifest, save as save_manifest
 from gptstore.packaging import package
 from gptstore.trust import TrustStore, authenticity, read_signature, trust_file
 

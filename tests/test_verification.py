@@ -163,9 +163,9 @@ def test_custom_code_in_a_config_is_refused_even_with_allow_unsafe(model):
 # -- before a download ---------------------------------------------------------------------------
 
 def _located(manifest, signature=None):
-    from gptstore.refs import parse
+    from gptstore.refs import parse_reference
 
-    return Located(parse(f"{manifest.repo_id}:{manifest.version}"), manifest, manifest.digest, signature,
+    return Located(parse_reference(f"{manifest.repo_id}:{manifest.version}"), manifest, manifest.digest, signature,
                    manifest.digest)
 
 

@@ -119,10 +119,10 @@ def show(reference, store_url, as_json):
 
     Identity, format, files, metrics, pricing, provenance, and whether it is signed.
     """
-    from ..refs import parse
+    from ..refs import parse_reference
     from ..stores import get_store
 
-    ref = parse(reference)
+    ref = parse_reference(reference)
     manifest, digest, signature = get_store(store_url).manifest(ref)
     if as_json:
         data = manifest.model_dump(mode="json", exclude_none=True)

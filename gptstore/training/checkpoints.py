@@ -19,7 +19,7 @@ from typing import Any
 from .. import config as gconfig
 from ..errors import ConflictError, GPTStoreError
 from ..fsutil import package_files
-from ..manifest import METADATA_FILES, load as load_manifest
+from ..manifest import METADATA_FILES, load_manifest
 
 #: what a checkpoint must share with a new run to be resumed from
 IDENTITY = ("base", "data", "method", "method_options", "block_size", "eval_split", "seed", "text_mode",

@@ -45,9 +45,9 @@ from typing import Any, Iterable
 from ..errors import ConflictError, InvalidReference, PackageError, UsageError
 from ..fsutil import atomic_write
 from ..hfutil import quiet_transformers
-from ..manifest import MANIFEST_FILE, Manifest, load as load_manifest
+from ..manifest import MANIFEST_FILE, Manifest, load_manifest
 from ..perplexity import perplexity_of
-from ..refs import SEMVER, parse as parse_ref, parse_repo_id
+from ..refs import SEMVER, parse_reference, parse_repo_id
 from . import trainer as hf_trainer
 from .checkpoints import check_out, default_checkpoint_dir, install, last_checkpoint, read_run_record
 from .config import NOT_HYPER, FinetuneConfig, Method, get_method, make_config, methods
@@ -114,7 +114,7 @@ def resolve_base(base: str | Path) -> BaseSource:
                              hint="give a directory saved with save_pretrained(), or a library reference")
         return BaseSource(path, text, None, None)
     try:
-        ref = parse_ref(text)
+        ref = parse_reference(text)
     except InvalidReference:
         raise UsageError(f"base {text!r} is neither a model directory nor a reference",
                          hint="give a directory, or namespace/name[:tag] from `gptstore list`") from None

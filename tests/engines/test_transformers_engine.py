@@ -235,10 +235,10 @@ def test_auto_places_on_cuda_in_bfloat16_where_supported():
 def test_generates_on_cuda(tiny_runner):
     from pathlib import Path
 
-    from gptstore.manifest import load
+    from gptstore.manifest import load_manifest
 
     path = Path(tiny_runner.model.name_or_path)
-    runner = TransformersEngine().load(path, load(path), device="cuda:0", dtype="float32")
+    runner = TransformersEngine().load(path, load_manifest(path), device="cuda:0", dtype="float32")
     try:
         assert next(runner.model.parameters()).device.type == "cuda"
         batch = runner.generate(PROMPTS, params(max_new_tokens=12))

@@ -11,7 +11,7 @@ from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 
 
 def sha256(path: Path) -> str:

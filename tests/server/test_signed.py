@@ -91,7 +91,7 @@ def test_package_signed_by_a_registered_key_is_accepted(signed_store, tiny_gpt_d
     assert {MANIFEST_FILE, SIGNATURE_FILE} <= {s.rfilename for s in model.siblings}
     assert model.gptstore["version"] == "1.0.0"
     # what is stored is what was signed: the signature checks against the exported key
-    from gptstore.manifest import load as load_manifest
+    from gptstore.manifest import load_manifest
 
     sig = Path(api.hf_hub_download("alice/poet", SIGNATURE_FILE, revision="v1.0.0")).read_bytes()
     assert check_signature(load_manifest(folder), sig, {keyid: pub.read_text()}).ok

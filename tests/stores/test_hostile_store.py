@@ -102,9 +102,9 @@ def test_lock_file_revision_must_be_a_commit_id(hub, tmp_path, run_cli):
     assert result.exit_code == 2 and "not a valid gptstore lock file" in result.output
     with pytest.raises(UsageError, match="invalid revision"):
         from gptstore.stores import get_store
-        from gptstore.refs import parse
+        from gptstore.refs import parse_reference
 
-        get_store(hub.url).locate(parse(REPO), revision="main/../../x")
+        get_store(hub.url).locate(parse_reference(REPO), revision="main/../../x")
     assert hub.seen == []
 
 

@@ -12,7 +12,7 @@ import pytest
 from gptstore import signing
 from gptstore.errors import ConflictError, ManifestError, UnsafeContentError
 from gptstore.library import Library
-from gptstore.manifest import dumps, load as load_manifest
+from gptstore.manifest import dumps, load_manifest
 from gptstore.packaging import package
 from gptstore.pull import pull
 from gptstore.stores import get_store

@@ -11,7 +11,7 @@ import gptstore
 from gptstore import signing
 from gptstore.errors import DigestMismatch, IntegrityError, TrustError, UnlistedFile, UnsafeContentError
 from gptstore.library import Library
-from gptstore.manifest import dumps, load as load_manifest
+from gptstore.manifest import dumps, load_manifest
 from gptstore.packaging import package
 from gptstore.pull import pull
 from gptstore.stores import get_store

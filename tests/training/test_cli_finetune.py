@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 
 
 def test_finetune_command_and_resume(run_cli, tiny_gpt, topic_corpus, tmp_path):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from gptstore.library import Library
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 from gptstore.packaging import package
 
 FAST = dict(learning_rate=3e-3, batch_size=8, seed=0, save_steps=1000)

@@ -14,7 +14,7 @@ import pytest
 
 from gptstore.errors import ConflictError, DigestMismatch, PackageError, UsageError
 from gptstore.library import Library
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 from gptstore.packaging import package
 from gptstore.training.config import FinetuneConfig, make_config
 from gptstore.training.finetune import finetune

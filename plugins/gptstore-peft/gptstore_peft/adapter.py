@@ -17,8 +17,8 @@ from gptstore.adapters.transformers import count_parameters
 from gptstore.errors import InvalidReference, ManifestError, ModelNotFound, PackageError
 from gptstore.fsutil import package_files
 from gptstore.library import Library, LocalModel
-from gptstore.manifest import MANIFEST_FILE, METADATA_FILES, load as load_manifest
-from gptstore.refs import parse as parse_ref
+from gptstore.manifest import MANIFEST_FILE, METADATA_FILES, load_manifest
+from gptstore.refs import parse_reference
 from gptstore.safety import check_safety
 
 from .base import check_base_format
@@ -96,7 +96,7 @@ class PeftAdapter:
         named = config.get("base_model_name_or_path")
         if isinstance(named, str):
             try:
-                return library.get(parse_ref(named))
+                return library.get(parse_reference(named))
             except (InvalidReference, ModelNotFound):
                 pass
         raise PackageError(f"{root} is a peft adapter; its base model must be named",

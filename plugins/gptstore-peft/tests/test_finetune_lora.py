@@ -7,7 +7,7 @@ import json
 import pytest
 
 import gptstore
-from gptstore.manifest import load as load_manifest
+from gptstore.manifest import load_manifest
 
 from peft_refs import BASE, BASE_VERSION
 

@@ -21,7 +21,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/gptstore demo --workdir .demo
 
+# the import-linter contracts in pyproject.toml (layers, no cycles, core never imports plugins) first
 test: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests $(foreach p,$(PLUGINS),$(dir $(p))tests)
 
 bench: install

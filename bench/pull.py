@@ -64,12 +64,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/api/models")
-        from huggingface_hub import constants
-
-        constants.HF_HUB_DISABLE_XET = True
         from gptstore.library import Library
         from gptstore.packaging import package
-        from gptstore.pull import pull
+        from gptstore.pulling import pull
         from gptstore.stores import get_store
 
         model_dir = build_model(work, args.size_mb)

@@ -41,14 +41,13 @@ def main() -> None:
 def run(work: Path) -> None:
 
     import gptstore
-    from gptstore.library import Library
-    from gptstore.training.finetune import finetune, make_config, methods
+    from gptstore.training.config import methods
     from gptstore.training.tiny import build_tiny_gpt, stdlib_docstrings
 
     if "lora" not in methods():
         sys.exit("this example needs the gptstore-peft plugin: pip install -e plugins/gptstore-peft")
     started = time.monotonic()
-    library = Library()
+    library = gptstore.Library()
     print(f"library: {library.root}")
 
     # 1. a base model in the library
@@ -61,10 +60,10 @@ def run(work: Path) -> None:
     # 2. LoRA fine-tuning: only the adapter is trained and saved
     data = work / "argparse.txt"
     data.write_text("\n\n".join(stdlib_docstrings(modules=("argparse",))), encoding="utf-8")
-    config = make_config(method="lora", method_options={"r": 8, "alpha": 16, "target_modules": ["c_attn", "c_proj"]},
-                         max_steps=TRAIN_LORA, learning_rate=3e-3, batch_size=8, seed=0)
-    result = finetune("acme/tiny:1.0.0", data, work / "tiny-argparse-lora", config=config,
-                      name="acme/tiny-argparse-lora", version="0.1.0")
+    result = gptstore.finetune("acme/tiny:1.0.0", data, work / "tiny-argparse-lora", name="acme/tiny-argparse-lora",
+                               version="0.1.0", method="lora",
+                               method_options={"r": 8, "alpha": 16, "target_modules": ["c_attn", "c_proj"]},
+                               max_steps=TRAIN_LORA, learning_rate=3e-3, batch_size=8, seed=0)
     print(f"fine-tuned in {result.seconds:.1f}s: held-out perplexity {result.perplexity:.1f} "
           f"(base {result.base_perplexity:.1f})")
 

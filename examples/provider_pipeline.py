@@ -1,10 +1,13 @@
-"""Provider pipeline: build a base, fine-tune it, evaluate, package with pricing, sign, publish, verify.
+"""Provider pipeline: build a base, fine-tune it, evaluate, package with pricing, sign, publish, verify, push.
 
     python examples/provider_pipeline.py                 # in a temporary library
     python examples/provider_pipeline.py --home DIR      # keep the library (and the key) in DIR
 
-The same flow on the command line: `gptstore finetune` → `gptstore eval` → `gptstore package` →
-`gptstore sign` → `gptstore publish` → `gptstore verify` (then `gptstore push` to a store).
+Every step is one call of the front door (`gptstore.finetune`, `gptstore.evaluate`, `gptstore.package`,
+`gptstore.sign`, `gptstore.verify`, `gptstore.push`, `gptstore.search`); keys and trust come from
+`gptstore.signing` and `gptstore.trust`. The same flow on the command line: `gptstore finetune` →
+`gptstore eval` → `gptstore package` → `gptstore sign` → `gptstore publish` → `gptstore verify` →
+`gptstore push`.
 """
 
 from __future__ import annotations
@@ -29,39 +32,38 @@ def write_data(workdir: Path) -> tuple[Path, Path]:
 
 
 def pipeline(workdir: Path) -> None:
-    from gptstore import Library, package, verify
-    from gptstore.signing import export_public_key, generate_key, list_keys, sign_package
-    from gptstore.evaluation import evaluate_model
-    from gptstore.training.finetune import FinetuneConfig, finetune
+    import gptstore  # the front door: finetune, evaluate, package, sign, verify, push, search, pull
+    from gptstore.signing import export_public_key, generate_key, list_keys
     from gptstore.training.tiny import build_tiny_gpt
     from gptstore.trust import TrustStore
 
-    library = Library()  # GPTSTORE_HOME
+    library = gptstore.Library()  # GPTSTORE_HOME
 
-    # 1. a base model in the library (here a tiny GPT trained for a few seconds; yours: `gptstore pull`)
+    # 1. a base model in the library (here a tiny GPT trained for a few seconds; yours: `gptstore.pull`)
     base_dir = build_tiny_gpt(workdir / "base", train_steps=100, n_embd=96, n_head=4, seed=0)
-    package(base_dir, name="example/tiny-base", version="1.0.0", license="mit")
+    gptstore.package(base_dir, name="example/tiny-base", version="1.0.0", license="mit")
     base = library.publish(base_dir, force=True)
     print(f"base:      {base.name} sha256:{base.digest[:12]}")
 
     # 2. fine-tune on the topic; the perplexity claim is measured on the held-out file
     train, heldout = write_data(workdir)
     out = workdir / "cli-docs"
-    result = finetune(base.name, train, out, name="acme/cli-docs", version="1.0.0", eval_data=heldout,
-                      config=FinetuneConfig(max_steps=40, learning_rate=3e-3, seed=0), resume=False)
+    result = gptstore.finetune(base.name, train, out, name="acme/cli-docs", version="1.0.0", eval_data=heldout,
+                               max_steps=40, learning_rate=3e-3, seed=0, resume=False)
     print(f"finetune:  {result.global_step} steps in {result.seconds:.1f}s, held-out perplexity "
           f"{result.base_perplexity:.1f} (base) -> {result.perplexity:.1f}")
 
     # 3. evaluate: re-measure the claim the manifest now holds (what `gptstore eval --check` does)
-    report = evaluate_model(out, heldout, check=True)
+    report = gptstore.evaluate(out, heldout, check=True)
     report.raise_for_claim()
     print(f"eval:      perplexity {report.perplexity:.2f} on {report.dataset} ({report.tokens} tokens); "
           f"claim {report.claim.claimed:.2f} holds ({report.claim.deviation:+.2%})")
 
     # 4. package: description, licence, pricing (the metrics and provenance finetune recorded stay)
-    manifest = package(out, name="acme/cli-docs", version="1.0.0", license="apache-2.0",
-                       description="Writes command-line parsing docs.", provider={"name": "Acme"},
-                       tags=["cli", "docs"], pricing={"model": "per_1k_tokens", "amount": 0.02, "currency": "USD"})
+    manifest = gptstore.package(out, name="acme/cli-docs", version="1.0.0", license="apache-2.0",
+                                description="Writes command-line parsing docs.", provider={"name": "Acme"},
+                                tags=["cli", "docs"],
+                                pricing={"model": "per_1k_tokens", "amount": 0.02, "currency": "USD"})
     print(f"package:   {manifest.repo_id}:{manifest.version} sha256:{manifest.digest[:12]}, "
           f"{len(manifest.files)} files, {manifest.pricing.amount} {manifest.pricing.currency}/1k tokens")
 
@@ -72,16 +74,25 @@ def pipeline(workdir: Path) -> None:
         generate_key(key)
     with TrustStore.edit() as trust:
         trust.add_key("acme", export_public_key(key))
-    signed = sign_package(out, key=key)
+    signed = gptstore.sign(out, key=key)
     print(f"sign:      {signed.path.name} by key {signed.keyid}")
 
     # 6. publish to the library, and verify it as a consumer would
     model = library.publish(out, force=True)
-    verification = verify(model, library=library, full=True)
+    verification = gptstore.verify(model, library=library, full=True)
     print(f"publish:   {model.name} sha256:{model.digest[:12]}")
     for check in verification.checks:
         print(f"verify:    {check.name:<13} {'ok' if check.ok else 'FAILED'}: {check.summary}")
-    print(f"next:      gptstore push {model.name} --store URL    # share it")
+
+    # 7. push to a store and find it there: here a library directory a team shares; a hub or
+    #    `gptstore server` is the same call with store="http://host:port" and token="gst_..."
+    team_store = workdir / "team-store"
+    team_store.mkdir(exist_ok=True)
+    pushed = gptstore.push(model.name, store=str(team_store))
+    hits = gptstore.search("command-line", store=str(team_store))
+    print(f"push:      {pushed.reference} sha256:{pushed.digest[:12]} to {pushed.store}")
+    print(f"search:    {', '.join(f'{h.reference} ({h.price})' for h in hits)}")
+    print(f"next:      gptstore push {model.name} --store URL    # share it on a hub or a gptstore server")
 
 
 def main() -> None:

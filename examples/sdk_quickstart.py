@@ -17,20 +17,20 @@ from pathlib import Path
 def publish_tiny_model(workdir: Path) -> str:
     """Stand-in for `gptstore pull`: a publisher builds, packages and signs a tiny GPT, and we
     trust their key and publish it to our library."""
-    from gptstore import Library, package
-    from gptstore.signing import export_public_key, generate_key, sign_package
+    import gptstore
+    from gptstore.signing import export_public_key, generate_key
     from gptstore.training.tiny import build_tiny_gpt
     from gptstore.trust import TrustStore
 
     model_dir = build_tiny_gpt(workdir / "tiny", train_steps=150, n_embd=96, n_head=4, seed=0)  # seconds on a CPU
-    package(model_dir, name="example/tiny", version="1.0.0", description="A tiny GPT for the quickstart",
+    gptstore.package(model_dir, name="example/tiny", version="1.0.0", description="A tiny GPT for the quickstart",
             license="mit", pricing={"model": "per_1k_tokens", "amount": 0.01, "currency": "USD"},
             generation={"repetition_penalty": 1.3, "stop": ["\n\n"]})  # defaults a call can override
     generate_key("example-publisher")
-    sign_package(model_dir, key="example-publisher")
+    gptstore.sign(model_dir, key="example-publisher")
     with TrustStore.edit() as trust:  # `gptstore trust add example PUBKEY_FILE`
         trust.add_key("example", export_public_key("example-publisher"))
-    return Library().publish(model_dir).name
+    return gptstore.Library().publish(model_dir).name
 
 
 def quickstart(reference: str) -> None:

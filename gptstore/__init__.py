@@ -7,6 +7,10 @@ imports torch or transformers until a model is loaded.
     >>> model = gptstore.load("acme/poet")                        # doctest: +SKIP
     >>> model.generate("Roses are", max_new_tokens=20).text       # doctest: +SKIP
     >>> gptstore.verify("acme/poet", full=True).ok                  # doctest: +SKIP
+
+Each step of a flow is one function here (the front door, :mod:`gptstore.sdk`): ``search``,
+``pull``, ``verify``, ``load`` for consumers; ``finetune``, ``evaluate``, ``package``, ``sign``,
+``Library().publish``, ``push`` for providers. The CLI calls the same functions.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ _LAZY: dict[str, str] = {
     "load": "gptstore.model",
     "Model": "gptstore.model",
     "verify": "gptstore.verification",
+    "pull": "gptstore.sdk",
+    "push": "gptstore.sdk",
+    "search": "gptstore.sdk",
+    "sign": "gptstore.sdk",
+    "finetune": "gptstore.sdk",
+    "evaluate": "gptstore.sdk",
     "VerificationReport": "gptstore.verification",
     "CheckResult": "gptstore.checks",
     "GenerationParams": "gptstore.engines.params",
@@ -50,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .packaging import package
     from .refs import Reference
     from .refs import parse_reference
+    from .sdk import evaluate, finetune, pull, push, search, sign
     from .verification import VerificationReport, verify
 
 

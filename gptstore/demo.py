@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import GPTStoreError, UsageError
+from .errors import DemoFailed, UsageError
 
 #: the topic the base is fine-tuned on: command-line parsing, from three stdlib modules
 TOPIC_MODULES = ("argparse", "optparse", "getopt")
@@ -40,10 +40,6 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 #: what the demo writes in its workdir (anything else there makes it refuse to replace the workdir)
 _OWN = frozenset({"base", "cli-docs", "store", "checkpoints", "checkpoints.lock", "topic-train.txt",
                   "topic-heldout.txt"})
-
-
-class DemoFailed(GPTStoreError):
-    """A step of the demo did not show what it should (e.g. the fine-tune did not learn)."""
 
 
 @dataclass
@@ -172,7 +168,7 @@ def _run(run: DemoRun, *, base_steps: int, finetune_steps: int) -> None:
     from .library import Library
     from .model import load
     from .packaging import package
-    from .pull import pull
+    from .pulling import pull
     from .signing import sign_package
     from .evaluation import evaluate_model
     from .training.finetune import FinetuneConfig, finetune

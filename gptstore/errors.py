@@ -21,9 +21,12 @@ actual digests) and also inherit the matching built-in, so generic ``except`` cl
      ├── ConflictError                           e.g. a tag that already names other content
      ├── ClaimMismatch                           a measured perplexity contradicts the manifest's claim
      ├── TrustError                              signature missing, untrusted or invalid
+     │    └── MalformedSignature                 a gptstore.sig that is not a gptstore DSSE envelope
      ├── StoreError (OSError)                    a remote store failed or refused
      │    └── AuthError (PermissionError)        not authorised / token lacks scope
      ├── PluginError                             a plugin failed; names the plugin
+     ├── PluginInstallError                      pip failed, or what was named is not an installed plugin
+     ├── DemoFailed                              a step of ``gptstore demo`` did not show what it should
      └── MissingDependency (ImportError)         an optional extra is not installed
 """
 
@@ -157,6 +160,10 @@ class TrustError(GPTStoreError):
     """Authenticity could not be established under the trust policy."""
 
 
+class MalformedSignature(TrustError):
+    """A gptstore.sig that is not a gptstore DSSE envelope (:mod:`gptstore.signing` parses it)."""
+
+
 class StoreError(GPTStoreError, OSError):
     """A store (remote or local) failed or refused the request."""
 
@@ -176,6 +183,16 @@ class PluginError(GPTStoreError):
             f"plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}",
             hint="update or uninstall it, or skip plugins with GPTSTORE_LOAD_PLUGINS=''",
         )
+
+
+class PluginInstallError(GPTStoreError):
+    """pip failed, or the distribution named is not an installed plugin
+    (:mod:`gptstore.plugin_install`)."""
+
+
+class DemoFailed(GPTStoreError):
+    """A step of the demo did not show what it should, e.g. the fine-tune did not learn
+    (:mod:`gptstore.demo`)."""
 
 
 class MissingDependency(GPTStoreError, ImportError):

@@ -25,7 +25,7 @@ from .engines import pick_engine
 from .engines.base import check_device, placement
 from .errors import ClaimMismatch, InvalidReference, PackageError, UsageError
 from .fsutil import package_files
-from .hfutil import quiet_transformers
+from .transformers_logging import quiet_transformers
 from .library import Library
 from .manifest import MANIFEST_FILE, METADATA_FILES, load_manifest
 from .model import load
@@ -214,7 +214,7 @@ def evaluate_model(target: str | Path, data: Path | str | Iterable[Path | str], 
     with quiet_transformers():
         if local is not None:
             with load(local.reference, device=device) as model:  # verified in full, as `gptstore run`
-                loss, tokens, blocks = _measure(model._live(), documents, batch_size)
+                loss, tokens, blocks = _measure(model.runner, documents, batch_size)
                 used_device, digest = model.device, model.digest  # what was measured, if the tag moved
         else:
             runner = _load_directory(directory, manifest, device)

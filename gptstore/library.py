@@ -247,8 +247,7 @@ class Library:
             link_or_copy(self.blobs.path(entry.sha256), tmp / entry.path)
         tmp.mkdir(parents=True, exist_ok=True)
         atomic_write(tmp / MANIFEST_FILE, dumps(manifest))
-        sig = self.signature(digest)
-        if sig is not None:
+        if (sig := self.signature(digest)) is not None:
             atomic_write(tmp / SIGNATURE_FILE, sig)
         try:
             os.replace(tmp, path)
@@ -318,9 +317,7 @@ class Library:
 
     def _check_tags(self, manifest: Manifest, tags: list[str], force: bool) -> None:
         digest = manifest.digest
-        for tag in tags:
-            if tag == DEFAULT_TAG:
-                continue
+        for tag in (t for t in tags if t != DEFAULT_TAG):  # latest moves freely
             try:
                 current = self._ref_path(manifest.repo_id, tag).read_text().strip()
             except FileNotFoundError:

@@ -76,7 +76,7 @@ def pull_locked(lockfile: LockFile, *, token: str | None = None, allow_unsafe: b
     ``GPTSTORE_TOKEN``) is used only for entries on that store, never sent to another URL.
     """
     from . import config
-    from .pull import pull
+    from .pulling import pull
     from .stores.auth import same_store
     from .stores.base import get_store
 

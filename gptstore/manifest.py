@@ -115,6 +115,7 @@ class Format(_Model):
     base: BaseModelRef | None = Field(None, description="The base model, when this package is an adapter over it.")
 
 
+#: a decoding strategy: what a manifest's generation defaults and a call's params may name
 Strategy = Literal["greedy", "beam", "sample"]
 
 

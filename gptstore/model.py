@@ -61,7 +61,7 @@ def resolve(reference: str | Reference, store: str | Path | None = None, *,
         return library, library.get(reference)
     except ModelNotFound:
         pass
-    from .pull import pull
+    from .pulling import pull
 
     # the pull's warnings are this load's verification's too: shown once, by load
     return library, pull(reference, store=str(store), library=library, allow_unsafe=allow_unsafe, warn=False).model
@@ -161,7 +161,7 @@ class Model:
 
     @property
     def context_length(self) -> int:
-        return self._live().context_length
+        return self.runner.context_length
 
     @property
     def output_filtered(self) -> bool:
@@ -171,7 +171,11 @@ class Model:
         plugins.load_plugins()
         return bool(plugins.pm.hook.after_generate.get_hookimpls())
 
-    def _live(self) -> Runner:
+    @property
+    def runner(self) -> Runner:
+        """The engine's loaded model, for work beyond generate/stream/perplexity (``gptstore
+        eval`` measures through a transformers runner's ``model`` and ``tokenizer``). Valid while
+        this model is open; raises :class:`~gptstore.errors.UsageError` once it is closed."""
         if self._runner is None:
             raise UsageError(f"model {self.name} is closed", hint="load it again with gptstore.load()")
         return self._runner
@@ -193,7 +197,7 @@ class Model:
         prompts = _prompt_list(prompt)
         if not prompts:
             return []
-        runner = self._live()
+        runner = self.runner
         start = perf_counter()
         prompts = self._before(self._render(prompts, raw), resolved)
         completions = runner.generate(prompts, resolved)
@@ -215,7 +219,7 @@ class Model:
         resolved = self.params(params, **kwargs)
         if not isinstance(prompt, str):
             raise UsageError("stream takes one prompt", hint="use generate() for a list of prompts")
-        runner = self._live()
+        runner = self.runner
         start = perf_counter()
         prompts = self._before(self._render([prompt], raw), resolved)
         inner = runner.stream(prompts[0], resolved)
@@ -237,7 +241,7 @@ class Model:
     def perplexity(self, texts: str | Sequence[str], *, batch_size: int = 8) -> float:
         """exp(mean token cross-entropy) over ``texts`` (no template), in blocks of the model's
         context, ``batch_size`` blocks per forward pass; see :mod:`gptstore.perplexity`."""
-        return self._live().perplexity(_prompt_list(texts), batch_size=batch_size)
+        return self.runner.perplexity(_prompt_list(texts), batch_size=batch_size)
 
     # -- steps -----------------------------------------------------------------------------
     def _render(self, prompts: list[str], raw: bool) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plugins
-from .adapters import adapters, get_adapter
+from .adapters import Adapter, adapters, get_adapter
 from .blobs import hash_file
 from .errors import ManifestError, PackageError, UsageError
 from .fsutil import package_files
@@ -17,7 +17,7 @@ from .refs import parse_repo_id
 PROTECTED = frozenset({"files", "format", "namespace", "name", "version", "schema_version"})
 
 
-def pick_adapter(path: Path, name: str | None) -> Any:
+def pick_adapter(path: Path, name: str | None) -> Adapter:
     if name:
         return get_adapter(name)
     for adapter in adapters().values():
@@ -25,16 +25,6 @@ def pick_adapter(path: Path, name: str | None) -> Any:
             return adapter
     raise PackageError(f"no adapter recognises {path}", path=path,
                        hint="pass --adapter NAME (see `gptstore plugins`) or check the directory")
-
-
-def _takes_base(adapter: Any) -> bool:
-    import inspect
-
-    try:
-        parameters = inspect.signature(adapter.inspect).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == "base" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def file_entries(root: Path) -> list[dict[str, Any]]:
@@ -53,21 +43,16 @@ def package(path: Path | str, *, name: str, version: str, adapter: str | None = 
     Fields of an existing ``gptstore.json`` (e.g. the metrics and provenance that ``finetune``
     drafted) are kept unless given again in ``fields``; the format and the file list are always
     recomputed. ``prepare_manifest`` plugins may then enrich it. ``base`` (a library reference)
-    is for formats over a base model (e.g. ``peft``): it is passed to the adapter's ``inspect``,
-    which records it as ``format.base``; an adapter that takes no base refuses it.
+    is for formats over a base model (e.g. ``peft``): it is passed to the adapter's ``inspect``
+    (the :class:`~gptstore.adapters.Adapter` protocol), which records it as ``format.base``; a
+    format that is not over a base refuses it.
     """
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="give the model directory to package")
     ref = parse_repo_id(name)
     chosen = pick_adapter(root, adapter)
-    if base is None:
-        format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe)
-    elif _takes_base(chosen):
-        format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe, base=base)
-    else:
-        raise UsageError(f"package format {chosen.name!r} does not take a base model (got --base {base})",
-                         hint="--base is for formats over a base model, e.g. peft adapters")
+    format_fields = chosen.inspect(root, allow_unsafe=allow_unsafe, base=base)
     data: dict[str, Any] = {}
     if (root / MANIFEST_FILE).is_file():
         data = load_manifest(root).model_dump(exclude_none=True)

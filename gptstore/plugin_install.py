@@ -10,6 +10,10 @@ gptstore whichever way gptstore was installed (venv, pipx, user site). pip resol
 installs; this module then checks that what was installed is a plugin (a distribution with an
 entry point in group ``gptstore``) and loads it in a fresh process, the way the next
 ``gptstore`` command will, so a plugin that fails to import is reported at once.
+
+What pip installed comes from its installation report, written to its stdout (``--quiet --report
+-``, so stdout holds nothing else) and read at most :data:`MAX_REPORT_BYTES` (the report carries
+every installed distribution's metadata, descriptions included).
 """
 
 from __future__ import annotations
@@ -22,20 +26,20 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
-from .errors import GPTStoreError, UsageError
+from .errors import PluginInstallError, UsageError
 from .plugins import DEFAULT_PLUGINS, ENTRY_POINT_GROUP
 
 #: how a fresh process lists plugins (``gptstore plugins --json``)
 LIST_PLUGINS = [sys.executable, "-c", "from gptstore.cli.main import main; main()", "plugins", "--json"]
-
-
-class PluginInstallError(GPTStoreError):
-    """pip failed, or the distribution named is not an installed plugin."""
+#: most bytes of pip's installation report (its stdout) that are read
+MAX_REPORT_BYTES = 16 << 20
+#: most bytes of pip's other output kept (the error lines come first)
+MAX_OUTPUT_BYTES = 1 << 20
 
 
 @dataclass
@@ -69,17 +73,96 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pip(*args: str, verbose: bool = False) -> subprocess.CompletedProcess:
-    """Run ``python -m pip ARGS`` in gptstore's environment; output captured unless ``verbose``."""
+@dataclass
+class PipRun:
+    """A finished pip: its exit code and its output, each read at most to a limit."""
+
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+    #: stdout was longer than its limit; ``stdout`` holds only its beginning
+    stdout_truncated: bool = False
+
+
+def _read_capped(stream: IO[bytes], limit: int, into: dict[str, Any]) -> None:
+    """Read ``stream`` to its end (so the writer never blocks), keeping its first ``limit`` bytes."""
+    kept = bytearray()
+    over = False
+    while chunk := stream.read(1 << 16):
+        room = limit - len(kept)
+        if len(chunk) > room:
+            over = True
+        kept += chunk[:max(room, 0)]
+    into["data"], into["over"] = kept.decode("utf-8", "replace"), over
+
+
+def pip(*args: str, verbose: bool = False, report: bool = False) -> PipRun:
+    """Run ``python -m pip ARGS`` in gptstore's environment.
+
+    Its stdout and stderr are captured (size-capped), except that ``verbose`` lets them through to
+    the terminal. With ``report``, stdout is pip's JSON installation report (``--report -``), so
+    it is captured even when ``verbose``, up to :data:`MAX_REPORT_BYTES`.
+    """
     if importlib.util.find_spec("pip") is None:
         raise PluginInstallError(f"pip is not available in gptstore's environment ({sys.executable})",
                                  hint="add it with `python -m ensurepip`, or install plugins with the tool "
                                       "that installed gptstore")
-    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=not verbose, text=True, env=env)
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PYTHONIOENCODING="utf-8")
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):  # the report must stay plain JSON
+        env.pop(name, None)
+    pipe_out, pipe_err = report or not verbose, not verbose
+    process = subprocess.Popen([sys.executable, "-m", "pip", *args], env=env,
+                               stdout=subprocess.PIPE if pipe_out else None,
+                               stderr=subprocess.PIPE if pipe_err else None)
+    out: dict[str, Any] = {}
+    err: dict[str, Any] = {}
+    streams = ((process.stdout, MAX_REPORT_BYTES if report else MAX_OUTPUT_BYTES, out),
+               (process.stderr, MAX_OUTPUT_BYTES, err))
+    readers = [threading.Thread(target=_read_capped, args=(stream, limit, into), daemon=True)
+               for stream, limit, into in streams if stream is not None]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    returncode = process.wait()
+    return PipRun(returncode, out.get("data", ""), err.get("data", ""), bool(out.get("over")))
 
 
-def _pip_error(result: subprocess.CompletedProcess) -> str:
+def _install_report(run: PipRun) -> dict[str, Any] | None:
+    """pip's installation report (its stdout), or None when it is too large or not a JSON object."""
+    if run.stdout_truncated:
+        return None
+    try:
+        report = json.loads(run.stdout)
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _requested(report: dict[str, Any]) -> list[str]:
+    """The names of the distributions pip installed because they were asked for."""
+    items = report.get("install")
+    names = []
+    for item in items if isinstance(items, list) else []:
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(name, str) and item.get("requested") is True:
+            names.append(name)
+    return names
+
+
+def _named_in(spec: str) -> str | None:
+    """The distribution a spec names without installing it: a requirement's name
+    (``gptstore-guard>=0.1``), or a wheel's (``gptstore_guard-0.1.0-py3-none-any.whl``)."""
+    if spec.endswith(".whl"):
+        return Path(spec).name.split("-", 1)[0] or None
+    if _looks_like_path(spec) or "://" in spec:
+        return None
+    name = re.match(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", spec)
+    return name.group() if name else None
+
+
+def _pip_error(result: PipRun) -> str:
     """The line of pip's output that says what went wrong."""
     lines = [line.strip() for line in (result.stderr or "").splitlines() if line.strip()]
     for line in lines:
@@ -144,7 +227,8 @@ def install(spec: str, *, editable: bool = False, upgrade: bool = False, pip_arg
         editable: install a directory in editable mode (``pip install -e``), for development.
         upgrade: ``pip install --upgrade``.
         pip_args: more arguments for pip, e.g. ``["--no-deps", "--no-build-isolation"]``.
-        verbose: let pip print to the terminal.
+        verbose: let pip's warnings and errors through to the terminal as they happen (its stdout
+            is the installation report, run with ``--quiet``).
 
     Returns what was installed, its plugins loaded in a fresh process, and the ``problems``
     (not a plugin, failed to load, a dependency conflict), which leave it installed.
@@ -154,20 +238,20 @@ def install(spec: str, *, editable: bool = False, upgrade: bool = False, pip_arg
         PluginInstallError: pip failed (nothing was installed); the message is pip's error.
     """
     args = install_args(spec, editable=editable, upgrade=upgrade, pip_args=pip_args)
-    with tempfile.TemporaryDirectory(prefix="gptstore-pip-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        result = pip("install", "--report", str(report_path), *args, verbose=verbose)
-        if result.returncode != 0:
-            raise PluginInstallError(f"pip could not install {spec}: {_pip_error(result)}",
-                                     hint="run again with --verbose to see pip's output")
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    requested = [item["metadata"]["name"] for item in report.get("install", []) if item.get("requested")]
-    outcome = InstallResult(dists=[], already=not requested)
-    if not requested:  # pip changed nothing: "Requirement already satisfied"
-        said = re.findall(r"^Requirement already satisfied: ([A-Za-z0-9][A-Za-z0-9._-]*)", result.stdout or "", re.M)
-        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
-        requested = said[:1] or ([name.group()] if name and not _looks_like_path(spec) else [])
-        if not requested:
+    result = pip("install", "--quiet", "--report", "-", *args, verbose=verbose, report=True)
+    if result.returncode != 0:
+        raise PluginInstallError(f"pip could not install {spec}: {_pip_error(result)}",
+                                 hint="run again with --verbose to see pip's warnings and errors")
+    report = _install_report(result)
+    requested = _requested(report) if report is not None else []
+    outcome = InstallResult(dists=[], already=report is not None and not requested)
+    if not requested:  # pip changed nothing ("Requirement already satisfied"), or its report is unreadable
+        named = _named_in(spec)
+        requested = [named] if named else []
+        if report is None:
+            outcome.problems.append(f"pip's installation report was not readable (larger than "
+                                    f"{MAX_REPORT_BYTES >> 20} MiB, or not JSON); check `gptstore plugins`")
+        elif not requested:
             outcome.problems.append(f"pip succeeded, but it is not clear what it installed for {spec}; "
                                     "see `gptstore plugins`")
     for name in requested:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import ConflictError, MissingDependency, NotFoundError, TrustError, UsageError
+from .errors import ConflictError, MalformedSignature, MissingDependency, NotFoundError, TrustError, UsageError
 from .fsutil import atomic_write
 from .integrity import check_integrity
 from .manifest import SIGNATURE_FILE, Manifest, canonical_json, load_manifest
@@ -253,10 +253,6 @@ class Envelope:
         return self.statement["reference"]
 
 
-class MalformedSignature(TrustError):
-    """A gptstore.sig that is not a gptstore DSSE envelope."""
-
-
 def _b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise MalformedSignature(f"{what} is not a base64 string")
@@ -417,7 +413,7 @@ def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = 
 
 
 __all__ = [
-    "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "MalformedSignature", "SignatureCheck",
+    "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "SignatureCheck",
     "generate_key", "list_keys", "get_key", "export_public_key", "load_private_key", "load_public_key",
     "key_id", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package", "reference_of",
     "MAX_SIGNATURE_BYTES",

@@ -15,11 +15,6 @@ from gptstore.cli.main import COMMANDS, builtin_command
 
 CLI_DIR = Path(gptstore.cli.__file__).parent
 
-#: command modules that still declare a shared flag themselves, because their owners change them
-#: in other work; take a module out once it imports the flag from gptstore.cli._options (the test
-#: below fails until you do)
-NOT_YET_SHARED = {"remote.py", "train.py", "evaluate.py", "plugins.py", "server.py"}
-
 
 def _every_command() -> list[tuple[str, click.Command]]:
     found = []
@@ -53,10 +48,7 @@ def test_no_command_module_declares_a_shared_flag_itself():
             continue
         source = path.read_text(encoding="utf-8")
         declared = [s.flag for s in SHARED if re.search(rf"click\.option\(\s*[\"']{s.flag}[\"']", source)]
-        if path.name in NOT_YET_SHARED:
-            assert declared, f"{path.name} takes its shared flags from _options now: remove it from NOT_YET_SHARED"
-        else:
-            assert not declared, f"{path.name} declares {declared} itself: use gptstore.cli._options"
+        assert not declared, f"{path.name} declares {declared} itself: use gptstore.cli._options"
 
 
 def test_replace_changes_settings_but_keeps_the_flag_and_the_parameter_name():

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gptstore.errors import UsageError
+from gptstore.errors import DemoFailed, UsageError
 
 
 @pytest.mark.slow
@@ -45,7 +45,7 @@ def test_demo_fails_loudly_when_the_fine_tune_does_not_learn(gptstore_home, tmp_
 
     monkeypatch.setattr(demo, "MAX_RATIO", 0.0)  # no fine-tune is that good
     lines: list[str] = []
-    with pytest.raises(demo.DemoFailed, match=r"the fine-tune is not clearly better than its base .* needs < 0"):
+    with pytest.raises(DemoFailed, match=r"the fine-tune is not clearly better than its base .* needs < 0"):
         demo.run_demo(tmp_path / "demo", echo=lines.append, base_steps=5, finetune_steps=1)
     assert any("fine-tuned perplexity" in line for line in lines)
 

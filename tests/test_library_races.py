@@ -17,7 +17,7 @@ import pytest
 from gptstore import verify
 from gptstore.library import Library
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 from gptstore.stores.local import LocalStore
 
 # another process that publishes a model and removes it again: its GC runs over the whole library

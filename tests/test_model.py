@@ -262,6 +262,17 @@ def test_model_is_a_context_manager(published):
     assert runner.model is None and "closed" in repr(model)
 
 
+def test_runner_is_the_engine_s_loaded_model_while_open(published):
+    """The public way to the engine's runner (``gptstore eval`` measures through its model and
+    tokenizer); a closed model has none."""
+    with gptstore.load("acme/tiny", device="cpu") as model:
+        runner = model.runner
+        assert runner is model._runner and runner.model is not None and runner.tokenizer is not None
+        assert (runner.device, runner.context_length) == (model.device, model.context_length)
+    with pytest.raises(UsageError, match=r"model acme/tiny:latest is closed; load it again with gptstore.load\(\)"):
+        model.runner
+
+
 def test_store_pulls_on_demand_from_a_path_or_file_url(package_dir, tmp_path):
     other = Library(tmp_path / "elsewhere")
     other.publish(package_dir)

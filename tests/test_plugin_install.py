@@ -20,7 +20,7 @@ from gptstore.errors import UsageError
 from gptstore.plugin_install import install_args, normalize
 
 OFFLINE = ["--", "--no-build-isolation", "--no-deps", "--no-index"]
-HINT = "; run again with --verbose to see pip's output"
+HINT = "; run again with --verbose to see pip's warnings and errors"
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,72 @@ def test_a_complaint_from_a_successful_pip_is_kept_as_one_line():
                                       "packages.; itest-x 0.3.0 requires pydantic<2, but you have pydantic 2.14.4 "
                                       "which is incompatible.")
     assert _pip_complaint("WARNING: only a warning\n") is None
+
+
+def test_pip_writes_its_report_to_stdout_and_it_is_read(tmp_path):
+    """``--quiet --report -``: stdout is the JSON report alone (no temporary file), read whole."""
+    from gptstore.plugin_install import _install_report, _requested, pip
+
+    plugin = make_plugin(tmp_path, "gptstore-itest-report", "gptstore_itest_report", HELLO,
+                         entry_point="itest-report")
+    run = pip("install", "--quiet", "--report", "-", "--dry-run", *OFFLINE[1:], str(plugin), report=True)
+    assert run.returncode == 0, run.stderr
+    report = _install_report(run)
+    assert report is not None and not run.stdout_truncated
+    assert _requested(report) == ["gptstore-itest-report"]
+
+
+def test_pip_output_is_read_to_its_end_but_kept_only_up_to_a_limit():
+    import io
+
+    from gptstore.plugin_install import PipRun, _install_report, _read_capped
+
+    into: dict = {}
+    _read_capped(io.BytesIO(b"x" * 200_000), 1000, into)
+    assert into == {"data": "x" * 1000, "over": True}
+    _read_capped(io.BytesIO(b'{"install": []}'), 1000, into)
+    assert into == {"data": '{"install": []}', "over": False}
+    assert _install_report(PipRun(0, '{"install": []', stdout_truncated=True)) is None  # too large: not parsed
+    assert _install_report(PipRun(0, "Requirement already satisfied: x")) is None
+    assert _install_report(PipRun(0, "[1, 2]")) is None
+    assert _install_report(PipRun(0, '{"install": []}')) == {"install": []}
+
+
+def test_an_oversized_report_is_a_problem_not_a_crash(monkeypatch):
+    from gptstore import plugin_install
+
+    monkeypatch.setattr(plugin_install, "pip", lambda *args, **kwargs: plugin_install.PipRun(
+        0, '{"install": [' + '{"metadata": {"name": "x"}}, ' * 10, stdout_truncated=True))
+    result = plugin_install.install("itest-not-installed-anywhere")
+    assert not result.already and result.dists == []
+    assert result.problems == [
+        "pip's installation report was not readable (larger than 16 MiB, or not JSON); check `gptstore plugins`",
+        "pip reported itest-not-installed-anywhere as installed, but it cannot be found"]
+
+
+@pytest.mark.parametrize("report, names", [
+    ({"install": [{"metadata": {"name": "a"}, "requested": True}, {"metadata": {"name": "dep"}}]}, ["a"]),
+    ({"install": [{"metadata": {"name": "a"}, "requested": "yes"}]}, []),
+    ({"install": ["a", None, {"metadata": "a", "requested": True}, {"requested": True}]}, []),
+    ({"install": {"a": 1}}, []),
+    ({}, []),
+])
+def test_requested_names_come_only_from_well_formed_entries(report, names):
+    from gptstore.plugin_install import _requested
+
+    assert _requested(report) == names
+
+
+@pytest.mark.parametrize("spec, name", [
+    ("gptstore-guard", "gptstore-guard"),
+    ("gptstore_guard>=0.1", "gptstore_guard"),
+    ("gptstore-guard[extra]==1.0", "gptstore-guard"),
+    ("dist/gptstore_guard-0.1.0-py3-none-any.whl", "gptstore_guard"),
+    ("./gptstore-guard", None),
+    ("git+https://example.com/x.git", None),
+    ("-e", None),
+])
+def test_what_an_already_installed_spec_names(spec, name):
+    from gptstore.plugin_install import _named_in
+
+    assert _named_in(spec) == name

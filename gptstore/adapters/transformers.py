@@ -78,7 +78,10 @@ class TransformersAdapter:
         path = Path(path)
         return (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
 
-    def inspect(self, path: Path, *, allow_unsafe: bool = False) -> dict[str, Any]:
+    def inspect(self, path: Path, *, allow_unsafe: bool = False, base: str | None = None) -> dict[str, Any]:
+        from . import refuse_base
+
+        refuse_base(self, base)  # a full model, never over a base
         root = Path(path)
         try:
             config = json.loads((root / "config.json").read_text())

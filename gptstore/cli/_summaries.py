@@ -20,27 +20,27 @@ from __future__ import annotations
 #: command name -> its short help, unshortened (hidden commands are left out)
 SUMMARIES: dict[str, str] = {
     "demo": "Run the end-to-end demo on the local library (GPTSTORE_HOME).",
-    "eval": "Perplexity of a model (a library REF, verified, or a DIR) on data files.",
-    "finetune": "Fine-tune a model on text and write a package with a manifest draft to --out.",
+    "eval": "Measure a model's perplexity on data, or --check its claim.",
+    "finetune": "Fine-tune a model on text; write a package draft to --out.",
     "keys": "Make, list and export Ed25519 signing keys.",
     "list": "List models in the local library.",
-    "lock": "Print a lock file pinning REFERENCES to their digest and store revision.",
-    "login": "Check a token against a store and keep it for later commands (mode 0600).",
+    "lock": "Print a lock file pinning models to exact digests.",
+    "login": "Check a token against a store and save it (mode 0600).",
     "manifest": "Manifest tools: the JSON Schema of gptstore.json.",
     "package": "Write DIRECTORY/gptstore.json, pinning every file by sha256.",
-    "plugins": "List plugins (name, version, hooks, load errors); install and uninstall them.",
+    "plugins": "List plugins, their hooks and load errors; install, uninstall.",
     "publish": "Publish a packaged DIRECTORY to the local library.",
-    "pull": "Pull models into the local library, verified; resumes interrupted downloads.",
-    "push": "Push a model from the local library to a store: only what the store lacks is uploaded.",
+    "pull": "Pull models into the local library, verified and resumable.",
+    "push": "Push a library model to a store, uploading only what it lacks.",
     "rm": "Remove a model, one of its tags, or one digest from the library.",
     "run": "Generate text from REFERENCE for PROMPT (default: stdin).",
-    "search": "Search a store for models matching QUERY (name, description, provider, tags).",
-    "server": "Run a private, Hub-compatible GPT store, or manage its users, orgs, tokens and keys.",
+    "search": "Search a store for models (name, description, provider, tags).",
+    "server": "Run a private Hub-compatible store; manage users, orgs, keys.",
     "show": "Show a model's manifest, from the local library or a store.",
     "sign": "Sign a package directory (writes DIRECTORY/gptstore.sig).",
     "trust": "Trust publishers' keys per namespace; set the signature policy.",
     "usage": "Calls, tokens and cost per model, from the usage log.",
-    "verify": "Verify a library model (or a package directory): integrity, authenticity, safety.",
+    "verify": "Check a model's integrity, authenticity and safety.",
 }
 
 #: a limit no first sentence reaches, so that the table holds the whole sentence; the root help
@@ -50,7 +50,7 @@ UNSHORTENED = 10_000
 
 def generate() -> dict[str, str]:
     """Each visible built-in command's summary, read from the command (imports every command module)."""
-    from .main import COMMANDS, builtin_command
+    from ._commands import COMMANDS, builtin_command
 
     found = {}
     for name in sorted(COMMANDS):

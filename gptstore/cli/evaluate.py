@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._options import device_option, json_option
 from ._output import echo_json, short
 
 EVAL_EXAMPLES = """
@@ -29,23 +30,23 @@ Examples:
 @click.option("--tolerance", type=float, default=0.02, show_default=True, metavar="X",
               help="Relative difference --check accepts: 0.02 = the measured perplexity may be 2% above "
                    "or below the claim.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda > mps > cpu), cpu, mps, cuda or cuda:N.")
+@device_option
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Blocks of context per forward pass.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option.replace(help="Print the result as JSON.")
 def eval_command(target, data, check, tolerance, device, batch_size, as_json):
-    """Perplexity of a model (a library REF, verified, or a DIR) on data files.
+    """Measure a model's perplexity on data, or --check its claim.
 
-    A REF is verified in full (integrity, authenticity, safety) as `gptstore run` does; a
-    package DIR (your draft, before signing) gets integrity and safety checks.
+    The model is a library REF or a DIR. A REF is verified in full (integrity, authenticity,
+    safety) as `gptstore run` does; a package DIR (your draft, before signing) gets integrity and
+    safety checks.
 
     Perplexity is exp(mean token cross-entropy) over every token of the data, in blocks of the
     model's context. With --check it is compared with the `perplexity` metric of the model's
     manifest (see `gptstore show`), which records the sha256 of the data it was measured on.
     """
-    from ..evaluation import evaluate_model
+    from ..sdk import evaluate
 
-    report = evaluate_model(target, list(data), check=check, tolerance=tolerance, device=device,
-                            batch_size=batch_size)
+    report = evaluate(target, list(data), check=check, tolerance=tolerance, device=device, batch_size=batch_size)
     if as_json:
         echo_json(report.to_dict())
     elif report.claim is None or report.claim.ok:  # a failed check is one line: the error below

@@ -1,7 +1,7 @@
 """Signing commands: ``keys`` (generate, list, export), ``sign`` and ``trust`` (add, list, rm, policy).
 
-Thin: parse, call :mod:`gptstore.signing` / :mod:`gptstore.trust`, print. ``cryptography`` is
-imported only when a command runs.
+Thin: parse, call :mod:`gptstore.signing` / :mod:`gptstore.trust` (``sign``: the front door's
+:func:`gptstore.sdk.sign`), print. ``cryptography`` is imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def sign(directory, key_name, passphrase, as_json):
     Every file is checked against gptstore.json first.
     """
     from .. import config
-    from ..signing import get_key, sign_package
+    from ..sdk import sign as sign_package
+    from ..signing import get_key
 
     if passphrase is None and config.key_passphrase() is None and get_key(key_name).encrypted:
         passphrase = click.prompt(f"Passphrase for key {key_name}", hide_input=True, err=True)

@@ -1,7 +1,8 @@
 """Assembles the ``gptstore`` CLI and formats every error in one place.
 
-Command modules are imported lazily (only the one being run), and plugins add commands through
-the ``register_commands`` hook. ``gptstore --help`` imports neither torch nor transformers, nor
+Command modules are imported lazily (only the one being run; the table of built-ins is
+:data:`gptstore.cli._commands.COMMANDS`), and plugins add commands through the
+``register_commands`` hook. ``gptstore --help`` imports neither torch nor transformers, nor
 any command module, nor pydantic.
 
 The root help lists each built-in command with its own short help (``get_short_help_str``).
@@ -15,45 +16,13 @@ the table differ, and checks that the root help reads the same with every comman
 
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 
 import click
 
+from ._commands import COMMANDS, builtin_command
 from ._summaries import SUMMARIES
-
-#: command name -> "module:attribute"; modules are imported only when the command is used
-COMMANDS: dict[str, str] = {
-    "package": "gptstore.cli.models:package",
-    "publish": "gptstore.cli.models:publish",
-    "list": "gptstore.cli.models:list_models",
-    "show": "gptstore.cli.models:show",
-    "verify": "gptstore.cli.models:verify",
-    "rm": "gptstore.cli.models:rm",
-    "plugins": "gptstore.cli.plugins:plugins",
-    "run": "gptstore.cli.run:run",
-    "usage": "gptstore.cli.usage:usage",
-    "manifest": "gptstore.cli.manifest:manifest",
-    "server": "gptstore.cli.server:server",
-    "finetune": "gptstore.cli.train:finetune",
-    "eval": "gptstore.cli.evaluate:eval_command",
-    "demo": "gptstore.cli.demo:demo",
-    "search": "gptstore.cli.remote:search",
-    "push": "gptstore.cli.remote:push",
-    "pull": "gptstore.cli.remote:pull",
-    "lock": "gptstore.cli.remote:lock",
-    "login": "gptstore.cli.remote:login",
-    "keys": "gptstore.cli.keys:keys",
-    "trust": "gptstore.cli.keys:trust",
-    "sign": "gptstore.cli.keys:sign",
-}
-
-
-def builtin_command(name: str) -> click.Command:
-    """The built-in command ``name`` (a key of :data:`COMMANDS`), importing its module."""
-    module, _, attr = COMMANDS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def short_help(name: str, limit: int) -> str:

@@ -162,9 +162,9 @@ def show(reference, store_url, as_json):
 @allow_unsafe_option
 @json_option
 def verify(reference, full, allow_unsafe, as_json):
-    """Verify a library model (or a package directory): integrity, authenticity, safety.
+    """Check a model's integrity, authenticity and safety.
 
-    Exits 1 when any check fails.
+    REFERENCE is a library model or a package directory. Exits 1 when any check fails.
     """
     from ..errors import IntegrityError
     from ..verification import verify as verify_target

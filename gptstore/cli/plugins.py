@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ._options import json_option
 from ._output import echo_json, table
 
 PLUGINS_EXAMPLES = """
@@ -31,13 +32,14 @@ def _table(infos: list[dict]) -> None:
 
 
 @click.group(invoke_without_command=True, epilog=PLUGINS_EXAMPLES)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_context
 def plugins(ctx, as_json):
-    """List plugins (name, version, hooks, load errors); install and uninstall them.
+    """List plugins, their hooks and load errors; install, uninstall.
 
-    An error is a plugin that failed to load, raised while registering, registered a name that
-    was taken, or implements a hook that does not exist (a misspelled name is never called).
+    Each plugin is shown with its version and the hooks it implements. An error is a plugin
+    that failed to load, raised while registering, registered a name that was taken, or
+    implements a hook that does not exist (a misspelled name is never called).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -58,8 +60,8 @@ def plugins(ctx, as_json):
 @click.argument("pip_args", nargs=-1, metavar="[-- PIP_ARGS...]")
 @click.option("-e", "--editable", is_flag=True, help="Install a plugin directory in editable mode, for development.")
 @click.option("-U", "--upgrade", is_flag=True, help="Upgrade the plugin if it is installed.")
-@click.option("-v", "--verbose", is_flag=True, help="Show pip's output.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("-v", "--verbose", is_flag=True, help="Show pip's warnings and errors as they happen.")
+@json_option
 def install(spec, pip_args, editable, upgrade, verbose, as_json):
     """Install a plugin with pip, into gptstore's own environment.
 
@@ -92,7 +94,7 @@ def install(spec, pip_args, editable, upgrade, verbose, as_json):
 @plugins.command()
 @click.argument("name")
 @click.option("-v", "--verbose", is_flag=True, help="Show pip's output.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def uninstall(name, verbose, as_json):
     """Uninstall the plugin NAME (as `gptstore plugins` lists it, or its distribution) with pip.
 

@@ -1,20 +1,21 @@
-"""Commands that talk to a store: search, push, pull, lock, login."""
+"""Commands that talk to a store: search, push, pull, lock, login.
+
+Thin: parse, make one call of the front door (:mod:`gptstore.sdk`: ``search``, ``push``, ``pull``;
+:mod:`gptstore.lockfile`; :func:`gptstore.stores.login.login`), print.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from ._options import allow_unsafe_option, json_option, store_option, token_option
 from ._output import echo_json, human_size, short, table
 
-store_option = click.option("--store", "store_url", metavar="URL", default=None,
-                            help="Store URL: hf://, http(s)://host:port or a library path "
-                                 "(default: GPTSTORE_STORE, else the local library).")
-token_option = click.option("--token", default=None, help="Access token for the store named by --store / "
-                                                          "GPTSTORE_STORE (default: GPTSTORE_TOKEN, then "
-                                                          "`gptstore login`, then HF_TOKEN for hf://).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+if TYPE_CHECKING:
+    from ..pulling import PullResult
 
 
 @click.command()
@@ -26,10 +27,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @json_option
 def search(query, store_url, token, tag, sort, limit, as_json):
-    """Search a store for models matching QUERY (name, description, provider, tags)."""
-    from ..stores import get_store
+    """Search a store for models (name, description, provider, tags).
 
-    hits = get_store(store_url, token=token).search(query, tag=tag, sort=sort, limit=limit)
+    Every word of QUERY must match; without QUERY, every model is listed.
+    """
+    from ..sdk import search as search_store
+
+    hits = search_store(query, store=store_url, token=token, tag=tag, sort=sort, limit=limit)
     if as_json:
         echo_json([h.to_dict() for h in hits])
         return
@@ -48,18 +52,17 @@ def search(query, store_url, token, tag, sort, limit, as_json):
 @click.option("--private", is_flag=True, help="Create the repo as private.")
 @json_option
 def push(reference, store_url, token, private, as_json):
-    """Push a model from the local library to a store: only what the store lacks is uploaded."""
-    from ..library import Library
-    from ..stores import get_store
+    """Push a library model to a store, uploading only what it lacks.
 
-    model = Library().get(reference)
-    target = get_store(store_url, token=token)
-    where = target.push(model, private=private)
+    REFERENCE names a model of the local library (see `gptstore list`).
+    """
+    from ..sdk import push as push_model
+
+    result = push_model(reference, store=store_url, token=token, private=private)
     if as_json:
-        echo_json({"reference": f"{model.manifest.repo_id}:{model.manifest.version}",
-                   "digest": f"sha256:{model.digest}", "url": where})
+        echo_json(result.to_dict())
         return
-    click.echo(f"Pushed {model.manifest.repo_id}:{model.manifest.version} (sha256:{short(model.digest)}) to {where}")
+    click.echo(f"Pushed {result.reference} (sha256:{short(result.digest)}) to {result.url}")
 
 
 @click.command()
@@ -68,13 +71,17 @@ def push(reference, store_url, token, private, as_json):
 @token_option
 @click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Pull exactly the models of a lock file (--token goes only to its entries on --store).")
-@click.option("--allow-unsafe", is_flag=True, help="Accept pickle-based weights. Only for sources you trust.")
+@allow_unsafe_option
 @json_option
 def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
-    """Pull models into the local library, verified; resumes interrupted downloads."""
+    """Pull models into the local library, verified and resumable.
+
+    Every file is hashed while it streams in; an interrupted download resumes where it stopped, and
+    a file that was damaged in the library is fetched again.
+    """
     from ..errors import UsageError
     from ..lockfile import pull_locked, read
-    from ..pull import pull as pull_one
+    from ..sdk import pull as pull_model
 
     if bool(references) == bool(lock_path):
         raise UsageError("give REFERENCE(s) or --lock FILE", hint="e.g. gptstore pull acme/poet --store URL")
@@ -83,20 +90,23 @@ def pull(references, store_url, token, lock_path, allow_unsafe, as_json):
         results = pull_locked(read(lock_path), store=store_url, token=token, allow_unsafe=allow_unsafe,
                               progress=show)
     else:
-        results = [pull_one(ref, store=store_url, token=token, allow_unsafe=allow_unsafe, progress=show)
+        results = [pull_model(ref, store=store_url, token=token, allow_unsafe=allow_unsafe, progress=show)
                    for ref in references]
     if as_json:
-        echo_json([{"reference": r.model.name, "digest": f"sha256:{r.model.digest}",
-                    "fetched_files": r.fetched_files, "fetched_bytes": r.fetched_bytes,
-                    "reused_files": r.reused_files} for r in results])
+        echo_json([r.to_dict() for r in results])
         return
     for r in results:
         if r.base is not None:
-            b = r.base
-            click.echo(f"Pulled base {b.model.name} (sha256:{short(b.model.digest)}): {b.fetched_files} files, "
-                       f"{human_size(b.fetched_bytes)} fetched; verified")
-        click.echo(f"Pulled {r.model.name} (sha256:{short(r.model.digest)}): {r.fetched_files} files, "
-                   f"{human_size(r.fetched_bytes)} fetched, {r.reused_files} already here; verified")
+            click.echo(f"Pulled base {_pulled(r.base)}")
+        click.echo(f"Pulled {_pulled(r)}")
+
+
+def _pulled(r: PullResult) -> str:
+    """``acme/poet:1.0.0 (sha256:…): 5 files, 589.0 KB fetched, 0 already here; verified``."""
+    repaired = f", {r.repaired_files} damaged file{'s' if r.repaired_files != 1 else ''} fetched again" \
+        if r.repaired_files else ""
+    return (f"{r.model.name} (sha256:{short(r.model.digest)}): {r.fetched_files} files, "
+            f"{human_size(r.fetched_bytes)} fetched, {r.reused_files} already here{repaired}; verified")
 
 
 def _progress_bar():
@@ -124,26 +134,25 @@ def _progress_bar():
 @store_option
 @token_option
 def lock(references, store_url, token):
-    """Print a lock file pinning REFERENCES to their digest and store revision."""
+    """Print a lock file pinning models to exact digests.
+
+    Each of REFERENCES is resolved on the store to its manifest digest and the store's revision;
+    `gptstore pull --lock FILE` then brings exactly those bytes or fails.
+    """
     from ..lockfile import dumps, lock as make_lock
 
     click.echo(dumps(make_lock(list(references), store=store_url, token=token)), nl=False)
 
 
 @click.command()
-@click.option("--store", "store_url", metavar="URL", required=True, help="Store URL to log in to.")
-@click.option("--token", prompt=True, hide_input=True, help="Access token (prompted when omitted).")
+@store_option.replace(required=True, help="Store URL to log in to.")
+@token_option.replace(prompt=True, hide_input=True, help="Access token (prompted when omitted).")
 def login(store_url, token):
-    """Check a token against a store and keep it for later commands (mode 0600)."""
-    from ..errors import AuthError
-    from ..stores.auth import save_login
-    from ..stores.hub import HubStore
+    """Check a token against a store and save it (mode 0600).
 
-    store = HubStore(store_url, token=token)
-    try:
-        who = store.api.whoami()
-    except Exception as exc:
-        raise AuthError(f"{store_url} did not accept the token ({type(exc).__name__})",
-                        hint="check the token, or create one on the store") from exc
-    path = save_login(store_url, token)
-    click.echo(f"Logged in to {store_url} as {who.get('name')}; token saved in {path}")
+    Later commands use it for that store URL only.
+    """
+    from ..stores.login import login as check_and_save
+
+    done = check_and_save(store_url, token)
+    click.echo(f"Logged in to {done.url} as {done.user}; token saved in {done.path}")

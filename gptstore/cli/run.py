@@ -72,7 +72,7 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
         prompt = sys.stdin.read()
         prompt = prompt[:-1] if prompt.endswith("\n") else prompt
 
-    from ..hfutil import quiet_transformers
+    from ..transformers_logging import quiet_transformers
     from ..model import load
 
     with quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,

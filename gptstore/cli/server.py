@@ -10,6 +10,8 @@ import click
 
 from .. import config
 from ..errors import UsageError
+from ._options import json_option
+from ._output import table
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
           "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
@@ -111,11 +113,12 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
            page_size: int,
            require_signed: bool, log_level: str, limit_concurrency: int, timeout_keep_alive: int,
            request_timeout: float, min_transfer_rate: int, max_header_size: int) -> None:
-    """Run a private, Hub-compatible GPT store, or manage its users, orgs, tokens and keys.
+    """Run a private Hub-compatible store; manage users, orgs, keys.
 
     Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
-    transformers use (see docs/server.md) until interrupted. Every command needs the data
-    directory: --data DIR before the subcommand, or GPTSTORE_SERVER_DATA.
+    transformers use (see docs/server.md) until interrupted; `user`, `org`, `token` and `key`
+    administer it. Every command needs the data directory: --data DIR before the subcommand, or
+    GPTSTORE_SERVER_DATA.
     """
     data = data or config.server_data()
     ctx.find_root().meta["gptstore.server.data"] = data
@@ -243,7 +246,7 @@ def token() -> None:
 @click.argument("user_name", metavar="USER")
 @click.option("--scope", type=click.Choice(["read", "write"]), default="read", show_default=True)
 @click.option("--name", default=None, help="A label shown in `token list` (default: USER-SCOPE).")
-@click.option("--json", "as_json", is_flag=True, help="Print the token and its id as JSON.")
+@json_option.replace(help="Print the token and its id as JSON.")
 @click.pass_context
 def token_create(ctx: click.Context, user_name: str, scope: str, name: str | None, as_json: bool) -> None:
     """Create a token for USER and print it (it is shown only this once)."""
@@ -258,7 +261,7 @@ def token_create(ctx: click.Context, user_name: str, scope: str, name: str | Non
 
 @token.command("list")
 @click.argument("user_name", metavar="[USER]", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@json_option.replace(help="Print the tokens as JSON (never their secrets).")
 @click.pass_context
 def token_list(ctx: click.Context, user_name: str | None, as_json: bool) -> None:
     """List tokens (ids, users, scopes; never the secrets)."""
@@ -266,9 +269,12 @@ def token_list(ctx: click.Context, user_name: str | None, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps([t.__dict__ for t in tokens], indent=2))
         return
-    for t in tokens:
-        state = f"revoked {t.revoked_at}" if t.revoked_at else "active"
-        click.echo(f"{t.id}  {t.user:<16} {t.scope:<5}  {t.name:<24} {t.created_at}  {state}")
+    if not tokens:
+        click.echo("No tokens. Create one with `gptstore server token create USER`.")
+        return
+    table(["ID", "USER", "SCOPE", "NAME", "CREATED", "STATE"],
+          [(t.id, t.user, t.scope, t.name, t.created_at, f"revoked {t.revoked_at}" if t.revoked_at else "active")
+           for t in tokens])
 
 
 @token.command("revoke")
@@ -289,7 +295,7 @@ def key() -> None:
 @key.command("add")
 @click.argument("namespace")
 @click.argument("pubkey_file", type=click.File("rb"))
-@click.option("--json", "as_json", is_flag=True)
+@json_option.replace(help="Print the registered key as JSON.")
 @click.pass_context
 def key_add(ctx: click.Context, namespace: str, pubkey_file, as_json: bool) -> None:
     """Register the Ed25519 public key in PUBKEY_FILE (`-` for stdin) for NAMESPACE.
@@ -307,7 +313,7 @@ def key_add(ctx: click.Context, namespace: str, pubkey_file, as_json: bool) -> N
 
 @key.command("list")
 @click.argument("namespace", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Include each public key (PEM).")
+@json_option.replace(help="Print the keys as JSON, each with its public key (PEM).")
 @click.pass_context
 def key_list(ctx: click.Context, namespace: str | None, as_json: bool) -> None:
     """List registered keys (of NAMESPACE, or all)."""
@@ -315,8 +321,10 @@ def key_list(ctx: click.Context, namespace: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([k.to_dict() for k in keys], indent=2))
         return
-    for k in keys:
-        click.echo(f"{k.namespace:<16} {k.keyid}  {k.added_at}")
+    if not keys:
+        click.echo("No keys registered. Add one with `gptstore server key add NAMESPACE PUBKEY_FILE`.")
+        return
+    table(["NAMESPACE", "KEYID", "ADDED"], [(k.namespace, k.keyid, k.added_at) for k in keys])
 
 
 @key.command("rm")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ._options import device_option, json_option
 from ._output import echo_json, short
 
 FINETUNE_EXAMPLES = """
@@ -56,8 +57,8 @@ Examples:
 @click.option("--eval-data", "eval_data", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Measure the perplexity claim on these files instead (nothing is held out); repeatable.")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
-              help="Where to train.  [default: auto]")
+@device_option.replace(type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+                       help="Where to train: auto (cuda > mps > cpu), cpu, cuda or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
               help="Mixed precision.  [default: auto = bf16 on capable GPUs]")
 @click.option("--text-mode", type=click.Choice(["paragraphs", "file"]), default=None,
@@ -67,25 +68,21 @@ Examples:
               help="Where checkpoints go.  [default: under GPTSTORE_HOME/finetune]")
 @click.option("--no-resume", is_flag=True, help="Discard checkpoints of an earlier run and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option.replace(help="Print the result as JSON.")
 def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, as_json, method_options,
              eval_data, **options):
-    """Fine-tune a model on text and write a package with a manifest draft to --out.
+    """Fine-tune a model on text; write a package draft to --out.
 
-    The manifest records the base's digest, every data file's sha256, the hyper-parameters and
-    library versions, and the held-out loss and perplexity. Re-running with the same --out resumes
+    The draft's manifest records the base's digest, every data file's sha256, the hyper-parameters
+    and library versions, and the held-out loss and perplexity. Re-running with the same --out resumes
     from the last checkpoint (a larger --max-steps continues a finished run). Next: `gptstore
     package DIR --name .. --version .. --description ..` to change the draft, `gptstore publish DIR`.
     """
-    from ..training.config import make_config
-    from ..training.finetune import finetune as run
+    from ..sdk import finetune as train
 
-    if method_options:
-        options["method_options"] = parse_method_options(method_options)
-    config = make_config(**{k: v for k, v in options.items() if v is not None})
-    result = run(base, list(data), out, config=config, name=name, version=version, resume=not no_resume,
-                 checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json,
-                 eval_data=list(eval_data) or None)
+    result = train(base, list(data), out, name=name, version=version, resume=not no_resume,
+                   checkpoint_dir=checkpoint_dir, progress=not quiet and not as_json, eval_data=list(eval_data) or None,
+                   method_options=parse_method_options(method_options) if method_options else None, **options)
     if as_json:
         echo_json(result.to_dict())
         return

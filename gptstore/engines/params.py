@@ -25,13 +25,12 @@ Field descriptions double as the ``gptstore run`` option help.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InvalidParams
-
-Strategy = Literal["greedy", "beam", "sample"]
+from ..manifest import Strategy
 
 #: knobs that only make sense when sampling
 SAMPLING_KNOBS = ("temperature", "top_k", "top_p")

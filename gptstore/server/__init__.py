@@ -18,6 +18,20 @@ Modules, one concept each:
     api_*         the handlers
     routing       routes on the raw (percent-encoded) path; plain handlers in the threadpool
     app           the Starlette app: routes, exception handlers, lifespan, middleware; serve()
+    timeutil      timestamps in the one format the Hub client parses
+
+Layers, top to bottom: a module imports only from the rows below its own, and the modules of
+one row do not import each other (an import-linter contract in pyproject.toml; ``make test``
+runs ``lint-imports``)::
+
+    app
+    routing | limits
+    api_files | api_repos | api_revisions | api_uploads
+    context
+    commits
+    auth | search
+    accounts | keys | catalog
+    db | http | storage | settings | metadata | timeutil
 
 Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.
 """

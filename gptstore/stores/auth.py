@@ -5,6 +5,8 @@ user named (``--store`` or ``GPTSTORE_STORE``; applied by :func:`~gptstore.store
 never for a URL that came from data (a lock file naming another store). Logins are kept per
 store URL in ``GPTSTORE_HOME/credentials.json`` with mode 0600 and used for exactly that URL;
 ``HF_TOKEN`` only for ``hf://`` (huggingface.co).
+
+:func:`gptstore.stores.login.login` checks a token against a store before keeping it here.
 """
 
 from __future__ import annotations

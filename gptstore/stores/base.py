@@ -2,7 +2,9 @@
 
 A store answers: search, resolve a reference to a manifest digest, read a manifest (and its
 signature), list tags, read a file's bytes, and accept a pushed model. Backends register a factory
-per URL scheme through the ``register_stores`` hook; a bare path means ``file``.
+per URL scheme through the ``register_stores`` hook; a bare path means ``file``. The local library
+is no exception: it is the ``file`` store of ``GPTSTORE_HOME``, registered by the built-in plugin
+:mod:`gptstore.stores.local`, so a plugin that registers ``file`` first serves the default store too.
 """
 
 from __future__ import annotations
@@ -46,28 +48,16 @@ class SearchHit:
     tags: list[str] = field(default_factory=list)
     digest: str | None = None
 
+    @classmethod
+    def of(cls, manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:
+        """The hit for a manifest a store holds (its price labelled by :class:`~gptstore.manifest.Pricing`)."""
+        return cls(reference=f"{manifest.repo_id}:{manifest.version}", version=manifest.version,
+                   description=manifest.description, provider=manifest.provider.name if manifest.provider else None,
+                   license=manifest.license, price=manifest.pricing.label(), downloads=downloads,
+                   tags=list(manifest.tags), digest=digest)
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def format_price(model: str, amount: float = 0.0, currency: str = "USD") -> str:
-    """The label of a price given as loose values (a store's search JSON): :meth:`Pricing.label
-    <gptstore.manifest.Pricing.label>`, which owns the format."""
-    from ..manifest import Pricing
-
-    return Pricing.unchecked(model, amount, currency).label()
-
-
-def price_label(manifest: Manifest) -> str:
-    """``manifest.pricing.label()``, kept for the store modules that print a manifest's price."""
-    return manifest.pricing.label()
-
-
-def hit_for(manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:
-    return SearchHit(reference=f"{manifest.repo_id}:{manifest.version}", version=manifest.version,
-                     description=manifest.description, provider=manifest.provider.name if manifest.provider else None,
-                     license=manifest.license, price=price_label(manifest), downloads=downloads,
-                     tags=list(manifest.tags), digest=digest)
 
 
 Sort = Literal["downloads", "recent"]
@@ -117,19 +107,17 @@ def stores() -> dict[str, Callable[[str], Store]]:
 
 
 def get_store(url: str | None = None, *, token: str | None = None, named: bool = True) -> Store:
-    """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library.
+    """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library (the
+    ``file`` store of ``GPTSTORE_HOME``). Every store, the default included, comes from the
+    factory registered for its scheme.
 
     ``named``: the user chose this store (``--store``, ``GPTSTORE_STORE``, an SDK argument), so
     ``token`` (e.g. from ``--token``), else ``GPTSTORE_TOKEN``, is passed to its factory. For a
     URL that came from data (a lock file's entry for another store) pass ``named=False``: then no
     token is passed and the store uses only a login saved for its own URL.
     """
-    url = url or config.default_store()
+    url = url or config.default_store() or f"file://{config.home()}"
     token = (token or config.token()) if named else None
-    if url is None:
-        from .local import LocalStore
-
-        return LocalStore()
     scheme = url.split("://", 1)[0] if "://" in url else "file"
     factories = stores()
     if scheme not in factories:

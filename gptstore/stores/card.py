@@ -1,30 +1,49 @@
-"""The model card (``README.md``) pushed with every model: Hub metadata plus a readable summary."""
+"""The model card (``README.md``) pushed with every model: Hub metadata plus a readable summary.
+
+The metadata block is huggingface_hub's own: a ``ModelCardData`` (``library_name: gptstore``, the
+tags with ``gptstore`` first, ``license``, ``language``, ``base_model``, ``pipeline_tag:
+text-generation``) written and checked by ``ModelCard``, so the YAML is what the Hub, ``gptstore
+server`` (:mod:`gptstore.server.metadata`) and ``huggingface_hub.ModelCard.load`` read back,
+whatever characters the manifest's values hold.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
+
     from ..manifest import Manifest
 
+#: where the card lives in a hub repo
+CARD_FILE = "README.md"
 
-def _yaml_list(name: str, values: list[str]) -> list[str]:
-    return [f"{name}:"] + [f"- {json.dumps(v)}" for v in values] if values else []
+
+def card_data(manifest: Manifest) -> ModelCardData:
+    """The metadata the Hub indexes, from the manifest."""
+    from huggingface_hub import ModelCardData
+
+    from ..refs import parse_reference
+
+    m = manifest
+    return ModelCardData(
+        library_name="gptstore",
+        license=m.license,
+        pipeline_tag="text-generation",
+        tags=list(dict.fromkeys(["gptstore", *m.tags])),
+        language=list(m.languages) or None,
+        base_model=parse_reference(m.format.base.reference).repo_id if m.format.base else None,
+    )
 
 
 def model_card(manifest: Manifest, digest: str) -> str:
-    """YAML front matter the Hub indexes (library_name, tags, license, base_model, pipeline_tag)
-    followed by a short description, usage and the pinned digest."""
-    from .base import price_label
+    """The whole ``README.md``: the metadata block (:func:`card_data`) followed by a short
+    description, the format, the price, the metrics, usage and the pinned digest."""
+    from huggingface_hub import ModelCard
 
     m = manifest
-    tags = list(dict.fromkeys(["gptstore", *m.tags]))
-    lines = ["---", "library_name: gptstore", f"license: {json.dumps(m.license)}",
-             "pipeline_tag: text-generation", *_yaml_list("tags", tags), *_yaml_list("language", m.languages)]
-    if m.format.base:
-        lines.append(f"base_model: {json.dumps(m.format.base.reference.split(':')[0])}")
-    lines += ["---", "", f"# {m.repo_id} {m.version}", ""]
+    lines = [f"# {m.repo_id} {m.version}", ""]
     if m.description:
         lines += [m.description, ""]
     lines += [
@@ -32,7 +51,7 @@ def model_card(manifest: Manifest, digest: str) -> str:
         f"context {m.format.context_length}, {m.format.dtype})",
         f"- Provider: {m.provider.name if m.provider else 'unknown'}",
         f"- License: {m.license}",
-        f"- Price: {price_label(m)}",
+        f"- Price: {m.pricing.label()}",
         f"- Manifest digest: `sha256:{digest}`",
     ]
     lines += [f"- {metric.name}: {metric.value:.4g}" + (f" on {metric.dataset}" if metric.dataset else "")
@@ -40,4 +59,5 @@ def model_card(manifest: Manifest, digest: str) -> str:
     lines += ["", "## Use", "", "```", f"gptstore pull {m.repo_id}:{m.version} --store URL",
               f"gptstore run {m.repo_id}:{m.version} \"Your prompt\"", "```", "",
               "Every file is pinned by sha256 in `gptstore.json`; `gptstore verify` checks them.", ""]
-    return "\n".join(lines)
+    body = "\n".join(lines)
+    return str(ModelCard(f"---\n{card_data(m).to_yaml()}\n---\n\n{body}"))

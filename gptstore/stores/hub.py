@@ -2,8 +2,18 @@
 
 On a hub a model is a repo ``namespace/name`` with ``gptstore.json``, ``gptstore.sig``, a
 generated ``README.md`` card and the files; version ``1.2.0`` is the git tag ``v1.2.0`` and
-``latest`` is ``main``. For endpoints other than huggingface.co, Xet is switched off in-process
-(uploads then use the LFS batch API).
+``latest`` is ``main``.
+
+**Xet.** huggingface_hub 2.4 uploads through Xet whenever ``is_xet_available()`` says so: it reads
+the process-wide ``constants.HF_HUB_DISABLE_XET`` at each call and takes no per-call argument. A
+gptstore server (or any other endpoint than huggingface.co) has no Xet service, so a store for such
+an endpoint gets a client (:func:`lfs_only_api`) whose uploads run inside :func:`without_xet`: a
+context-local switch that the upload code's ``is_xet_available`` is routed through. The process-wide
+setting is never changed, so a huggingface.co upload elsewhere in the process (another thread, a
+later ``hf://`` store, the user's own code) still uses Xet. Routing means replacing the name
+``is_xet_available`` in the huggingface_hub modules that ask it (:data:`XET_DECIDERS`), a coupling
+to its internals that tests/stores/test_hub_store.py pins: should a later huggingface_hub decide
+elsewhere, the push of a large file to a gptstore server there fails.
 
 A store is untrusted. Everything read from it (model info, refs, manifest, signature, files,
 search results) goes through :mod:`.bounded_http`: into memory or a BlobWriter, size-capped and
@@ -15,33 +25,96 @@ Writing (push) uses ``HfApi``; see :mod:`.hub_push` for how racing pushes of a v
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import re
-from typing import TYPE_CHECKING, Any
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote, urljoin
 
 from .. import config
 from ..errors import (AuthError, GPTStoreError, ManifestError, ModelNotFound, StoreError, UsageError)
 from ..hookspecs import hookimpl
-from .base import Located, SearchHit, Sort, Store, format_price
+from .base import Located, SearchHit, Sort, Store
 from .bounded_http import (MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, BoundedHTTP, check_commit_id, one_line,
                            origin)
 
 if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
     from ..blobs import BlobWriter
     from ..library import LocalModel
     from ..manifest import FileEntry, Manifest
     from ..refs import Reference
 
 HF_ENDPOINT = "https://huggingface.co"
-MANIFEST = "gptstore.json"
-SIGNATURE = "gptstore.sig"
-CARD = "README.md"
 #: manifests read at most while looking for a pinned digest among a model's tags
 MAX_DIGEST_SEARCH = 100
 #: pages of search results read at most
 MAX_SEARCH_PAGES = 100
 _TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+
+
+#: the huggingface_hub modules whose upload code asks ``is_xet_available()`` (2.4: ``create_commit``
+#: through ``_commit_api._upload_files``; ``upload_folder`` in ``hf_api``)
+XET_DECIDERS = ("huggingface_hub._commit_api", "huggingface_hub.hf_api")
+_xet_off: ContextVar[bool] = ContextVar("gptstore_xet_off", default=False)
+_gate_lock = threading.Lock()
+
+
+def _gate_xet() -> None:
+    """Route the ``is_xet_available`` of :data:`XET_DECIDERS` through a gate that answers False
+    inside :func:`without_xet` and huggingface_hub's own answer everywhere else (done once)."""
+    with _gate_lock:
+        for name in XET_DECIDERS:
+            module = importlib.import_module(name)
+            decide = module.is_xet_available
+            if getattr(decide, "gptstore_gate", False):
+                continue
+
+            def gated(decide: Any = decide) -> bool:
+                return False if _xet_off.get() else decide()
+
+            gated.gptstore_gate = True  # type: ignore[attr-defined]
+            module.is_xet_available = gated
+
+
+@contextmanager
+def without_xet() -> Iterator[None]:
+    """Inside the block, in this thread (or task) only, huggingface_hub uploads over LFS, not Xet."""
+    _gate_xet()
+    token = _xet_off.set(True)
+    try:
+        yield
+    finally:
+        _xet_off.reset(token)
+
+
+@functools.cache
+def _lfs_only_api_class() -> type[HfApi]:
+    from huggingface_hub import HfApi
+
+    class LfsOnlyApi(HfApi):
+        """An ``HfApi`` whose uploads never use Xet (for endpoints without a Xet service)."""
+
+        def preupload_lfs_files(self, *args: Any, **kwargs: Any) -> Any:  # create_commit uploads here
+            with without_xet():
+                return super().preupload_lfs_files(*args, **kwargs)
+
+        def upload_folder(self, *args: Any, **kwargs: Any) -> Any:
+            with without_xet():
+                return super().upload_folder(*args, **kwargs)
+
+    return LfsOnlyApi
+
+
+def lfs_only_api(endpoint: str, token: str | bool | None) -> HfApi:
+    """An ``HfApi`` for ``endpoint`` that uploads over LFS, leaving Xet as it is for the rest of
+    the process."""
+    return _lfs_only_api_class()(endpoint=endpoint, token=token)
 
 
 def revision_of(ref: Reference) -> str:
@@ -58,21 +131,20 @@ class HubStore(Store):
         """``token`` is used as given; without one, only a login saved for exactly this URL (or
         ``HF_TOKEN`` for ``hf://``) is used. ``GPTSTORE_TOKEN`` is applied by
         :func:`~gptstore.stores.base.get_store` to the store the user named, never here."""
-        from huggingface_hub import HfApi, constants
+        from huggingface_hub import HfApi
 
-        self.url = url.rstrip("/")
-        if self.url.startswith("hf://"):
-            self.endpoint = HF_ENDPOINT
-        elif self.url.startswith(("http://", "https://")):
-            self.endpoint = self.url
+        if url.startswith("hf://"):  # "hf://" itself keeps its slashes
+            self.url, self.endpoint = "hf://" + url[len("hf://"):].rstrip("/"), HF_ENDPOINT
+        elif url.startswith(("http://", "https://")):
+            self.url = self.endpoint = url.rstrip("/")
         else:
             raise UsageError(f"not a hub URL: {url}", hint="use hf:// or http(s)://host:port")
-        if self.endpoint != HF_ENDPOINT:
-            constants.HF_HUB_DISABLE_XET = True  # protocol doc §4: no Xet server behind other endpoints
         from .auth import token_for
 
         self.token = token or token_for(self.url)
-        self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
+        # no Xet service behind other endpoints than huggingface.co: LFS for this client's uploads only
+        self.api = (HfApi(endpoint=self.endpoint, token=self.token or False) if self.endpoint == HF_ENDPOINT
+                    else lfs_only_api(self.endpoint, self.token or False))
         self.http = BoundedHTTP(self.endpoint, self.token)
 
     # -- errors ------------------------------------------------------------------------------
@@ -166,14 +238,14 @@ class HubStore(Store):
 
     def manifest_at(self, repo_id: str, commit: str) -> Manifest | None:
         """The parsed manifest of a commit, or None when the commit has none."""
-        from ..manifest import parse_bytes
+        from ..manifest import MANIFEST_FILE, parse_bytes
 
-        data = self.read_file(repo_id, MANIFEST, commit, limit=MAX_MANIFEST_BYTES)
-        return None if data is None else parse_bytes(data, source=f"{MANIFEST} of {repo_id} on {self.url}")
+        data = self.read_file(repo_id, MANIFEST_FILE, commit, limit=MAX_MANIFEST_BYTES)
+        return None if data is None else parse_bytes(data, source=f"{MANIFEST_FILE} of {repo_id} on {self.url}")
 
     def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
         """Resolve a reference to a commit and read its manifest and signature (no weights)."""
-        from ..manifest import parse_bytes
+        from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, parse_bytes
 
         self._check_online(f"resolving {ref}")
         what = str(ref)
@@ -185,16 +257,16 @@ class HubStore(Store):
         try:
             if revision is None:
                 commit = self._find_digest(ref) if ref.digest else self.commit_of(ref.repo_id, revision_of(ref))
-            data = self.read_file(ref.repo_id, MANIFEST, commit, limit=MAX_MANIFEST_BYTES)
-            signature = self.read_file(ref.repo_id, SIGNATURE, commit, limit=MAX_SIGNATURE_BYTES)
+            data = self.read_file(ref.repo_id, MANIFEST_FILE, commit, limit=MAX_MANIFEST_BYTES)
+            signature = self.read_file(ref.repo_id, SIGNATURE_FILE, commit, limit=MAX_SIGNATURE_BYTES)
         except Exception as exc:
             raise self._fail(exc, what) from exc
         if data is None:
-            raise ManifestError(f"{ref.repo_id} at {revision_of(ref)} on {self.url} has no {MANIFEST}",
+            raise ManifestError(f"{ref.repo_id} at {revision_of(ref)} on {self.url} has no {MANIFEST_FILE}",
                                 hint="it is not a gptstore package; push it with `gptstore push`")
-        manifest = parse_bytes(data, source=f"{MANIFEST} of {ref.repo_id} on {self.url}")
+        manifest = parse_bytes(data, source=f"{MANIFEST_FILE} of {ref.repo_id} on {self.url}")
         if manifest.repo_id != ref.repo_id:
-            raise ManifestError(f"{MANIFEST} of {ref.repo_id} names another model ({manifest.repo_id})")
+            raise ManifestError(f"{MANIFEST_FILE} of {ref.repo_id} names another model ({manifest.repo_id})")
         if ref.digest and manifest.digest != ref.digest:
             raise ModelNotFound(what, where=self.url,
                                 hint=f"the store has sha256:{manifest.digest[:12]}… at that revision")
@@ -216,9 +288,6 @@ class HubStore(Store):
             if manifest is not None and manifest.digest == ref.digest:
                 return commit
         raise ModelNotFound(str(ref), where=self.url, hint="no tag or main of that model has this digest")
-
-    def resolve(self, ref: Reference) -> str:
-        return self.locate(ref).digest
 
     def tags(self, repo_id: str) -> dict[str, str]:
         """``{version: commit}`` of the model's version tags, plus ``latest``."""
@@ -302,6 +371,8 @@ def _dict(value: Any) -> dict:
 def _hit(info: Any) -> SearchHit | None:
     """One search result from a store's JSON; anything malformed is dropped or blanked, and every
     text made one printable line (no terminal escapes from a store)."""
+    from ..manifest import Pricing
+
     if not isinstance(info, dict) or not isinstance(info.get("id"), str):
         return None
     summary = _dict(info.get("gptstore"))
@@ -309,7 +380,8 @@ def _hit(info: Any) -> SearchHit | None:
     amount = pricing.get("amount", 0)
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
         amount = 0
-    price = format_price(_text(pricing.get("model")) or "free", amount, _text(pricing.get("currency"), 8) or "USD")
+    price = Pricing.unchecked(_text(pricing.get("model")) or "free", amount,
+                              _text(pricing.get("currency"), 8) or "USD").label()
     version = _text(summary.get("version"), 64)
     repo_id = _text(info["id"], 200)
     downloads = info.get("downloads")

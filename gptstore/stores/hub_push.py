@@ -54,9 +54,8 @@ def _digest_at(store: HubStore, repo_id: str, commit: str) -> str | None:
 def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    from ..manifest import dumps
-    from .card import model_card
-    from .hub import CARD, MANIFEST, SIGNATURE
+    from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, dumps
+    from .card import CARD_FILE, model_card
 
     manifest = model.manifest
     repo_id = manifest.repo_id
@@ -73,15 +72,16 @@ def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
                                     hint="bump the version; a published version never changes")
             return where
         remote_files = set(store.api.list_repo_files(repo_id, revision=head or "main"))
-        signature = model.path / SIGNATURE
+        signature = model.path / SIGNATURE_FILE
         ops: list[Any] = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(model.path / f.path))
                           for f in manifest.files]
-        ops.append(CommitOperationAdd(path_in_repo=MANIFEST, path_or_fileobj=dumps(manifest)))
-        keep = {f.path for f in manifest.files} | {MANIFEST, CARD, ".gitattributes"}
+        ops.append(CommitOperationAdd(path_in_repo=MANIFEST_FILE, path_or_fileobj=dumps(manifest)))
+        keep = {f.path for f in manifest.files} | {MANIFEST_FILE, CARD_FILE, ".gitattributes"}
         if signature.is_file():
-            ops.append(CommitOperationAdd(path_in_repo=SIGNATURE, path_or_fileobj=signature.read_bytes()))
-            keep.add(SIGNATURE)  # an older signature must not stay beside a manifest it does not sign
-        ops.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=model_card(manifest, model.digest).encode()))
+            ops.append(CommitOperationAdd(path_in_repo=SIGNATURE_FILE, path_or_fileobj=signature.read_bytes()))
+            keep.add(SIGNATURE_FILE)  # an older signature must not stay beside a manifest it does not sign
+        card = model_card(manifest, model.digest).encode()
+        ops.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card))
         deleted = sorted(remote_files - keep)
         ops += [CommitOperationDelete(path_in_repo=p) for p in deleted]
         touched = (keep - {".gitattributes"}) | set(deleted)  # what a roll back restores

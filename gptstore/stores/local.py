@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..hookspecs import hookimpl
-from .base import Located, SearchHit, Sort, Store, hit_for
+from .base import Located, SearchHit, Sort, Store
 
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
@@ -42,7 +42,7 @@ class LocalStore(Store):
             latest[entry.repo_id] = manifest
             digests[entry.repo_id] = entry.digest
         ordered = sorted(latest.values(), key=lambda m: m.created_at, reverse=True)
-        return [hit_for(m, digests[m.repo_id]) for m in ordered[:limit]]
+        return [SearchHit.of(m, digests[m.repo_id]) for m in ordered[:limit]]
 
     def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
         digest = revision or self.library.resolve(ref)[1]
@@ -67,10 +67,14 @@ class LocalStore(Store):
 
 
 def _from_url(url: str, **_options) -> LocalStore:
+    """A library directory as a store. The local library itself (``GPTSTORE_HOME``, what
+    :func:`~gptstore.stores.base.get_store` gives when no store is named) may not exist yet: it is
+    made by the first write. Any other directory must already be a library."""
+    from .. import config
     from ..errors import UsageError
 
     root = Path(url[len("file://"):] if url.startswith("file://") else url).expanduser()
-    if not root.is_dir():
+    if not root.is_dir() and root.absolute() != config.home().absolute():
         raise UsageError(f"store {url} is not a library directory", hint="give a GPTSTORE_HOME-style directory")
     return LocalStore(root)
 

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 
 from ..errors import ConflictError, InvalidReference, PackageError, UsageError
 from ..fsutil import atomic_write
-from ..hfutil import quiet_transformers
+from ..transformers_logging import quiet_transformers
 from ..manifest import MANIFEST_FILE, Manifest, load_manifest
 from ..perplexity import perplexity_of
 from ..refs import SEMVER, parse_reference, parse_repo_id

@@ -59,7 +59,7 @@ def build_tiny_gpt(out_dir: Path | str, *, texts: list[str] | None = None, vocab
     With ``train_steps`` > 0 the model is trained that many steps on ``texts`` (cross-entropy LM
     loss, AdamW), enough for it to produce recognisable words.
     """
-    from ..hfutil import quiet_transformers
+    from ..transformers_logging import quiet_transformers
 
     with quiet_transformers():
         return _build(Path(out_dir), texts=texts, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,

@@ -86,6 +86,16 @@ def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
     return bytes(received), False
 
 
+def within(seconds: float, condition) -> bool:
+    """Whether ``condition()`` comes true within ``seconds`` (asked again every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def served(server: StoreServer) -> bool:
     return httpx.get(f"{server.url}/api/models", timeout=5).status_code == 200
 
@@ -176,16 +186,14 @@ def test_headers_within_the_limit_are_fine(limited):
 
 # -- concurrency ---------------------------------------------------------------------------
 def test_connections_beyond_the_limit_get_503(limited):
-    time.sleep(0.3)  # connections of earlier tests are gone
+    assert within(5, lambda: served(limited)), "connections of earlier tests still fill the server"
     idle = [connect(limited) for _ in range(CONNECTIONS)]
-    try:
-        time.sleep(0.2)  # accepted by the server
-        assert httpx.get(f"{limited.url}/api/models", timeout=5).status_code == 503
+    try:  # as soon as the server has accepted them, a request beyond them is refused
+        assert within(5, lambda: httpx.get(f"{limited.url}/api/models", timeout=5).status_code == 503)
     finally:
         for sock in idle:
             sock.close()
-    time.sleep(0.3)
-    assert served(limited)
+    assert within(5, lambda: served(limited)), "the server did not serve again once the idle clients left"
 
 
 # -- blocking work ---------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def test_kill_mid_upload_then_restart(tmp_path: Path, hf_cache: Path):
         token = store.tokens["alice:write"]
         commit = half_request(store.url, "POST", "/api/models/alice/durable/commit/main", body,
                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"})
-        time.sleep(0.3)
+        # the server is inside the commit: it stored the inline notes.txt and waits for big.txt
+        wait_for(lambda: (store.data / "blobs" / "sha256" / hashlib.sha256(b"v3").hexdigest()).is_file())
         store.kill()
         upload.close()
         commit.close()

@@ -14,7 +14,7 @@ from gptstore import verify
 from gptstore.blobs import BlobStore
 from gptstore.errors import DigestMismatch, ManifestError, StoreError, UsageError
 from gptstore.library import Library
-from gptstore.pull import pull
+from gptstore.pulling import pull
 from gptstore.stores.auth import save_login
 from gptstore.stores.bounded_http import MAX_MANIFEST_BYTES, BoundedHTTP
 

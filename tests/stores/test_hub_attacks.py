@@ -14,7 +14,7 @@ from gptstore.errors import ConflictError, ManifestError, UnsafeContentError
 from gptstore.library import Library
 from gptstore.manifest import dumps, load_manifest
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 from gptstore.stores import get_store
 from gptstore.trust import TrustStore
 
@@ -22,6 +22,16 @@ from gptstore.trust import TrustStore
 @pytest.fixture(autouse=True)
 def _alice(store_server, monkeypatch):
     monkeypatch.setenv("GPTSTORE_TOKEN", store_server.tokens["alice:write"])
+
+
+@pytest.fixture(autouse=True)
+def _stock_clients_without_xet(monkeypatch):
+    """The attacker and the other push here are stock huggingface_hub clients (``store_server.api()``):
+    like any such client, they need Xet off to upload to a gptstore server (gptstore's own client
+    switches it off for its own uploads only, see tests/stores/test_hub_store.py)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
 
 
 def publish(source, tmp_path, name, version, *, sign=None, **fields):

@@ -15,7 +15,7 @@ import gptstore
 from gptstore.errors import AuthError, ConflictError, DigestMismatch, ManifestError, ModelNotFound, StoreError
 from gptstore.library import Library
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 from gptstore.stores import get_store
 from gptstore.testing import tree_state
 
@@ -51,8 +51,9 @@ def test_push_search_show_pull_verify_run(store_server, tiny_gpt_dir, tmp_path, 
     assert again.exit_code == 0  # same content: nothing to do
     api = store_server.api()
     assert {t.name for t in api.list_repo_refs("alice/poet").tags} == {"v1.0.0"}
-    card = open(api.hf_hub_download("alice/poet", "README.md")).read()
-    assert "library_name: gptstore" in card and '- "gptstore"' in card and "pipeline_tag: text-generation" in card
+    card = api.model_info("alice/poet").card_data  # the card's metadata as huggingface_hub reads it back
+    assert (card.library_name, card.pipeline_tag, card.license) == ("gptstore", "text-generation", "mit")
+    assert card.tags == ["gptstore", "haiku"]
 
     consumer_home(tmp_path, monkeypatch)
     found = run_cli("search", "haiku rivers", "--store", store_server.url)
@@ -195,7 +196,7 @@ def slow(self, data):  # a slow network: 64 KiB every 20 ms
         time.sleep(0.02)
         original(self, data[start:start + 65536])
 BlobWriter.write = slow
-from gptstore.pull import pull
+from gptstore.pulling import pull
 pull(sys.argv[1], store=sys.argv[2])
 """
 
@@ -278,7 +279,7 @@ def test_push_uploads_only_what_the_store_lacks(store_server, tiny_gpt_dir, tmp_
 
 CONCURRENT_PULL = """
 import sys
-from gptstore.pull import pull
+from gptstore.pulling import pull
 print(pull(sys.argv[1], store=sys.argv[2]).fetched_bytes)
 """
 
@@ -304,3 +305,56 @@ def test_pull_reports_progress_in_bytes(store_server, tiny_gpt_dir, tmp_path, mo
     pull("alice/progress", store=store_server.url, progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1] == (model.manifest.total_size, model.manifest.total_size)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_push_to_a_gptstore_server_uses_lfs_and_leaves_xet_on_for_the_rest_of_the_process(
+        store_server, tiny_gpt_dir, tmp_path, monkeypatch):
+    """A gptstore server has no Xet service: our client's uploads go over LFS, yet huggingface_hub's
+    process-wide switch is never touched, so a huggingface.co upload elsewhere keeps Xet."""
+    pytest.importorskip("hf_xet")
+    from huggingface_hub import _commit_api, constants, hf_api
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    sent: list[str] = []
+    original = _commit_api.lfs_upload
+
+    def counting(*, operation, **kwargs):
+        sent.append(operation.path_in_repo)
+        return original(operation=operation, **kwargs)
+
+    monkeypatch.setattr(_commit_api, "lfs_upload", counting)
+    store = get_store(store_server.url)
+    assert constants.HF_HUB_DISABLE_XET is False  # creating the store changed nothing process-wide
+    model = publish(tiny_gpt_dir, tmp_path, "alice/lfs", extra={"big.dat": os.urandom(400 * 1024)})
+    store.push(model)
+    assert "big.dat" in sent  # above the server's LFS threshold, sent over LFS
+    assert constants.HF_HUB_DISABLE_XET is False
+    assert _commit_api.is_xet_available() and hf_api.is_xet_available()  # as huggingface_hub decides
+    consumer_home(tmp_path, monkeypatch)
+    assert pull("alice/lfs", store=store_server.url).model.manifest.file("big.dat").size == 400 * 1024
+
+
+def test_xet_is_off_only_inside_our_uploads_in_their_own_thread(monkeypatch):
+    pytest.importorskip("hf_xet")
+    import threading
+
+    from huggingface_hub import HfApi, _commit_api, constants
+
+    from gptstore.stores.hub import HubStore, without_xet
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    hf = get_store("hf://")
+    assert (hf.url, hf.endpoint) == ("hf://", "https://huggingface.co")
+    assert type(hf.api) is HfApi  # huggingface.co: the stock client, Xet as the process has it
+    local = HubStore("http://127.0.0.1:9/")
+    assert local.url == "http://127.0.0.1:9" and isinstance(local.api, HfApi) and type(local.api) is not HfApi
+    seen: dict[str, bool] = {}
+    with without_xet():
+        seen["inside"] = _commit_api.is_xet_available()
+        other = threading.Thread(target=lambda: seen.setdefault("other thread", _commit_api.is_xet_available()))
+        other.start()
+        other.join()
+    seen["after"] = _commit_api.is_xet_available()
+    assert seen == {"inside": False, "other thread": True, "after": True}
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the user's own switch still rules outside
+    assert _commit_api.is_xet_available() is False

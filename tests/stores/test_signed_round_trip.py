@@ -13,7 +13,7 @@ from gptstore.errors import DigestMismatch, IntegrityError, TrustError, Unlisted
 from gptstore.library import Library
 from gptstore.manifest import dumps, load_manifest
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 from gptstore.stores import get_store
 from gptstore.trust import TrustStore
 

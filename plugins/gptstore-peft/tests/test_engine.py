@@ -11,7 +11,7 @@ import gptstore
 from gptstore.errors import DigestMismatch, IntegrityError, ModelNotFound
 from gptstore.library import Library
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 
 from peft_refs import ADAPTER, BASE, BASE_VERSION
 

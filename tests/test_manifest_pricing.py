@@ -9,7 +9,6 @@ import pytest
 
 from gptstore.errors import ManifestError
 from gptstore.manifest import Pricing
-from gptstore.stores.base import format_price
 
 
 @pytest.mark.parametrize("pricing, label", [
@@ -51,9 +50,21 @@ def test_fields_from_fills_the_default_model(given, fields):
     assert Pricing.DEFAULT_PAID_MODEL == "per_1k_tokens"
 
 
-def test_store_helpers_delegate_to_pricing():
-    assert format_price("per_1k_tokens", 0.5, "EUR") == Pricing.unchecked("per_1k_tokens", 0.5, "EUR").label()
-    assert format_price("nonsense") == "free"
+def test_search_hits_price_through_pricing(tiny_gpt):
+    from gptstore.packaging import package
+    from gptstore.stores.base import SearchHit
+    from gptstore.stores.hub import _hit
+
+    def price(pricing):  # as a hub's search JSON carries it
+        return _hit({"id": "acme/tiny", "gptstore": {"version": "1.0.0", "pricing": pricing}}).price
+
+    assert price({"model": "per_1k_tokens", "amount": 0.5, "currency": "EUR"}) == "0.5 EUR/1k tokens"
+    assert price({"model": "flat", "amount": 10}) == "10 USD flat"
+    assert price({"model": "nonsense", "amount": 3}) == "free"
+    assert price({"model": "flat", "amount": float("nan")}) == "0 USD flat"
+    manifest = package(tiny_gpt, name="acme/tiny", version="1.0.0",
+                       pricing={"model": "per_1k_tokens", "amount": 0.02, "currency": "USD"})
+    assert SearchHit.of(manifest).price == "0.02 USD/1k tokens"
 
 
 def test_package_cli_fills_the_pricing_default(run_cli, tiny_gpt):

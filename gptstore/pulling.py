@@ -14,6 +14,16 @@ Last, the model is verified as ``load`` verifies it (:func:`~gptstore.verificati
 Downloads were hashed while they streamed and are not read again (their stamps are recorded);
 blobs that were already in the library are checked. A damaged one is fetched again, so
 "verified" in ``gptstore pull``'s output means what ``gptstore verify`` says.
+
+Why the module is ``pulling`` and not ``pull``: a package's attributes and its submodules share
+one namespace. ``gptstore.pull`` is the front-door function (:func:`gptstore.sdk.pull`, served
+lazily by ``gptstore/__init__.py``); once anything imported a submodule ``gptstore.pull``, Python
+would set the package attribute ``gptstore.pull`` to that module, and ``gptstore.pull(...)``
+would fail with "'module' object is not callable" in every later caller of the process. The
+same happened to ``gptstore.verify`` (hence ``verification.py``). An alias or a ``__getattr__``
+trick cannot undo the import system's assignment, so no submodule is named like a public
+function (``tests/test_sdk.py`` checks every name of ``gptstore.__all__``); the name follows
+``packaging``, ``signing`` and ``verification``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 from filelock import FileLock
 
@@ -54,6 +64,13 @@ class PullResult:
         """The warning lines of this pull's verification (the base's first)."""
         lines = self.base.warnings if self.base is not None else []
         return lines + [line for line in (c.warning_line for c in self.checks) if line]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``gptstore pull --json`` prints for this model (its base, if pulled, is a result of its own)."""
+        return {"reference": self.model.name, "digest": f"sha256:{self.model.digest}",
+                "fetched_files": self.fetched_files, "fetched_bytes": self.fetched_bytes,
+                "reused_files": self.reused_files, "repaired_files": self.repaired_files,
+                "resumed_bytes": self.resumed_bytes}
 
 
 class _Counting:

@@ -249,7 +249,9 @@ def test_key_add_list_rm(tmp_path):
     as_json = server_cli(data, "key", "add", "acme", "-", "--json", input=pub.read_text())  # stdin
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["keyid"] == keyid
     listing = server_cli(data, "key", "list")
-    assert [line.split()[:2] for line in listing.stdout.splitlines()] == [["acme", keyid], ["alice", keyid]]
+    header, *rows = listing.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "KEYID", "ADDED"]
+    assert [line.split()[:2] for line in rows] == [["acme", keyid], ["alice", keyid]]
     [entry] = json.loads(server_cli(data, "key", "list", "alice", "--json").stdout)
     assert entry["namespace"] == "alice" and entry["keyid"] == keyid
     assert entry["public_key"].startswith("-----BEGIN PUBLIC KEY-----")  # the PEM, without the comment line

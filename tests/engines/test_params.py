@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from gptstore.engines.params import BUILTIN_DEFAULTS, GenerationParams
 from gptstore.errors import InvalidParams, UsageError
@@ -82,5 +83,24 @@ def test_every_field_has_a_description_for_the_cli_help():
 
 
 def test_params_are_frozen():
-    with pytest.raises(Exception):
-        GenerationParams().strategy = "beam"
+    params = GenerationParams()
+    with pytest.raises(ValidationError, match="Instance is frozen"):
+        params.strategy = "beam"
+    assert params.strategy is None
+
+
+def test_one_strategy_vocabulary_for_manifests_and_calls():
+    """``Strategy`` is defined once (manifest.py): a manifest's default and a call accept the same
+    names, and each has the knobs it uses."""
+    from typing import get_args
+
+    from gptstore.engines import params
+    from gptstore.manifest import Strategy
+
+    assert params.Strategy is Strategy and set(get_args(Strategy)) == set(params.APPLIES)
+    for name in get_args(Strategy):
+        assert GenerationParams(strategy=name).resolve(GenerationDefaults(strategy=name)).strategy == name
+    with pytest.raises(InvalidParams):
+        GenerationParams(strategy="nucleus")
+    with pytest.raises(ValidationError):
+        GenerationDefaults(strategy="nucleus")

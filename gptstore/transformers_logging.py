@@ -1,4 +1,6 @@
-"""Helpers around transformers that several modules need (imported lazily, never at start)."""
+"""Quiet transformers' logging: :func:`quiet_transformers` mutes its warnings, advice and progress
+bars around a load or a training run (eval, finetune, the tiny base, ``gptstore run``). Imports
+transformers only inside the call, never at start."""
 
 from __future__ import annotations
 

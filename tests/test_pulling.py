@@ -1,6 +1,7 @@
-"""pull (gptstore.pull) ends with the verification load makes: downloads are not read twice,
+"""pull (gptstore.pulling.pull, behind gptstore.pull) ends with the verification load makes: downloads are not read twice,
 damaged blobs already in the library are fetched again, and each warning is shown once."""
 
+import json
 import logging
 import shutil
 
@@ -10,7 +11,7 @@ import gptstore
 from gptstore import integrity
 from gptstore.library import Library
 from gptstore.packaging import package
-from gptstore.pull import pull
+from gptstore.pulling import pull
 
 WARNING = "authenticity warning: acme/tiny:1.0.0 is not signed (no gptstore.sig)"
 
@@ -77,7 +78,20 @@ def test_the_cli_pull_says_what_it_fetched_again(store, run_cli):
     _damage_blob(library, library.get("acme/tiny").manifest.file("config.json").sha256)
     again = run_cli("pull", "acme/tiny:1.0.0", "--store", str(store))
     assert again.exit_code == 0 and ": 1 files" in again.output, again.output
+    assert ", 1 damaged file fetched again; verified" in again.output, again.output
     assert run_cli("verify", "acme/tiny", "--full").exit_code == 0
+    clean = run_cli("pull", "acme/tiny:1.0.0", "--store", str(store), "--json")
+    assert json.loads(clean.output)[0]["repaired_files"] == 0
+
+
+def test_the_cli_pull_counts_every_damaged_file(store, run_cli):
+    assert run_cli("pull", "acme/tiny:1.0.0", "--store", str(store)).exit_code == 0
+    library = Library()
+    manifest = library.get("acme/tiny").manifest
+    for name in ("config.json", "tokenizer.json"):
+        _damage_blob(library, manifest.file(name).sha256)
+    again = run_cli("pull", "acme/tiny:1.0.0", "--store", str(store))
+    assert again.exit_code == 0 and ", 2 damaged files fetched again; verified" in again.output, again.output
 
 
 def test_a_damaged_blob_shared_with_another_model_is_repaired_for_both(store, tiny_gpt, tmp_path):

@@ -1,0 +1,248 @@
+"""The front door: one function per step of a provider's or a consumer's flow, on ``gptstore``.
+
+    >>> import gptstore                                                          # doctest: +SKIP
+    >>> run = gptstore.finetune("acme/tiny", "notes.txt", "out/poet", name="acme/poet",
+    ...                         version="1.0.0", eval_data="heldout.txt", max_steps=200)
+    >>> gptstore.evaluate("out/poet", "heldout.txt", check=True).raise_for_claim()
+    >>> gptstore.sign("out/poet", key="acme-release")
+    >>> gptstore.Library().publish("out/poet")
+    >>> gptstore.push("acme/poet:1.0.0", store="http://127.0.0.1:8765", token="gst_...")
+    >>> [hit.reference for hit in gptstore.search("poet", store="http://127.0.0.1:8765")]
+    >>> gptstore.pull("acme/poet", store="http://127.0.0.1:8765").model.digest
+    >>> gptstore.verify("acme/poet", full=True).ok
+
+Each function takes plain arguments (references, paths, a store URL, a token), does the whole step
+and returns a result object; the CLI commands (``pull``, ``push``, ``search``, ``sign``,
+``finetune``, ``eval``) parse their options, make one of these calls and print its result, so a
+script and the CLI run the same code. Before, a provider imported from seven modules and the CLI
+assembled the steps (resolve the library model, build the store with the right token, push...).
+
+The rest of the front door lives where it is defined, also served by ``gptstore``:
+:func:`gptstore.load` (:mod:`gptstore.model`), :func:`gptstore.package`
+(:mod:`gptstore.packaging`), :func:`gptstore.verify` (:mod:`gptstore.verification`, which already
+takes plain arguments) and :class:`gptstore.Library` (``publish``, ``get``, ``remove``).
+
+**Tokens.** A ``token`` applies to the store the call names (``store``, else ``GPTSTORE_STORE``)
+and to no other URL (:func:`gptstore.stores.base.get_store`); without one, ``GPTSTORE_TOKEN``,
+then a login saved for exactly that URL (``gptstore login``, :func:`gptstore.stores.login.login`),
+then ``HF_TOKEN`` for ``hf://``.
+
+**Light.** ``gptstore.push`` imports this module and nothing else: each function imports what its
+step needs when it is called, so ``import gptstore`` stays free of torch, transformers and
+huggingface_hub (``tests/test_imports.py``).
+
+**Names.** No submodule of ``gptstore`` may be named like one of these functions: importing it
+would replace the function on the package (see :mod:`gptstore.pulling`, once ``pull.py``).
+
+This module sits on top of the SDK, just below the CLI: it imports :mod:`gptstore.evaluation`,
+:mod:`gptstore.training`, :mod:`gptstore.pulling`, the stores and :mod:`gptstore.signing`; nothing
+in ``gptstore`` but the CLI imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .evaluation import EvalReport
+    from .library import Library
+    from .pulling import PullResult
+    from .refs import Reference
+    from .signing import SignResult
+    from .stores.base import SearchHit, Store
+    from .training.config import FinetuneConfig
+    from .training.finetune import FinetuneResult
+
+__all__ = ["PushResult", "evaluate", "finetune", "pull", "push", "search", "sign"]
+
+#: what ``search`` can order by
+SORTS = ("downloads", "recent")
+#: the most results one ``search`` returns
+MAX_SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Where :func:`push` put a model."""
+
+    reference: str  # namespace/name:version
+    digest: str  # manifest digest (hex)
+    store: str  # the store's URL
+    url: str  # where the store says the model is now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": f"sha256:{self.digest}", "store": self.store,
+                "url": self.url}
+
+
+def pull(reference: str | Reference, *, store: str | Store | None = None, token: str | None = None,
+         allow_unsafe: bool = False, revision: str | None = None,
+         progress: Callable[[int, int], None] | None = None, library: Library | None = None) -> PullResult:
+    """Bring a model from a store into the local library, verified; resumes an interrupted pull.
+
+    Args:
+        reference: ``namespace/name[:tag][@sha256:<hex>]``.
+        store: the store's URL (``hf://``, ``http(s)://host:port``, a library path); default
+            ``GPTSTORE_STORE``, else the local library.
+        token: access token for that store only (see the module docstring).
+        allow_unsafe: accept pickle-based weights (only from a source you trust).
+        revision: the store's immutable revision to pull (a commit id, as a lock file records).
+        progress: ``progress(done, total)`` in bytes, called from the download threads.
+        library: the library to pull into (default: the one under ``GPTSTORE_HOME``).
+
+    Returns:
+        :class:`~gptstore.pulling.PullResult`: the library model, what was fetched, reused and
+        repaired (damaged blobs fetched again), the verification's checks and warnings (each
+        warning is also logged once). A model over a base (an adapter) brings its base
+        (``result.base``). Lock files: :func:`gptstore.lockfile.pull_locked`.
+    """
+    from .pulling import pull as pull_into_library
+
+    return pull_into_library(reference, store=store, token=token, library=library, allow_unsafe=allow_unsafe,
+                             revision=revision, progress=progress)
+
+
+def push(reference: str | Reference, *, store: str | None = None, token: str | None = None,
+         private: bool = False, library: Library | None = None) -> PushResult:
+    """Push a model of the local library to a store; only what the store lacks is uploaded.
+
+    Args:
+        reference: a model of the library (``namespace/name[:tag]``, as ``gptstore list`` shows).
+        store: the store's URL; default ``GPTSTORE_STORE``. The local library itself is refused
+            (the model is already there).
+        token: access token for that store only, with write scope for the model's namespace.
+        private: create the repo as private (on a hub), visible to its namespace only.
+        library: the library holding the model (default: the one under ``GPTSTORE_HOME``).
+
+    Raises:
+        UsageError: no store named; ModelNotFound: no such model in the library; AuthError: the
+        token is missing, invalid or lacks write scope; ConflictError: the store holds this version
+        with other content.
+    """
+    from .library import Library
+    from .stores.base import get_store
+    from .stores.local import LocalStore
+
+    library = library or Library()
+    model = library.get(reference)
+    target = get_store(store, token=token)
+    if isinstance(target, LocalStore) and target.library.root.resolve() == library.root.resolve():
+        raise UsageError(f"{model.name} is in the local library already ({library.root}); push it to another store",
+                         hint="pass --store URL (hf://, http(s)://host:port or a library path) or set GPTSTORE_STORE")
+    where = target.push(model, private=private)
+    return PushResult(f"{model.manifest.repo_id}:{model.manifest.version}", model.digest, target.url, where)
+
+
+def search(query: str = "", *, store: str | None = None, token: str | None = None, tag: str | None = None,
+           sort: str = "downloads", limit: int = 50) -> list[SearchHit]:
+    """Models of a store whose name, description, provider or tags match ``query`` (all words).
+
+    Args:
+        query: words to match; empty matches every model.
+        store: the store's URL; default ``GPTSTORE_STORE``, else the local library.
+        token: access token for that store only (private models show only to their namespace).
+        tag: only models with this tag.
+        sort: ``downloads`` (most first) or ``recent``.
+        limit: at most this many results, 1 to 1000.
+
+    Returns:
+        :class:`~gptstore.stores.base.SearchHit`\\ s (reference, description, provider, license,
+        price, downloads, tags; ``hit.to_dict()`` for JSON).
+    """
+    if sort not in SORTS:
+        raise UsageError(f"cannot sort search results by {sort!r}", hint=f"use one of: {', '.join(SORTS)}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise UsageError(f"search limit must be a whole number from 1 to {MAX_SEARCH_LIMIT} (got {limit!r})")
+    from .stores.base import get_store
+
+    return get_store(store, token=token).search(query, tag=tag, sort=sort, limit=limit)  # type: ignore[arg-type]
+
+
+def sign(directory: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
+    """Sign a package directory: writes ``DIRECTORY/gptstore.sig`` over its manifest digest.
+
+    Every file is checked against ``gptstore.json`` first, so the one signature covers every byte.
+
+    Args:
+        directory: a package directory (``gptstore.package`` wrote its manifest).
+        key: the name of one of your signing keys (``gptstore keys generate NAME``).
+        passphrase: the key's passphrase, when it has one (default: ``GPTSTORE_KEY_PASSPHRASE``).
+
+    Returns:
+        :class:`~gptstore.signing.SignResult` (path, reference, digest, key name and keyid).
+    """
+    from .signing import sign_package
+
+    return sign_package(directory, key=key, passphrase=passphrase)
+
+
+def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Path | str, *,
+             name: str | None = None, version: str = "0.1.0", method: str | None = None,
+             method_options: Mapping[str, Any] | None = None,
+             eval_data: Path | str | Iterable[Path | str] | None = None, resume: bool = True,
+             checkpoint_dir: Path | str | None = None, progress: bool = False,
+             config: FinetuneConfig | None = None, **options: Any) -> FinetuneResult:
+    """Fine-tune a model on text and write a package (with a manifest draft) to ``out``.
+
+    Args:
+        base: a library reference (``namespace/name[:tag]``, verified) or a model directory.
+        data: text (blank-line separated documents) or JSONL (``{"text"}`` or
+            ``{"prompt", "completion"}``) file(s).
+        out: the package directory: new, empty, or an earlier run's output (which resumes).
+        name, version: ``namespace/name`` (default: the base's name + ``-finetuned``) and semver.
+        method: the training method (``full``; plugins add others, e.g. ``lora``).
+        method_options: the method's own options (e.g. ``{"r": 8}`` for lora), validated by it.
+        eval_data: file(s) the perplexity claim is measured on (else a held-out split of ``data``).
+        resume: continue from the last checkpoint of an earlier run with the same ``out``.
+        checkpoint_dir: where checkpoints go (default: under ``GPTSTORE_HOME/finetune``).
+        progress: show a progress bar on stderr.
+        config: a ready :class:`~gptstore.training.config.FinetuneConfig`, instead of the
+            keyword options.
+        **options: any other field of :class:`~gptstore.training.config.FinetuneConfig`
+            (``epochs``, ``max_steps``, ``learning_rate``, ``batch_size``, ``seed``, ``device``...);
+            ``None`` means the default.
+
+    Returns:
+        :class:`~gptstore.training.finetune.FinetuneResult` (the manifest, losses, perplexity
+        claim, steps, the held-out file). Bad options, data or base raise before anything is written.
+    """
+    from .training.config import make_config
+    from .training.finetune import finetune as train
+
+    given = {k: v for k, v in {**options, "method": method, "method_options": method_options}.items()
+             if v is not None}
+    if config is None:
+        config = make_config(**given)
+    elif given:
+        raise UsageError(f"give either config= or the options ({', '.join(sorted(given))}), not both",
+                         hint="put the options in the FinetuneConfig, or leave out config=")
+    return train(base, data, out, config=config, name=name, version=version, resume=resume,
+                 checkpoint_dir=checkpoint_dir, eval_data=eval_data, progress=progress)
+
+
+def evaluate(target: str | Path, data: Path | str | Iterable[Path | str], *, check: bool = False,
+             tolerance: float | None = None, device: str = "auto", batch_size: int = 8) -> EvalReport:
+    """A model's perplexity on data files; with ``check``, compared with the claim of its manifest.
+
+    Args:
+        target: a library reference (loaded verified in full) or a package directory (integrity
+            and safety checked; a draft need not be signed yet) or a plain model directory.
+        data: text or JSONL file(s), read as :func:`finetune` reads them.
+        check: compare with the manifest's ``perplexity`` metric; refused before any model is
+            loaded unless the data are the claim's own (same sha256).
+        tolerance: relative distance from the claim that still holds (default 0.02, i.e. 2%).
+        device: ``auto`` (cuda > mps > cpu), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+        batch_size: blocks of context per forward pass.
+
+    Returns:
+        :class:`~gptstore.evaluation.EvalReport`; ``report.claim.ok`` says whether a checked claim
+        holds, ``report.raise_for_claim()`` raises :class:`~gptstore.errors.ClaimMismatch` if not.
+    """
+    from .evaluation import DEFAULT_TOLERANCE, evaluate_model
+
+    return evaluate_model(target, data, check=check, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                          device=device, batch_size=batch_size)

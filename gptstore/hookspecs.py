@@ -69,9 +69,13 @@ def register_stores(register: Callable[..., None]) -> None:
 def register_verifiers(register: Callable[..., None]) -> None:
     """Register extra verification checks, run by ``verify``, ``pull`` and ``load``.
 
-    :param register: call ``register(name, check)``; ``check(manifest, path)`` receives the
-        :class:`~gptstore.manifest.Manifest` and the snapshot directory and returns a
-        :class:`gptstore.CheckResult` (or raises a ``GPTStoreError`` to refuse).
+    :param register: call ``register(name, check, *, options=())``; ``check(manifest, path,
+        **options)`` receives the :class:`~gptstore.manifest.Manifest`, the snapshot directory and,
+        as keywords, the verification options it names in ``options`` (known: ``"allow_unsafe"``,
+        the caller's consent to pickle weights), and returns a :class:`gptstore.CheckResult` (or
+        raises a ``GPTStoreError`` to refuse). Built in: ``authenticity`` and ``safety``
+        (``trylast``: a plugin registering either name replaces it, and ``gptstore plugins``
+        shows that it does).
     """
 
 

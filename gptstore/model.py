@@ -168,8 +168,7 @@ class Model:
         """Whether a plugin's ``after_generate`` may rewrite this model's completions (e.g. a
         redacting guard). Then text streamed piece by piece can differ from the final text, so a
         caller that must show only filtered text (``gptstore run``) generates instead of streaming."""
-        plugins.load_plugins()
-        return bool(plugins.pm.hook.after_generate.get_hookimpls())
+        return bool(plugins.call_order("after_generate"))  # a wrapper with nothing to wrap never runs
 
     @property
     def runner(self) -> Runner:

@@ -65,6 +65,7 @@ DEFAULT_PLUGINS = (
     "gptstore.stores.local",
     "gptstore.stores.hub",
     "gptstore.trust",
+    "gptstore.safety",
     "gptstore.training.full",
 )
 

@@ -9,6 +9,10 @@
 A pure check on a list of package paths and a parsed ``config.json``: it needs neither the
 library nor the bytes of the weights, so ``pull`` runs it on a store's manifest before any
 download, and again on ``config.json`` before any weight.
+
+It is also a built-in plugin (listed in ``gptstore.plugins.DEFAULT_PLUGINS``): the ``safety``
+verifier, registered through ``register_verifiers`` like any other check and run by
+:func:`gptstore.verify` on every model it verifies, with the caller's ``allow_unsafe``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from .checks import CheckResult
 from .errors import UnsafeContentError
+from .hookspecs import hookimpl
 
 #: weight formats that can execute code when loaded (pickle)
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
@@ -86,3 +91,17 @@ def read_model_config(root: Path | str) -> dict | None:
 
 __all__ = ["PICKLE_SUFFIXES", "CODE_SUFFIXES", "CONFIG_FILE", "MAX_CONFIG_BYTES", "unsafe_files",
            "check_safety", "parse_model_config", "read_model_config"]
+
+
+# -- the built-in verifier ------------------------------------------------------------------------
+
+def safety_verifier(manifest, path: Path, *, allow_unsafe: bool = False) -> CheckResult:
+    """``check(manifest, path, allow_unsafe=…)`` for ``register_verifiers``: the package's file
+    list and its ``config.json``."""
+    return check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe,
+                        config=read_model_config(path), where=f"{manifest.repo_id}:{manifest.version}")
+
+
+@hookimpl(trylast=True)  # a built-in; `gptstore.verify` never lets a caller skip it
+def register_verifiers(register):
+    register("safety", safety_verifier, options=("allow_unsafe",))

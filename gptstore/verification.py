@@ -5,9 +5,11 @@ reference) or on a package directory, in this order:
 
 1. integrity (:mod:`gptstore.integrity`): every file against the manifest; a library model
    through its stamp cache (``full=True`` re-hashes), a directory always in full;
-2. every check registered with the ``register_verifiers`` hook, first of all the built-in
-   ``authenticity`` (:func:`gptstore.trust.authenticity`: the signature under the trust policy);
-3. safety (:mod:`gptstore.safety`): no pickle weights without ``allow_unsafe``, never custom code.
+2. every check registered with the ``register_verifiers`` hook, first the built-ins:
+   ``authenticity`` (:func:`gptstore.trust.authenticity`: the signature under the trust policy)
+   and ``safety`` (:mod:`gptstore.safety`: no pickle weights without ``allow_unsafe``, never
+   custom code), then the plugins'. A check gets, as keywords, the options it asked for when it
+   registered (``allow_unsafe``).
 
 :func:`verify_located` is the check of a remote model before any of its bytes are fetched: safety
 of its file list and authenticity of its manifest and signature bytes, as a store returned them.
@@ -33,7 +35,7 @@ from .integrity import IntegrityReport, check_integrity
 from .library import Library, LocalModel
 from .manifest import MANIFEST_FILE, Manifest, load_manifest
 from .refs import parse_reference
-from .safety import check_safety, read_model_config
+from .safety import check_safety
 from .trust import authenticity
 
 if TYPE_CHECKING:
@@ -41,16 +43,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gptstore.verification")
 
-#: layers that are not registered verifiers, so cannot be skipped
+#: checks a caller can never leave out (``integrity`` is the layer itself, ``safety`` a built-in verifier)
 BUILT_IN_LAYERS = ("integrity", "safety")
+#: the verification options a registered check may ask for (``register(..., options=(...))``)
+CHECK_OPTIONS = frozenset({"allow_unsafe"})
 
 
-def verifiers() -> dict[str, tuple[str, Callable[[Manifest, Path], CheckResult]]]:
-    """Checks registered by plugins (``register_verifiers``): ``{name: (plugin, check)}``."""
+@dataclass(frozen=True)
+class Verifier:
+    """A check registered through ``register_verifiers``."""
+
+    plugin: str
+    check: Callable[..., CheckResult]
+    options: tuple[str, ...] = ()
+
+
+def verifiers() -> dict[str, Verifier]:
+    """Every registered check (built-ins first): ``{name: Verifier}``."""
     from . import plugins
 
-    found = plugins.collect("register_verifiers", "verifier", key=lambda name, check: name)
-    return {name: (plugin, args[1]) for name, (plugin, args, _kw) in found.items()}
+    found = plugins.collect("register_verifiers", "verifier", key=lambda name, check, **_: name)
+    return {name: Verifier(plugin, args[1], tuple(kw.get("options") or ()))
+            for name, (plugin, args, kw) in found.items()}
 
 
 @dataclass
@@ -175,14 +189,25 @@ def _run_checks(name: str, digest: str, manifest: Manifest, root: Path, integrit
     if strict:
         integrity.raise_first()
     checks = [integrity.as_check()]
+    registered = verifiers()
+    missing = [layer for layer in BUILT_IN_LAYERS[1:] if layer not in registered]
+    if missing:  # fail closed: a check that must run is not there
+        raise GPTStoreError(f"the built-in {', '.join(missing)} verifier is not registered, so nothing is "
+                            "verified", hint="reinstall gptstore; a plugin may not unregister it")
+    given = {"allow_unsafe": allow_unsafe}
     steps: list[tuple[str, str, Callable[[], CheckResult]]] = []
-    for check_name, (plugin, check) in verifiers().items():
-        if check_name not in skip:
-            steps.append((check_name, plugin, lambda check=check: check(manifest, root)))
-    where = f"{manifest.repo_id}:{manifest.version}"
-    steps.append(("safety", "gptstore", lambda: check_safety(
-        [f.path for f in manifest.files], allow_unsafe=allow_unsafe, config=read_model_config(root),
-        where=where)))
+    for check_name, verifier in registered.items():
+        if check_name in skip:
+            continue
+        unknown = sorted(set(verifier.options) - CHECK_OPTIONS)
+        if unknown:
+            def refuse(unknown=unknown) -> CheckResult:
+                raise TypeError(f"asked for unknown verification options {unknown}; known: {sorted(CHECK_OPTIONS)}")
+            steps.append((check_name, verifier.plugin, refuse))
+            continue
+        options = {name: given[name] for name in verifier.options}
+        steps.append((check_name, verifier.plugin,
+                      lambda check=verifier.check, options=options: check(manifest, root, **options)))
     for check_name, plugin, step in steps:
         try:
             result = step()

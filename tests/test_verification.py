@@ -85,11 +85,74 @@ def test_hook_register_verifiers(model, register_plugin):
     register_plugin(Plugin(), name="license-check")
     report = gptstore.verify(model, strict=False)
     assert seen == [("acme/tiny", True)]
-    assert [c.name for c in report.checks] == ["integrity", "authenticity", "license", "safety"]
+    # integrity, then the built-in verifiers, then the plugins'
+    assert [c.name for c in report.checks] == ["integrity", "authenticity", "safety", "license"]
     assert not report.ok and not report.check("license").ok
     with pytest.raises(IntegrityError, match=r"^acme/tiny:1\.0\.0 failed the license check: license other"):
         gptstore.verify(model)
     assert gptstore.verify(model, skip={"license"}).ok
+
+
+def test_safety_is_a_built_in_verifier_that_gets_allow_unsafe(model):
+    from gptstore import plugins
+
+    registered = verification.verifiers()
+    assert list(registered)[:2] == ["authenticity", "safety"]
+    assert registered["safety"].plugin == "gptstore.safety" and registered["safety"].options == ("allow_unsafe",)
+    assert "gptstore.safety" in plugins.DEFAULT_PLUGINS
+    with pytest.raises(UsageError, match="the safety check cannot be skipped"):
+        gptstore.verify(model, skip={"safety"})
+
+
+def test_a_verifier_gets_the_options_it_asks_for_and_no_others(model, register_plugin):
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def register_verifiers(self, register):
+            def wants(manifest, path, *, allow_unsafe):
+                calls.append(("wants", allow_unsafe))
+                return CheckResult("wants", True, "ok")
+
+            def plain(manifest, path):
+                calls.append(("plain",))
+                return CheckResult("plain", True, "ok")
+
+            register("wants", wants, options=("allow_unsafe",))
+            register("plain", plain)
+
+    register_plugin(Plugin(), name="options")
+    assert gptstore.verify(model, allow_unsafe=True).ok
+    assert calls == [("wants", True), ("plain",)]
+
+
+def test_a_verifier_asking_for_an_unknown_option_is_a_plugin_error(model, register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_verifiers(self, register):
+            register("odd", lambda manifest, path, **kw: CheckResult("odd", True, ""), options=("telepathy",))
+
+    register_plugin(Plugin(), name="odd-options")
+    with pytest.raises(PluginError, match=r"plugin 'odd-options' failed in verifier 'odd'.*unknown verification options \['telepathy'\]"):
+        gptstore.verify(model)
+
+
+def test_a_plugin_replacing_the_safety_verifier_is_shown_and_still_cannot_be_skipped(model, register_plugin):
+    from gptstore import plugins
+
+    class Plugin:
+        @hookimpl
+        def register_verifiers(self, register):
+            register("safety", lambda manifest, path, *, allow_unsafe: CheckResult("safety", True, "mine"),
+                     options=("allow_unsafe",))
+
+    register_plugin(Plugin(), name="my-safety")
+    report = gptstore.verify(model)
+    assert report.check("safety").summary == "mine"
+    mine = next(info for info in plugins.describe() if info.name == "my-safety")
+    assert mine.overrides == ["verifier 'safety' of gptstore.safety"]
+    with pytest.raises(UsageError, match="cannot be skipped"):
+        gptstore.verify(model, skip={"safety"})
 
 
 def test_a_check_that_breaks_names_its_plugin(model, register_plugin):

@@ -12,7 +12,7 @@ context-local switch that the upload code's ``is_xet_available`` is routed throu
 setting is never changed, so a huggingface.co upload elsewhere in the process (another thread, a
 later ``hf://`` store, the user's own code) still uses Xet. Routing means replacing the name
 ``is_xet_available`` in the huggingface_hub modules that ask it (:data:`XET_DECIDERS`), a coupling
-to its internals that tests/stores/test_hub_store.py pins: should a later huggingface_hub decide
+to its internals that tests/stores/test_hub.py pins: should a later huggingface_hub decide
 elsewhere, the push of a large file to a gptstore server there fails.
 
 A store is untrusted. Everything read from it (model info, refs, manifest, signature, files,

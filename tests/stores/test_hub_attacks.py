@@ -28,7 +28,7 @@ def _alice(store_server, monkeypatch):
 def _stock_clients_without_xet(monkeypatch):
     """The attacker and the other push here are stock huggingface_hub clients (``store_server.api()``):
     like any such client, they need Xet off to upload to a gptstore server (gptstore's own client
-    switches it off for its own uploads only, see tests/stores/test_hub_store.py)."""
+    switches it off for its own uploads only, see tests/stores/test_hub.py)."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)

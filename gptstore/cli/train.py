@@ -26,8 +26,9 @@ Examples:
               help="Model to start from: a library reference (namespace/name[:tag]) or a directory.")
 @click.option("--data", "data", required=True, multiple=True, metavar="FILE",
               type=click.Path(path_type=Path, dir_okay=True),
-              help="Training data (repeatable): .txt (blank-line separated documents) or .jsonl "
-                   '({"text"} or {"prompt","completion"}).')
+              help="Training data (repeatable): text (documents separated by blank lines; a file without "
+                   'blank lines: one per line), .jsonl ({"text"} or {"prompt","completion"}) or .csv '
+                   "(a header with prompt,completion or text columns).")
 @click.option("--out", required=True, metavar="DIR", type=click.Path(path_type=Path, file_okay=False),
               help="Package directory to write (new, empty, or an earlier finetune's output to resume).")
 @click.option("--name", default=None, metavar="NS/NAME", help="Name of the result (default: <base>-finetuned).")
@@ -42,7 +43,7 @@ Examples:
 @click.option("--epochs", type=float, default=None, help="Passes over the data.  [default: 3]")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps (wins over --epochs).")
 @click.option("--lr", "--learning-rate", "learning_rate", type=float, default=None,
-              help="Peak learning rate.  [default: 5e-5]")
+              help="Peak learning rate.  [default: the method's: 5e-5 for full, 2e-4 for lora]")
 @click.option("--lr-scheduler", type=click.Choice(["linear", "cosine", "constant", "constant_with_warmup"]),
               default=None, help="Learning-rate schedule.  [default: linear]")
 @click.option("--batch-size", type=int, default=None, help="Blocks per step.  [default: 8]")
@@ -61,8 +62,9 @@ Examples:
                        help="Where to train: auto (cuda > mps > cpu), cpu, cuda or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
               help="Mixed precision.  [default: auto = bf16 on capable GPUs]")
-@click.option("--text-mode", type=click.Choice(["paragraphs", "file"]), default=None,
-              help="Text files: blank-line separated documents, or one per file.  [default: paragraphs]")
+@click.option("--text-mode", type=click.Choice(["paragraphs", "lines", "file"]), default=None,
+              help="Text files: documents separated by blank lines (without any: one per line), one per "
+                   "line, or one per file.  [default: paragraphs]")
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps.  [default: 200]")
 @click.option("--checkpoints", "checkpoint_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where checkpoints go.  [default: under GPTSTORE_HOME/finetune]")
@@ -75,7 +77,8 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
 
     The draft's manifest records the base's digest, every data file's sha256, the hyper-parameters
     and library versions, and the held-out loss and perplexity. Re-running with the same --out resumes
-    from the last checkpoint (a larger --max-steps continues a finished run). Next: `gptstore
+    from the last checkpoint (Ctrl-C saves one and exits 130); re-running a finished run changes nothing,
+    a larger --max-steps continues it. Next: `gptstore
     package DIR --name .. --version .. --description ..` to change the draft, `gptstore publish DIR`.
     """
     from ..sdk import finetune as train
@@ -87,6 +90,11 @@ def finetune(base, data, out, name, version, no_resume, checkpoint_dir, quiet, a
         echo_json(result.to_dict())
         return
     manifest = result.manifest
+    if result.unchanged:
+        click.echo(f"{manifest.repo_id}:{manifest.version} in {result.out} is already fine-tuned "
+                   f"({result.global_step} steps, digest sha256:{short(manifest.digest)}); nothing to do "
+                   "(a larger --max-steps or --epochs continues it)")
+        return
     steps = f"{result.steps_run} steps"
     if result.resumed_from_step is not None:
         steps += f" (resumed at step {result.resumed_from_step}, now {result.global_step})"

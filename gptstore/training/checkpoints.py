@@ -69,6 +69,22 @@ def last_checkpoint(workdir: Path, identity: dict[str, Any], *, resume: bool) ->
     return max(checkpoints, key=lambda p: int(p.name[11:]))
 
 
+def finished_run(workdir: Path, out: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished run with this exact ``fingerprint`` (identity, hyper-parameters,
+    name, version) whose package is still at ``out`` unchanged, else None. Re-running such a run
+    is a no-op: the same package and digest, no further step."""
+    finished = read_run_record(workdir).get("finished")
+    if not isinstance(finished, dict) or finished.get("fingerprint") != fingerprint:
+        return None
+    try:
+        manifest = load_manifest(out)
+    except GPTStoreError:
+        return None
+    if manifest.digest != finished.get("digest") or not is_finetune_output(out):
+        return None
+    return finished if isinstance(finished.get("result"), dict) else None
+
+
 def install(tmp: Path, out: Path) -> None:
     """Put the finished package at ``out``, replacing an earlier finetune output there."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -79,7 +95,8 @@ def install(tmp: Path, out: Path) -> None:
 
 
 def read_run_record(workdir: Path) -> dict[str, Any]:
-    """``run.json`` beside the checkpoints: the run's identity and the base's held-out loss."""
+    """``run.json`` beside the checkpoints: the run's identity, the base's held-out loss and, once
+    the run has finished, what it wrote (``finished``: fingerprint, digest, result)."""
     try:
         record = json.loads((workdir / "run.json").read_text())
     except (OSError, ValueError):

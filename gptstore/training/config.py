@@ -23,6 +23,8 @@ from .. import plugins
 from ..errors import UsageError
 
 HOOK = "register_finetune_methods"
+#: AdamW's peak learning rate for a method that declares none (transformers' and full fine-tuning's)
+DEFAULT_LEARNING_RATE = 5e-5
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,16 @@ class Method:
     adapter: str | None = None  # package format of the result (default: detected)
     over_base: bool = False  # the package references its base by digest (format.base)
     plugin: str = "gptstore"
+    learning_rate: float | None = None  # default learning rate (else the options model's, else 5e-5)
+
+    @property
+    def default_learning_rate(self) -> float:
+        """The learning rate used when the user gives none. Methods differ: full fine-tuning moves
+        every weight and wants ~5e-5, while an adapter (LoRA) trains few, freshly initialised
+        weights and needs ~1e-4 to 2e-4 to move at all. A method declares it as ``learning_rate=``
+        at registration or as a ``default_learning_rate`` ClassVar of its options model."""
+        declared = self.learning_rate or getattr(self.options, "default_learning_rate", None)
+        return float(declared) if declared else DEFAULT_LEARNING_RATE
 
     def option_names(self) -> list[str]:
         return list(self.options.model_fields) if self.options is not None else []
@@ -109,7 +121,8 @@ class FinetuneConfig(BaseModel):
         "Options of the method, validated by the method's own options model (none for full)."))
     epochs: float = Field(3.0, gt=0, description="Passes over the training blocks (unless max_steps is set).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (wins over epochs).")
-    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak learning rate of AdamW.")
+    learning_rate: float | None = Field(None, gt=0, le=1, description=(
+        "Peak learning rate of AdamW (default: the method's, Method.default_learning_rate: 5e-5 for full)."))
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "linear", description="Learning-rate schedule after warm-up.")
     warmup: float = Field(0.0, ge=0, description="Warm-up: a fraction of the steps if < 1, else a number of steps.")
@@ -124,8 +137,10 @@ class FinetuneConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train: cuda > mps > cpu.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision; auto = bf16 on a CUDA device that supports it, else fp32.")
-    text_mode: Literal["paragraphs", "file"] = Field(
-        "paragraphs", description="Plain-text files: documents separated by blank lines, or one per file.")
+    text_mode: Literal["paragraphs", "lines", "file"] = Field(
+        "paragraphs", description=(
+            "Plain-text files: documents separated by blank lines (a file without blank lines: one per "
+            "line), one per line, or one per file."))
     save_steps: int = Field(200, ge=1, description="Write a checkpoint every this many steps (and at the end).")
     logging_steps: int = Field(10, ge=1, description="Report the training loss every this many steps.")
 
@@ -138,9 +153,16 @@ class FinetuneConfig(BaseModel):
         return value
 
     def checked(self) -> FinetuneConfig:
-        """This config with its method options validated by the method (:meth:`Method.check_options`)."""
-        options = get_method(self.method).check_options(self.method_options)
-        return self if options == self.method_options else self.model_copy(update={"method_options": options})
+        """This config with its method options validated by the method (:meth:`Method.check_options`)
+        and the method's own learning rate when none was given."""
+        method = get_method(self.method)
+        update: dict[str, Any] = {}
+        options = method.check_options(self.method_options)
+        if options != self.method_options:
+            update["method_options"] = options
+        if self.learning_rate is None:
+            update["learning_rate"] = method.default_learning_rate
+        return self.model_copy(update=update) if update else self
 
 
 def make_config(**values: Any) -> FinetuneConfig:

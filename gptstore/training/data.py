@@ -6,8 +6,14 @@ Formats, chosen by the file's suffix:
   ``{"prompt": ..., "completion": ...}``; a prompt is rendered with the base model's prompt
   template when it has one (else the document is ``prompt + completion``). Other keys are ignored,
   blank lines skipped.
-- anything else — UTF-8 text. With ``text_mode="paragraphs"`` documents are separated by blank
-  lines; with ``text_mode="file"`` the whole file is one document.
+- ``.csv`` — a header row naming the columns, then one example per row: ``prompt`` and
+  ``completion`` columns (rendered like JSONL prompts), or a ``text`` column; other columns are
+  ignored (column names are matched case-insensitively). A CSV without those columns is refused,
+  naming the columns it has.
+- anything else — UTF-8 text. With ``text_mode="paragraphs"`` (the default) documents are separated
+  by blank lines, **except** that a file with several lines and no blank line at all is read one
+  document per line (a file of one example per line); ``text_mode="lines"`` always reads one
+  document per non-blank line, ``text_mode="file"`` makes the whole file one document.
 
 Reading and validating import nothing heavy, so bad data fails fast with the file (and line) named.
 ``gptstore eval`` reads its data the same way, so a claim measured by ``finetune`` is re-measured on
@@ -21,7 +27,9 @@ each followed by the EOS token, are cut into blocks of ``block_size`` tokens.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -33,10 +41,11 @@ from ..errors import UsageError
 from ..fsutil import atomic_write
 from ..perplexity import context_length
 
-TextMode = Literal["paragraphs", "file"]
+TextMode = Literal["paragraphs", "lines", "file"]
 #: renders a prompt with a model's prompt template (``Manifest.render``)
 Render = Callable[[str], str]
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+CSV_SUFFIXES = frozenset({".csv"})
 #: the held-out documents of a finetune are written to ``<checkpoint dir>/<dataset name><HELDOUT_SUFFIX>``
 HELDOUT_SUFFIX = ".held-out.jsonl"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -49,7 +58,7 @@ class DataFile:
     path: Path
     sha256: str
     size: int
-    format: Literal["text", "jsonl"]
+    format: Literal["text", "jsonl", "csv"]
     documents: tuple[str, ...] = field(repr=False)
 
     @property
@@ -116,6 +125,48 @@ def _read_jsonl(path: Path, text: str, render: Render | None) -> list[str]:
     return documents
 
 
+def _read_csv(path: Path, text: str, render: Render | None) -> list[str]:
+    """Rows of a CSV with a header naming ``prompt`` and ``completion`` columns, or ``text``."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise _bad(path, f"is not valid CSV ({exc})", "give a header row, then one example per row") from None
+    header = [name.strip().lower() for name in rows[0]] if rows else []
+    if "prompt" in header and "completion" in header:
+        columns = (header.index("prompt"), header.index("completion"))
+    elif "text" in header:
+        columns = (header.index("text"),)
+    else:
+        shown = ", ".join(repr(name) for name in header[:10]) or "none"
+        raise _bad(path, f"has no 'prompt' and 'completion' columns, nor a 'text' column (header: {shown})",
+                   "make the first row a header naming them, e.g. prompt,completion")
+    documents = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(columns):
+            raise _bad(path, f"row {number}: has {len(row)} column(s), the header {len(header)}",
+                       "quote values that hold commas")
+        if len(columns) == 2:
+            prompt, completion = row[columns[0]], row[columns[1]]
+            document = (render(prompt) if render else prompt) + completion
+        else:
+            document = row[columns[0]]
+        if document.strip():
+            documents.append(document)
+    return documents
+
+
+def _text_documents(text: str, text_mode: TextMode) -> list[str]:
+    """Documents of a plain-text file (the rule is in the module docstring)."""
+    if text_mode == "file":
+        return [text.strip()] if text.strip() else []
+    paragraphs = [part.strip() for part in _BLANK_LINE.split(text) if part.strip()]
+    if text_mode == "lines" or (len(paragraphs) == 1 and "\n" in paragraphs[0]):
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return paragraphs
+
+
 def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", render: Render | None = None) -> DataFile:
     """Read, hash and validate one data file; raise :class:`UsageError` naming the problem.
 
@@ -125,7 +176,7 @@ def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", render: R
     path = Path(path)
     if path.suffix.lower() == ".json":
         raise _bad(path, "a .json file is not supported",
-                   'use JSONL (.jsonl: one {"text": ...} object per line) or plain text')
+                   'use JSONL (.jsonl: one {"text": ...} object per line), CSV or plain text')
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -141,13 +192,16 @@ def read_file(path: Path | str, *, text_mode: TextMode = "paragraphs", render: R
     except UnicodeDecodeError as exc:
         raise _bad(path, f"is not UTF-8 text (bad byte at offset {exc.start})",
                    "convert it to UTF-8") from None
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        fmt: Literal["text", "jsonl"] = "jsonl"
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        fmt: Literal["text", "jsonl", "csv"] = "jsonl"
         documents = _read_jsonl(path, text, render)
+    elif suffix in CSV_SUFFIXES:
+        fmt = "csv"
+        documents = _read_csv(path, text, render)
     else:
         fmt = "text"
-        parts = _BLANK_LINE.split(text) if text_mode == "paragraphs" else [text]
-        documents = [part.strip() for part in parts if part.strip()]
+        documents = _text_documents(text, text_mode)
     if not documents:
         raise _bad(path, "holds no text", "every record is empty")
     return DataFile(path, hashlib.sha256(raw).hexdigest(), len(raw), fmt, tuple(documents))
@@ -183,8 +237,8 @@ def split_documents(files: list[DataFile], eval_split: float, seed: int) -> tupl
     n_eval = max(1, round(len(pool) * eval_split))
     if len(pool) - n_eval < 1:
         raise UsageError(f"the data hold {len(pool)} document(s), too few to hold {eval_split:g} of them out "
-                         "for evaluation", hint="give more documents (or --text-mode paragraphs), evaluation "
-                                                "data of your own, or --eval-split 0")
+                         "for evaluation", hint="give more documents (blank-line separated, or one per line "
+                                                "with --text-mode lines), --eval-data, or --eval-split 0")
     order = list(range(len(pool)))
     random.Random(seed).shuffle(order)
     held = {pool[k] for k in order[:n_eval]}

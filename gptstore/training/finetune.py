@@ -24,7 +24,12 @@ sha256 of the evaluation data *file*:
 Checkpoints live outside the package, in ``GPTSTORE_HOME/finetune/<key of --out>/`` (or
 ``checkpoint_dir``): the last one is kept, so re-running with the same ``out`` resumes an
 interrupted run or continues a finished one (e.g. with a larger ``max_steps``), while ``out``
-only ever holds the package (``gptstore package`` lists every file in it).
+only ever holds the package (``gptstore package`` lists every file in it). Re-running a finished
+run unchanged (same data, options, name and version, its package untouched) is a no-op: the same
+package and digest come back (:attr:`FinetuneResult.unchanged`), no further step is taken.
+
+Ctrl-C while training finishes the current step, saves a checkpoint and raises
+:class:`FinetuneInterrupted` (exit code 130, "re-run to resume"); a second Ctrl-C aborts at once.
 
 The config, the training methods and their options live in :mod:`gptstore.training.config`
 (``full`` built in, ``lora`` from gptstore-peft, both through the ``register_finetune_methods``
@@ -42,19 +47,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import ConflictError, InvalidReference, PackageError, UsageError
+from ..errors import ConflictError, FinetuneInterrupted, InvalidReference, PackageError, UsageError
 from ..fsutil import atomic_write
 from ..transformers_logging import quiet_transformers
 from ..manifest import MANIFEST_FILE, Manifest, load_manifest
 from ..perplexity import perplexity_of
 from ..refs import SEMVER, parse_reference, parse_repo_id
 from . import trainer as hf_trainer
-from .checkpoints import check_out, default_checkpoint_dir, install, last_checkpoint, read_run_record
+from .checkpoints import (check_out, default_checkpoint_dir, finished_run, install, last_checkpoint,
+                          read_run_record)
 from .config import NOT_HYPER, FinetuneConfig, Method, get_method, make_config, methods
 from .data import (DataFile, dataset_identity, read_data, resolve_block_size, split_documents, tokenize,
                    training_blocks, write_heldout)
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "Method", "finetune", "make_config", "methods"]
+__all__ = ["FinetuneConfig", "FinetuneInterrupted", "FinetuneResult", "Method", "finetune", "make_config",
+           "methods"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class FinetuneResult:
     checkpoint_dir: Path
     eval_dataset: str | None = None  # name of the data the perplexity claim was measured on
     heldout_file: Path | None = None  # the held-out documents, when they came from the training data
+    unchanged: bool = False  # the run had finished already: nothing was trained or written
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -214,12 +222,33 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
                 "eval_split": config.eval_split, "seed": config.seed, "text_mode": config.text_mode,
                 "eval_data": [f.sha256 for f in eval_files] if eval_files else None}
     checkpoint = last_checkpoint(workdir, identity, resume=resume)
+    name = name or default_name(source)
+    fingerprint = json.loads(json.dumps({"identity": identity, "name": name, "version": version,
+                                         "config": config.model_dump(mode="json", exclude=set(NOT_HYPER))}))
+    finished = finished_run(workdir, out, fingerprint) if checkpoint else None
+    if finished is not None:
+        return _unchanged(finished["result"], out, workdir, started)
     block_size = resolve_block_size(source.path, config.block_size)
-    with quiet_transformers():
-        return _train(source=source, files=files, eval_files=eval_files, out=out, config=config,
-                      name=name or default_name(source), version=version, block_size=block_size,
-                      workdir=workdir, identity=identity, checkpoint=checkpoint, progress=progress,
-                      started=started, method=method, base_ref=base_ref)
+    try:
+        with quiet_transformers():
+            return _train(source=source, files=files, eval_files=eval_files, out=out, config=config,
+                          name=name, version=version, block_size=block_size,
+                          workdir=workdir, identity=identity, checkpoint=checkpoint, progress=progress,
+                          started=started, method=method, base_ref=base_ref, fingerprint=fingerprint)
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C
+        kept = last_checkpoint(workdir, identity, resume=True)
+        where = f"from step {kept.name[11:]}" if kept else "(no checkpoint yet: it starts over)"
+        raise FinetuneInterrupted(f"finetune of {out} interrupted", hint=f"re-run to resume {where}") from None
+
+
+def _unchanged(record: dict[str, Any], out: Path, workdir: Path, started: float) -> FinetuneResult:
+    """The result of a finished run that a re-run left as it was."""
+    fields = {k: v for k, v in record.items() if k in FinetuneResult.__dataclass_fields__}
+    heldout = fields.get("heldout_file")
+    fields.update(out=out, manifest=load_manifest(out), checkpoint_dir=workdir, steps_run=0,
+                  resumed_from_step=fields.get("global_step"), train_loss=None, unchanged=True,
+                  heldout_file=Path(heldout) if heldout else None, seconds=round(time.monotonic() - started, 2))
+    return FinetuneResult(**fields)
 
 
 def library_base(source: BaseSource, method: Method) -> str:
@@ -271,7 +300,7 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
            config: FinetuneConfig, name: str,
            version: str, block_size: int, workdir: Path, identity: dict[str, Any],
            checkpoint: Path | None, progress: bool, started: float, method: Method,
-           base_ref: str | None = None) -> FinetuneResult:
+           base_ref: str | None = None, fingerprint: dict[str, Any] | None = None) -> FinetuneResult:
     import torch
     from filelock import FileLock, Timeout
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -310,8 +339,14 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
             base_loss = evaluate(trainer.model, tokenizer, eval_docs).loss  # as `gptstore eval` measures
         atomic_write(workdir / "run.json", json.dumps({"identity": identity, "base_eval_loss": base_loss}).encode())
         start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with hf_trainer.GracefulStop() as stop:
+            trainer.add_callback(stop.callback())
+            output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         global_step = trainer.state.global_step
+        if stop.requested and global_step < trainer.state.max_steps:
+            raise FinetuneInterrupted(f"finetune of {out} interrupted at step {global_step} of "
+                                      f"{trainer.state.max_steps}, checkpoint saved",
+                                      hint="re-run the same command to resume")
         trained = trainer.model
         if stored_dtype in (torch.bfloat16, torch.float16):  # keep the base's storage dtype
             trained = trained.to(stored_dtype)
@@ -339,7 +374,7 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
     finally:
         lock.release()
     steps_run = global_step - start_step
-    return FinetuneResult(
+    result = FinetuneResult(
         out=out, manifest=manifest, method=config.method, device=device, global_step=global_step,
         steps_run=steps_run, resumed_from_step=start_step if checkpoint else None,
         train_loss=output.training_loss if steps_run else None, eval_loss=eval_loss,
@@ -347,3 +382,7 @@ def _train(*, source: BaseSource, files: list[DataFile], eval_files: list[DataFi
         train_tokens=blocks.train_tokens, eval_tokens=evaluation.tokens if evaluation else 0,
         seconds=round(time.monotonic() - started, 2), checkpoint_dir=workdir,
         eval_dataset=dataset_identity(eval_files)[0] if eval_files else None, heldout_file=heldout_file)
+    record = {"identity": identity, "base_eval_loss": base_loss,
+              "finished": {"fingerprint": fingerprint, "digest": manifest.digest, "result": result.to_dict()}}
+    atomic_write(workdir / "run.json", json.dumps(record).encode())  # a re-run as it is is a no-op
+    return result

@@ -3,7 +3,9 @@ library versions recorded in provenance."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,3 +94,42 @@ def make_trainer(model: Any, blocks: Blocks, workdir: Path, config: FinetuneConf
     if progress:
         trainer.add_callback(progress_callback())
     return trainer
+
+
+class GracefulStop:
+    """Ctrl-C during training: the first finishes the current optimizer step, saves a checkpoint and
+    stops the Trainer (so a re-run resumes there, losing nothing); a second one aborts at once
+    (``KeyboardInterrupt``). Only the main thread can take SIGINT; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C aborts
+        sys.stderr.write("\nstopping after this step to save a checkpoint (Ctrl-C again to abort)\n")
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        stop = self
+
+        class StopWhenAsked(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if stop.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopWhenAsked()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -30,6 +31,50 @@ def test_text_paragraphs_and_whole_file(tmp_path):
     assert data.format == "text" and data.name == "notes.txt"
     assert data.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and data.size == path.stat().st_size
     assert read_file(path, text_mode="file").documents == ("first doc\nstill first\n\n  \nsecond doc\n\nthird",)
+
+
+def test_text_one_example_per_line(tmp_path):
+    """A text file with several lines and no blank line is one document per line, so its lines can
+    be held out with no other option; blank-line paragraphs and --text-mode lines/file as documented."""
+    path = tmp_path / "examples.txt"
+    path.write_text("Q: 2+2? A: 4\n  Q: capital of France? A: Paris  \nQ: red+blue? A: purple\n")
+    data = read_file(path)
+    assert data.documents == ("Q: 2+2? A: 4", "Q: capital of France? A: Paris", "Q: red+blue? A: purple")
+    train, held = split_documents([data], 0.34, seed=0)
+    assert len(held) == 1 and held[0] in data.documents and held[0] not in train[0].documents
+    assert len(train[0].documents) == 2
+    assert read_file(path, text_mode="file").documents == (path.read_text().strip(),)
+    paragraphs = tmp_path / "paragraphs.txt"
+    paragraphs.write_text("one\ntwo\n\nthree\n")
+    assert read_file(paragraphs).documents == ("one\ntwo", "three")  # a blank line anywhere: paragraphs
+    assert read_file(paragraphs, text_mode="lines").documents == ("one", "two", "three")
+    (tmp_path / "single.txt").write_text("just one line\n")
+    assert read_file(tmp_path / "single.txt").documents == ("just one line",)
+
+
+def test_csv_prompt_completion_and_text_columns(tmp_path):
+    path = tmp_path / "chat.csv"
+    path.write_text('id, Prompt ,completion\n1,"Hi, you",  there\n\n2,Bye, now\n', encoding="utf-8")
+    data = read_file(path)
+    assert data.format == "csv" and data.documents == ("Hi, you  there", "Bye now")
+    assert read_file(path, render=lambda p: f"Q: {p}\nA:").documents == ("Q: Hi, you\nA:  there", "Q: Bye\nA: now")
+    (tmp_path / "text.csv").write_text('text,source\n"a line, with a comma",x\nsecond,y\n')
+    assert read_file(tmp_path / "text.csv").documents == ("a line, with a comma", "second")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("question,answer\nhi,there\n", "has no 'prompt' and 'completion' columns, nor a 'text' column "
+                                      "(header: 'question', 'answer'); make the first row a header"),
+    ("hi,there\n", "has no 'prompt' and 'completion' columns"),
+    ("prompt,completion\nonly one\n", "row 2: has 1 column"),
+    ("prompt,completion\n,\n", "holds no text"),
+])
+def test_bad_csv(tmp_path, content, message):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=re.escape(message)) as info:
+        read_file(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_jsonl_text_and_prompt_completion(tmp_path):

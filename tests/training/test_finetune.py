@@ -17,7 +17,7 @@ from gptstore.library import Library
 from gptstore.manifest import load_manifest
 from gptstore.packaging import package
 from gptstore.training.config import FinetuneConfig, make_config
-from gptstore.training.finetune import finetune
+from gptstore.training.finetune import FinetuneInterrupted, finetune
 from gptstore.training.tiny import stdlib_docstrings
 from gptstore.integrity import check_integrity
 
@@ -156,9 +156,9 @@ def test_resume_after_an_interrupted_run(tiny_gpt, topic_corpus, tmp_path, monke
     out = tmp_path / "out"
     config = FinetuneConfig(max_steps=6, save_steps=2, eval_base=False, **FAST)
     monkeypatch.setattr(Trainer, "training_step", crash_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(tiny_gpt, topic_corpus.train, out, config=config)
-    assert not out.exists()
+    with pytest.raises(FinetuneInterrupted, match="interrupted; re-run to resume from step 4") as info:
+        finetune(tiny_gpt, topic_corpus.train, out, config=config)  # a hard interrupt mid-step
+    assert info.value.exit_code == 130 and not out.exists()
     monkeypatch.setattr(Trainer, "training_step", original)
     result = finetune(tiny_gpt, topic_corpus.train, out, config=config)
     assert (result.resumed_from_step, result.steps_run, result.global_step) == (4, 2, 6)
@@ -256,7 +256,7 @@ def test_config_and_checks_need_no_torch(tmp_path):
     script = f"""
 import sys
 from gptstore.training.config import FinetuneConfig, make_config
-from gptstore.training.finetune import finetune
+from gptstore.training.finetune import FinetuneInterrupted, finetune
 from gptstore.training.tiny import stdlib_docstrings
 import gptstore.cli.train
 from gptstore.errors import UsageError

@@ -5,7 +5,9 @@ Values are read on every call (cheap), so tests and long-running processes see c
 | variable                | meaning                                                            |
 |-------------------------|--------------------------------------------------------------------|
 | GPTSTORE_HOME           | the local library and all state (default: the user data dir)       |
-| GPTSTORE_STORE          | default store URL for search/pull/push (default: the local library)|
+| GPTSTORE_STORE          | default store URL for search/pull/show/run (default: hf://)        |
+| HF_ENDPOINT             | where hf:// points (default https://huggingface.co)                |
+| HF_TOKEN                | token for hf:// when no other is given                             |
 | GPTSTORE_LOAD_PLUGINS   | comma list of plugin distributions to load; empty = none           |
 | GPTSTORE_DEBUG          | 1 = print tracebacks                                               |
 | GPTSTORE_TRACE_PLUGINS  | 1 = print every hook call to stderr                                |
@@ -44,9 +46,33 @@ def home() -> Path:
     return Path(platformdirs.user_data_dir("gptstore", appauthor=False))
 
 
+#: the store used when neither ``--store`` nor ``GPTSTORE_STORE`` names one (as ollama uses its registry)
+DEFAULT_STORE = "hf://"
+#: where ``hf://`` points unless ``HF_ENDPOINT`` says otherwise
+HUGGINGFACE_ENDPOINT = "https://huggingface.co"
+
+
 def default_store() -> str | None:
-    """The store URL used when a command gets no ``--store``; None means the local library."""
+    """The store URL the user set (``GPTSTORE_STORE``); None when unset (then :func:`effective_store`)."""
     return os.environ.get("GPTSTORE_STORE") or None
+
+
+def effective_store() -> str:
+    """The store a command without ``--store`` uses: ``GPTSTORE_STORE``, else ``hf://``."""
+    return default_store() or DEFAULT_STORE
+
+
+def hf_endpoint() -> str:
+    """Where ``hf://`` points: ``HF_ENDPOINT`` (as huggingface_hub reads it), else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/") or HUGGINGFACE_ENDPOINT
+
+
+def offline_variable() -> str | None:
+    """The variable that switched offline mode on (``GPTSTORE_OFFLINE`` or ``HF_HUB_OFFLINE``), or None."""
+    for name in ("GPTSTORE_OFFLINE", "HF_HUB_OFFLINE"):
+        if _flag(name):
+            return name
+    return None
 
 
 def load_plugins() -> list[str] | None:
@@ -133,3 +159,31 @@ def server_public_url() -> str | None:
 def server_secret() -> str | None:
     """Key that signs LFS upload URLs (``GPTSTORE_SERVER_SECRET``); None = the data dir's own."""
     return os.environ.get("GPTSTORE_SERVER_SECRET") or None
+
+
+def settings() -> dict[str, object]:
+    """The effective settings, as ``gptstore config`` shows them: each value and where it came from."""
+
+    def entry(value: object, source: str) -> dict[str, object]:
+        return {"value": value, "source": source}
+
+    store = default_store()
+    hf = os.environ.get("HF_ENDPOINT", "").strip()
+    offline_by = offline_variable()
+    home_set = bool(os.environ.get("GPTSTORE_HOME"))
+    plugins = load_plugins()
+    return {
+        "store": entry(effective_store(), "GPTSTORE_STORE" if store else "default"),
+        "hf_endpoint": entry(hf_endpoint(), "HF_ENDPOINT" if hf else "default"),
+        "offline": entry(offline_by is not None, offline_by or "default"),
+        "home": entry(str(home()), "GPTSTORE_HOME" if home_set else "default"),
+        "token": entry("set" if token() else "unset", "GPTSTORE_TOKEN"),
+        "hf_token": entry("set" if env("HF_TOKEN") else "unset", "HF_TOKEN"),
+        "load_plugins": entry("all" if plugins is None else ",".join(plugins) or "none",
+                              "GPTSTORE_LOAD_PLUGINS" if plugins is not None else "default"),
+        "usage_log": entry(usage_log_enabled(), "GPTSTORE_NO_USAGE_LOG" if not usage_log_enabled() else "default"),
+        "http_timeout": entry(http_timeout(), "GPTSTORE_HTTP_TIMEOUT" if os.environ.get("GPTSTORE_HTTP_TIMEOUT")
+                              else "default"),
+        "stall_timeout": entry(stall_timeout(), "GPTSTORE_STALL_TIMEOUT" if os.environ.get("GPTSTORE_STALL_TIMEOUT")
+                               else "default"),
+    }

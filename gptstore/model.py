@@ -49,22 +49,36 @@ WARM_MODELS = 2
 
 def resolve(reference: str | Reference, store: str | Path | None = None, *,
             allow_unsafe: bool = False) -> tuple[Library, LocalModel]:
-    """Find a model in the local library; with ``store``, pull it from there first when the
-    library does not have it yet (verified, like ``gptstore pull``).
+    """Find a model in the local library; when the library does not have it yet, pull it
+    (verified, like ``gptstore pull``) from ``store``, else from the effective store
+    (``GPTSTORE_STORE``, else ``hf://``: :func:`gptstore.config.effective_store`).
 
-    A model already in the library is used as it is, also offline.
+    A model already in the library is used as it is, also offline. When the store was not named
+    and cannot be asked (offline, unreachable), the error says the model is not in the library
+    and why the store was not asked.
     """
+    from . import config
+    from .errors import StoreError
+
     library = Library()
-    if store is None:
-        return library, library.get(reference)
     try:
         return library, library.get(reference)
-    except ModelNotFound:
-        pass
+    except ModelNotFound as missing:
+        if store is None and config.offline_variable():
+            raise ModelNotFound(missing.reference, hint=f"{config.offline_variable()} is set, so "
+                                f"{config.effective_store()} was not asked; unset it to pull the model") from None
+        found_missing = missing
     from .pulling import pull
 
     # the pull's warnings are this load's verification's too: shown once, by load
-    return library, pull(reference, store=str(store), library=library, allow_unsafe=allow_unsafe, warn=False).model
+    try:
+        return library, pull(reference, store=None if store is None else str(store), library=library,
+                             allow_unsafe=allow_unsafe, warn=False).model
+    except StoreError as exc:
+        if store is not None:
+            raise
+        raise ModelNotFound(found_missing.reference,
+                            hint=f"{config.effective_store()} could not be asked: {exc.message}") from None
 
 
 def _verified_base(library: Library, local: LocalModel, *,
@@ -312,7 +326,9 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
     Args:
         reference: ``namespace/name[:tag][@sha256:<hex>]``.
         store: a store URL (``http(s)://``, ``hf://``, a library path or ``file://`` URL) to pull
-            from when the local library does not have the model yet; default the local library.
+            from when the local library does not have the model yet; default ``GPTSTORE_STORE``,
+            else ``hf://`` (huggingface.co, or ``HF_ENDPOINT``). A Hub repo without a
+            ``gptstore.json`` (``openai-community/gpt2``) is imported as an unsigned package.
         device: ``auto`` (cuda > mps > cpu), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
         dtype: ``auto`` (bfloat16 on GPUs that support it, float32 on cpu), ``float32``,
             ``float16`` or ``bfloat16``.

@@ -10,9 +10,13 @@ from gptstore.stores import get_store
 from gptstore.stores.local import LocalStore
 
 
-def test_default_store_is_the_file_store_of_the_home_even_before_it_exists(gptstore_home):
+def test_default_store_is_hf_and_the_library_is_the_file_store_of_the_home(gptstore_home):
+    from gptstore.stores.base import library_store
+    from gptstore.stores.hub import HubStore
+
+    assert isinstance(get_store(None), HubStore) and get_store(None).url == "hf://"  # nothing set
     assert not gptstore_home.exists()
-    store = get_store(None)
+    store = library_store()
     assert isinstance(store, LocalStore) and store.library.root == gptstore_home
     assert store.url == f"file://{gptstore_home}" and store.search() == []
     assert not gptstore_home.exists()  # reading made nothing
@@ -32,7 +36,7 @@ def test_another_missing_directory_is_still_refused(tmp_path):
         get_store(f"file://{tmp_path / 'missing'}")
 
 
-def test_a_plugin_that_registers_file_serves_the_default_store_too(register_plugin, gptstore_home, tmp_path):
+def test_a_plugin_that_registers_file_serves_the_library_store_too(register_plugin, gptstore_home, tmp_path):
     """The local store is a built-in registered ``trylast``: a plugin's ``file`` comes first."""
     made: list[str] = []
 
@@ -46,6 +50,8 @@ def test_a_plugin_that_registers_file_serves_the_default_store_too(register_plug
             register("file", factory)
 
     register_plugin(Plugin(), name="file-store")
-    store = get_store(None)
+    from gptstore.stores.base import library_store
+
+    store = library_store()
     assert made == [f"file://{gptstore_home}"] and store.library.root == tmp_path / "elsewhere"
 

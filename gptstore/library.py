@@ -41,6 +41,7 @@ from .errors import (ConflictError, DigestMismatch, IntegrityError, InvalidRefer
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .integrity import StampCache, check_integrity
 from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load_manifest, parse_bytes
+from .origins import ORIGIN_SUFFIX
 from .refs import DEFAULT_TAG, Reference, is_digest, parse_reference
 from .safety import check_safety, read_model_config
 
@@ -134,8 +135,7 @@ class Library:
         return StampCache(self.root / "stamps" / f"{digest}.json")
 
     def pin(self, shas) -> Pin:
-        """Keep these blobs through any garbage collection until the pin is released (a pull
-        holds one while it downloads, so ``rm`` in another process cannot delete what it fetched)."""
+        """Keep these blobs through garbage collection until released (a pull holds one while it downloads)."""
         with self.lock():  # a GC running now finishes first; the next one sees the pin
             return Pin(self.root / "pins", sorted(set(shas)))
 
@@ -257,12 +257,8 @@ class Library:
         return path
 
     def base_of(self, manifest: Manifest) -> LocalModel:
-        """The base model a package over a base (``format.base``, e.g. a peft adapter) was made
-        for: exactly the manifest digest it pins.
-
-        Refused, naming both digests, when the library has the base's reference with other
-        content; refused when it does not have the base at all. The hint says what to pull.
-        """
+        """The base an adapter package (``format.base``) was made for: exactly the digest it pins.
+        Refused, naming both digests, when the library's base tag has other content or no base."""
         base = manifest.format.base
         package = f"{manifest.repo_id}:{manifest.version}"
         if base is None:
@@ -437,12 +433,14 @@ class Library:
         ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
         return LocalModel(ref, staged.digest, manifest, staged.path)
 
-    def remove(self, reference: str | Reference) -> list[RefEntry]:
+    def remove(self, reference: str | Reference, *, check=None) -> list[RefEntry]:
         """Remove a tag (``ns/name:tag``), every tag of a digest (``@sha256:``), or every tag of a
-        model (``ns/name``); then garbage-collect. Returns the refs removed."""
+        model (``ns/name``); then garbage-collect. Returns the refs removed. ``check(doomed, refs)``
+        runs under the lock first and may refuse by raising (:mod:`gptstore.removal`)."""
         ref = parse_reference(reference) if isinstance(reference, str) else reference
         with self.lock():
-            entries = [e for e in self.refs() if e.repo_id == ref.repo_id]
+            refs = self.refs()
+            entries = [e for e in refs if e.repo_id == ref.repo_id]
             if ref.digest:
                 doomed = [e for e in entries if e.digest == ref.digest]
             elif ref.explicit_tag:
@@ -451,6 +449,8 @@ class Library:
                 doomed = entries
             if not doomed:
                 raise ModelNotFound(str(ref))
+            if check is not None:
+                check(doomed, refs)
             for entry in doomed:
                 self._ref_path(entry.repo_id, entry.tag).unlink(missing_ok=True)
             folder = self.root / "refs" / ref.repo_id
@@ -478,7 +478,8 @@ class Library:
                 keep.update(f.sha256 for f in self.manifest(name).files)
                 continue
             (folder / name).unlink()
-            (folder / f"{name}.sig").unlink(missing_ok=True)
+            for suffix in (".sig", ORIGIN_SUFFIX):  # its signature, its origin (gptstore.origins)
+                (folder / f"{name}{suffix}").unlink(missing_ok=True)
             shutil.rmtree(self.snapshot_path(name), ignore_errors=True)
             self.stamps(name).clear()
             result.manifests += 1

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UsageError
-from .refs import parse_reference
+from .errors import ModelNotFound, UsageError
+from .refs import Reference, parse_reference
+
+if TYPE_CHECKING:
+    from .stores.base import Store
 
 LOCK_VERSION = 1
 
@@ -41,15 +44,48 @@ class LockFile(BaseModel):
 
 
 def lock(references: list[str], *, store: str | None = None, token: str | None = None) -> LockFile:
+    """Pin each reference to its manifest digest and the store's revision.
+
+    With ``store`` (or ``GPTSTORE_STORE``), every reference is looked up there. Without, a model in the local library
+    is pinned on the store it was pulled from (recorded at pull: a consumer of the lock file
+    cannot reach this machine's library), and one that was only published here is refused with a
+    hint to pass ``--store`` or push it first; a model not in the library is looked up on the
+    effective store (``hf://``).
+    """
+    from . import config
     from .stores.base import get_store
 
-    source = get_store(store, token=token)
+    store = store or config.default_store()
+    named = get_store(store, token=token) if store else None
     models = []
     for text in references:
-        located = source.locate(parse_reference(text))
+        ref = parse_reference(text)
+        source = named or _origin_store(ref, text, token)
+        located = source.locate(ref)
         models.append(LockedModel(store=source.url, reference=text, digest=f"sha256:{located.digest}",
                                   revision=located.revision))
     return LockFile(models=models)
+
+
+def _origin_store(ref: Reference, text: str, token: str | None) -> Store:
+    """The store ``ref`` was pulled from; the effective store when the library lacks it."""
+    from . import config
+    from .library import Library
+    from .origins import read_origin
+    from .stores.auth import same_store
+    from .stores.base import get_store
+
+    library = Library()
+    try:
+        _, digest = library.resolve(ref)
+    except ModelNotFound:
+        return get_store(None, token=token)
+    origin = read_origin(library.root, digest)
+    if origin is None:
+        raise UsageError(f"{text} was published to the local library only, so no store to pin it on is known",
+                         hint=f"pass --store URL (where it is pushed), or push it first: `gptstore push {text} "
+                              "--store URL`")
+    return get_store(origin, token=token, named=same_store(origin, config.effective_store()))
 
 
 def dumps(lockfile: LockFile) -> str:

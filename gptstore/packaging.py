@@ -1,7 +1,13 @@
-"""Make a package: inspect a model directory with an adapter and write its ``gptstore.json``."""
+"""Make a package: inspect a model directory with an adapter and write its ``gptstore.json``.
+
+Writing a new manifest makes a ``gptstore.sig`` beside it stale (it signs the digest of the old
+one): it is removed, with a warning saying to sign again, so that ``publish`` and ``push`` never
+ship a signature that does not match.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +16,11 @@ from .adapters import Adapter, adapters, get_adapter
 from .blobs import hash_file
 from .errors import ManifestError, PackageError, UsageError
 from .fsutil import package_files
-from .manifest import MANIFEST_FILE, METADATA_FILES, Manifest, load_manifest, save, validate
+from .manifest import MANIFEST_FILE, METADATA_FILES, SIGNATURE_FILE, Manifest, load_manifest, save, validate
 from .refs import parse_repo_id
+from .signed_digest import MAX_BYTES, signed_digest
+
+log = logging.getLogger("gptstore.packaging")
 
 #: fields a prepare_manifest plugin may not change
 PROTECTED = frozenset({"files", "format", "namespace", "name", "version", "schema_version"})
@@ -71,4 +80,35 @@ def package(path: Path | str, *, name: str, version: str, adapter: str | None = 
         merged = manifest.model_dump(exclude_none=True) | updates
         manifest = validate(merged, source=f"manifest after plugin {plugin!r}")
     save(manifest, root)
+    drop_stale_signature(root, manifest)
     return manifest
+
+
+def stale_signature(root: Path, manifest: Manifest) -> str | None:
+    """One warning line when ``root/gptstore.sig`` does not sign ``manifest`` (``publish`` says it:
+    the library keeps the signature, and ``verify`` / ``push`` then name it as stale); else None."""
+    sig = root / SIGNATURE_FILE
+    if not sig.is_file() or _signed(sig) == manifest.digest:
+        return None
+    return (f"{sig} signs another manifest than {MANIFEST_FILE} (it is stale); sign again with "
+            f"`gptstore sign {root} --key NAME` and publish again")
+
+
+def drop_stale_signature(root: Path, manifest: Manifest) -> bool:
+    """Remove ``root/gptstore.sig`` when it does not sign ``manifest`` (warning once); True if removed."""
+    sig = root / SIGNATURE_FILE
+    if not sig.is_file():
+        return False
+    signed = _signed(sig)
+    if signed == manifest.digest:
+        return False
+    sig.unlink()
+    was = f"sha256:{signed[:12]}…" if signed else "no readable manifest"
+    log.warning("removed %s: it signed the previous manifest (%s), not this one (sha256:%s…); sign again with "
+                "`gptstore sign %s --key NAME`", sig, was, manifest.digest[:12], root)
+    return True
+
+
+def _signed(sig: Path) -> str | None:
+    with sig.open("rb") as fh:
+        return signed_digest(fh.read(MAX_BYTES + 1))

@@ -231,3 +231,20 @@ def test_base_of_is_exactly_the_pinned_digest(packaged):
         lib.base_of(over(base.digest))
     with pytest.raises(PackageError, match="without a base model"):
         lib.base_of(base.manifest)
+
+
+def test_the_origin_of_a_pulled_model_goes_with_its_manifest(tiny_gpt):
+    from gptstore.origins import origin_path, read_origin, record_origin
+    from gptstore.packaging import package
+
+    package(tiny_gpt, name="acme/origin", version="1.0.0")
+    library = Library()
+    model = library.publish(tiny_gpt)
+    assert read_origin(library.root, model.digest) is None  # published here: no store known
+    record_origin(library.root, model.digest, "http://127.0.0.1:9/")
+    assert read_origin(library.root, model.digest) == "http://127.0.0.1:9/"
+    origin_path(library.root, model.digest).write_bytes(b"{" * 5000)  # damaged or oversized: no origin
+    assert read_origin(library.root, model.digest) is None
+    record_origin(library.root, model.digest, "http://127.0.0.1:9/")
+    library.remove("acme/origin")
+    assert not origin_path(library.root, model.digest).exists()  # garbage-collected with the manifest

@@ -41,3 +41,34 @@ def test_the_base_reaches_the_adapter_as_given(tiny_gpt, register_plugin):
     package(tiny_gpt, name="acme/tiny", version="1.0.0", adapter="over-a-base", base="acme/base:1.0.0")
     package(tiny_gpt, name="acme/tiny", version="1.0.0", adapter="over-a-base")
     assert seen == ["acme/base:1.0.0", None]
+
+
+def test_repackaging_drops_the_stale_signature_and_verify_and_push_name_it(tiny_gpt, tmp_path, run_cli, caplog):
+    import logging
+
+    from gptstore.library import Library
+
+    assert run_cli("keys", "generate", "release").exit_code == 0
+    assert run_cli("package", str(tiny_gpt), "--name", "acme/tiny", "--version", "1.0.0").exit_code == 0
+    assert run_cli("sign", str(tiny_gpt), "--key", "release").exit_code == 0
+    signature = (tiny_gpt / "gptstore.sig").read_bytes()
+    with caplog.at_level(logging.WARNING):
+        again = run_cli("package", str(tiny_gpt), "--name", "acme/tiny", "--version", "1.0.1")
+    assert again.exit_code == 0, again.output
+    assert not (tiny_gpt / "gptstore.sig").exists()  # publish and push cannot ship it
+    [line] = [r.getMessage() for r in caplog.records if r.name == "gptstore.packaging"]
+    assert "it signed the previous manifest" in line and f"gptstore sign {tiny_gpt} --key NAME" in line
+
+    (tiny_gpt / "gptstore.sig").write_bytes(signature)  # a stale signature put back by hand
+    verified = run_cli("verify", str(tiny_gpt))
+    assert "signature for another manifest" in verified.output and "untrusted" not in verified.output
+    published = run_cli("publish", str(tiny_gpt))
+    assert published.exit_code == 0 and "gptstore.sig signs another manifest than gptstore.json" in published.output
+    Library(tmp_path / "other-store").lock().release()  # an empty library as the target store
+    pushed = run_cli("push", "acme/tiny", "--store", str(tmp_path / "other-store"))
+    assert pushed.exit_code == 1 and "signs another manifest" in pushed.output, pushed.output
+    assert "gptstore sign DIR --key NAME" in pushed.output
+    assert not Library(tmp_path / "other-store").refs()
+    assert run_cli("sign", str(tiny_gpt), "--key", "release").exit_code == 0  # what the hints say to do
+    assert "Warning" not in run_cli("publish", str(tiny_gpt)).output
+    assert run_cli("push", "acme/tiny", "--store", str(tmp_path / "other-store")).exit_code == 0

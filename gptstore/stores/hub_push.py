@@ -51,6 +51,25 @@ def _digest_at(store: HubStore, repo_id: str, commit: str) -> str | None:
     return None if manifest is None else manifest.digest
 
 
+def _ensure_repo(store: HubStore, repo_id: str, *, private: bool) -> None:
+    """Create the repo unless it exists. Not ``create_repo(exist_ok=True)``: on a refusal (401/403)
+    it looks the repo up and builds a URL that only parses for huggingface.co, so against any other
+    endpoint the user got "unexpected HfUriError" instead of the store's refusal."""
+    try:
+        store.api.create_repo(repo_id, private=private, exist_ok=False)
+    except Exception as exc:
+        status = _status(exc)
+        if status == 409:
+            return  # it exists: the commit below says whether this token may write to it
+        if status not in (401, 402, 403):
+            raise
+        try:
+            store.api.repo_info(repo_id)
+        except Exception:
+            raise exc from None  # not visible to this token: the refusal to create it is the answer
+        # it exists and this token may read it: the commit says whether it may write
+
+
 def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -64,7 +83,7 @@ def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
     where = f"{store.endpoint}/{repo_id}/tree/{tag}"
     store._check_online(f"pushing {what}")
     try:
-        store.api.create_repo(repo_id, private=private, exist_ok=True)
+        _ensure_repo(store, repo_id, private=private)
         head, tags = store.refs(repo_id)
         if tag in tags:
             if _digest_at(store, repo_id, tags[tag]) != model.digest:
@@ -80,8 +99,9 @@ def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
         if signature.is_file():
             ops.append(CommitOperationAdd(path_in_repo=SIGNATURE_FILE, path_or_fileobj=signature.read_bytes()))
             keep.add(SIGNATURE_FILE)  # an older signature must not stay beside a manifest it does not sign
-        card = model_card(manifest, model.digest).encode()
-        ops.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card))
+        if manifest.file(CARD_FILE) is None:  # the package's own README.md is a pinned file: never replaced
+            card = model_card(manifest, model.digest).encode()
+            ops.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card))
         deleted = sorted(remote_files - keep)
         ops += [CommitOperationDelete(path_in_repo=p) for p in deleted]
         touched = (keep - {".gitattributes"}) | set(deleted)  # what a roll back restores

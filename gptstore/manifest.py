@@ -25,7 +25,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from . import strictjson
-from .errors import ManifestError
+from .errors import ManifestError, UsageError
 from .refs import is_digest, is_semver, parse_reference, segment_problem
 from .strictjson import CONTROL as _CONTROL, NOT_ONE_LINE as _NOT_ONE_LINE, JSONRefused
 from .strictjson import MAX_DEPTH  # noqa: F401  (re-exported: part of the manifest's limits)
@@ -156,6 +156,9 @@ class Provenance(_Model):
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="Training hyper-parameters.")
     frameworks: dict[Short, Short] = Field(default_factory=dict, max_length=256,
                                            description="Library versions used to train.")
+    imported_from: Line | None = Field(None, max_length=4096,
+                                       description="For a package imported from a plain Hub repo (no gptstore.json): "
+                                                   "the store, repo and commit, '<store>/<repo>@<commit>'.")
 
     @field_validator("hyperparameters")
     @classmethod
@@ -191,10 +194,17 @@ class Pricing(_Model):
         """A manifest's ``pricing`` fields from what a provider gave (``gptstore package
         --price-model/--price/--currency``): None when nothing was given; an amount or a currency
         without a model means :attr:`DEFAULT_PAID_MODEL`. They are validated with the rest of the
-        manifest, so a mistake is reported as the manifest's (``pricing: a free model cannot …``)."""
+        manifest, so a mistake is reported as the manifest's (``pricing: a free model cannot …``);
+        a paid model without an amount is refused here (UsageError), never priced at 0."""
         if model is None and amount is None and currency is None:
             return None
-        given = {"model": model or cls.DEFAULT_PAID_MODEL, "amount": amount, "currency": currency}
+        paid = model or cls.DEFAULT_PAID_MODEL
+        if paid != "free" and amount is None:  # else it would be priced at 0: a paid model for nothing
+            given = f"--price-model {model}" if model else f"--currency {currency}"
+            unit = "per 1k tokens" if paid == "per_1k_tokens" else "for the flat price"
+            raise UsageError(f"{given} needs --price (the amount {unit})",
+                             hint=f"e.g. --price-model {paid} --price 0.02, or --price-model free")
+        given = {"model": paid, "amount": amount, "currency": currency}
         return {key: value for key, value in given.items() if value is not None}
 
     @classmethod

@@ -112,13 +112,16 @@ def evaluate(model: Any, tokenizer: Any, texts: Sequence[str] | str, *, block_si
         :class:`LMEvaluation` with ``loss``, ``perplexity``, ``tokens`` and ``blocks``.
 
     Raises:
-        UsageError: when the texts hold fewer than two tokens in all.
+        UsageError: when there are no texts, or they hold fewer than two tokens in all.
     """
     import torch
     import torch.nn.functional as F
 
     if isinstance(texts, str):
         texts = [texts]
+    if not texts:  # a tokenizer given no texts fails deep inside (IndexError)
+        raise UsageError("perplexity needs at least one text (got an empty list)",
+                         hint="pass a string or a non-empty list of strings")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
     ids = token_stream(tokenizer, texts)

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable
 
 from .checks import CheckResult
-from .errors import GPTStoreError, IntegrityError, InvalidReference, PluginError, UsageError
+from . import strictjson
+from .errors import (GPTStoreError, IntegrityError, InvalidReference, ManifestError, ModelNotFound,
+                     PluginError, UsageError)
 from .integrity import IntegrityReport, check_integrity
 from .library import Library, LocalModel
 from .manifest import MANIFEST_FILE, Manifest, load_manifest
@@ -158,11 +160,7 @@ def _integrity(target: LocalModel | Path | str, library: Library | None,
                full: bool) -> tuple[str, str, Manifest, Path, IntegrityReport]:
     """(name, manifest digest, manifest, directory, integrity report) of a target."""
     if isinstance(target, str):
-        path = Path(target)
-        if (path / MANIFEST_FILE).is_file() or (path.is_dir() and not _is_reference(target)):
-            target = path
-        else:
-            target = (library or Library()).get(target)
+        target = _resolve_text(target, library)
     if isinstance(target, LocalModel):
         library = library or Library()
         integrity = check_integrity(target.path, target.manifest, mode="full" if full else "stamps",
@@ -174,6 +172,47 @@ def _integrity(target: LocalModel | Path | str, library: Library | None,
         return str(target), manifest.digest, manifest, target, integrity
     raise UsageError(f"cannot verify a {type(target).__name__}",
                      hint="give a LocalModel, a reference or a package directory")
+
+
+def _resolve_text(text: str, library: Library | None) -> LocalModel | Path:
+    """A package directory or a library model, from what a user typed.
+
+    A directory with a manifest, or any text written as a path (``./x``, ``/x``, ``~/x``, ``x/``)
+    or that is no reference, is a directory; otherwise a reference. A directory without a
+    ``gptstore.json`` is named as such, never reported as an invalid or unknown reference.
+    """
+    path = Path(text).expanduser()
+    if (path / MANIFEST_FILE).is_file():
+        return path
+    shown = strictjson.printable(text, 200)
+    path_like = text.startswith((".", "/", "~")) or text.endswith("/") or not _is_reference(text)
+    if path_like:
+        _require_package_dir(path, shown)
+        return path
+    try:
+        return (library or Library()).get(text)
+    except ModelNotFound:
+        if path.is_dir():
+            raise ManifestError(
+                f"{shown} is a directory without a manifest ({MANIFEST_FILE}), and no model {shown} is in "
+                "the local library", path=path, hint=_PACKAGE_HINT) from None
+        raise
+
+
+_PACKAGE_HINT = ("package it first: `gptstore package DIR --name ns/name --version X.Y.Z` "
+                 "(a directory from `hf download` of a gptstore model already has one)")
+
+
+def _require_package_dir(path: Path, shown: str) -> None:
+    if not path.exists():
+        raise ManifestError(f"{shown}: no such directory", path=path,
+                            hint="give a package directory or a library reference (namespace/name[:tag])")
+    if not path.is_dir():
+        raise ManifestError(f"{shown} is not a directory", path=path,
+                            hint="give the package directory (the one holding gptstore.json)")
+    if not (path / MANIFEST_FILE).exists():
+        raise ManifestError(f"{shown} is a directory without a manifest ({MANIFEST_FILE})", path=path,
+                            hint=_PACKAGE_HINT)
 
 
 def _is_reference(text: str) -> bool:

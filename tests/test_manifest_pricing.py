@@ -41,13 +41,25 @@ def test_unchecked_does_not_validate_but_the_model_does():
 @pytest.mark.parametrize("given, fields", [
     ((None, None, None), None),
     ((None, 0.02, None), {"model": "per_1k_tokens", "amount": 0.02}),  # a price alone is per 1k tokens
-    ((None, None, "EUR"), {"model": "per_1k_tokens", "currency": "EUR"}),
+    ((None, 0.02, "EUR"), {"model": "per_1k_tokens", "amount": 0.02, "currency": "EUR"}),
     (("flat", 10.0, None), {"model": "flat", "amount": 10.0}),
     (("free", None, None), {"model": "free"}),
 ])
 def test_fields_from_fills_the_default_model(given, fields):
     assert Pricing.fields_from(*given) == fields
     assert Pricing.DEFAULT_PAID_MODEL == "per_1k_tokens"
+
+
+@pytest.mark.parametrize("given, message", [
+    (("per_1k_tokens", None, None), "--price-model per_1k_tokens needs --price"),
+    (("flat", None, "EUR"), "--price-model flat needs --price"),
+    ((None, None, "EUR"), "--currency EUR needs --price"),
+])
+def test_fields_from_refuses_a_paid_model_without_a_price(given, message):
+    from gptstore.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        Pricing.fields_from(*given)
 
 
 def test_search_hits_price_through_pricing(tiny_gpt):
@@ -74,9 +86,20 @@ def test_package_cli_fills_the_pricing_default(run_cli, tiny_gpt):
         return json.loads((tiny_gpt / "gptstore.json").read_text())["pricing"]
 
     assert packaged("--price", "0.5") == {"model": "per_1k_tokens", "amount": 0.5, "currency": "USD"}
-    assert packaged("--currency", "EUR")["model"] == "per_1k_tokens"
+    assert packaged("--price", "0.5", "--currency", "EUR")["currency"] == "EUR"
     assert packaged("--price-model", "flat", "--price", "3") == {"model": "flat", "amount": 3.0, "currency": "USD"}
     assert packaged() == {"model": "flat", "amount": 3.0, "currency": "USD"}  # kept when not given again
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--price-model", "per_1k_tokens"], "--price-model per_1k_tokens needs --price (the amount per 1k tokens)"),
+    (["--currency", "EUR"], "--currency EUR needs --price"),
+])
+def test_package_cli_refuses_a_paid_model_without_a_price(run_cli, tiny_gpt, args, message):
+    result = run_cli("package", str(tiny_gpt), "--name", "acme/tiny", "--version", "1.0.0", *args)
+    assert result.exit_code == 2
+    assert message in result.output and result.output.count("\n") == 1
+    assert not (tiny_gpt / "gptstore.json").exists()
 
 
 def test_package_cli_reports_inconsistent_pricing_as_the_manifests(run_cli, tiny_gpt):

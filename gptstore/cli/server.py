@@ -138,23 +138,33 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
                                   max_header_size=max_header_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from ..server.app import serve
+    from ..server.app import bind, serve
 
-    click.echo(f"gptstore server: data in {settings.data}, listening on http://{host}:{port}"
-               + (f", public URL {settings.public_url}" if settings.public_url else ""), err=True)
     if require_signed:
-        _announce_signed_only(ctx)
-    serve(settings, log_level=log_level)
+        _check_signing_extra()
+    sock = bind(settings)  # a port in use fails here, before anything is announced
+    try:
+        bound = sock.getsockname()[1]
+        click.echo(f"gptstore server: data in {settings.data}, listening on http://{host}:{bound}"
+                   + (f", public URL {settings.public_url}" if settings.public_url else ""), err=True)
+        if require_signed:
+            _announce_signed_only(ctx)
+        serve(settings, log_level=log_level, sock=sock)
+    finally:
+        sock.close()
 
 
-def _announce_signed_only(ctx: click.Context) -> None:
-    """Fail early without the signing extra; say how many keys the check will use."""
+def _check_signing_extra() -> None:
     try:
         import cryptography  # noqa: F401
     except ImportError:  # pragma: no cover - the extra is installed in development
         from ..errors import MissingDependency
 
         raise MissingDependency("cryptography (needed by --require-signed)", "signing") from None
+
+
+def _announce_signed_only(ctx: click.Context) -> None:
+    """Say how many keys the check will use (the signing extra was checked before binding)."""
     keys = _keys(ctx)
     try:
         registered = keys.list()

@@ -93,9 +93,12 @@ class TransformersEngine:
                                    "dtype": getattr(torch, dtype)}
         if device != "cpu":
             options["device_map"] = device
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, **options)
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        from ..transformers_logging import quiet_transformers
+
+        try:  # transformers' own warnings and "Loading weights" bars only with --verbose
+            with quiet_transformers():
+                model = AutoModelForCausalLM.from_pretrained(path, **options)
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError, KeyError) as exc:
             raise PackageError(f"transformers could not load {manifest.repo_id}:{manifest.version}: {exc}",
                                path=path, hint="check the package with `gptstore verify`") from exc
@@ -324,6 +327,7 @@ class TransformersRunner:
         return completion
 
     def perplexity(self, texts: list[str], *, batch_size: int = 8) -> float:
+        refuse_empty(texts, what="text")
         return measure_perplexity(self.model, self.tokenizer, texts, block_size=self.context_length,
                                   batch_size=batch_size)
 
@@ -336,6 +340,19 @@ class TransformersRunner:
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+def refuse_empty(texts: list[str], *, what: str) -> None:
+    """An empty list, or an empty or blank text, is a caller's mistake: say so, with its number,
+    instead of scoring only an end-of-text token. (An empty *prompt* stays valid for ``generate``:
+    it starts from the start token.)"""
+    if not texts:
+        raise UsageError(f"no {what}s given (an empty list)", hint=f"pass a {what} or a non-empty list of {what}s")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            which = f"{what} {i + 1} of {len(texts)}" if len(texts) > 1 else f"the {what}"
+            raise UsageError(f"{which} is empty", hint=f"give some text; an empty {what} has nothing to "
+                             + ("continue" if what == "prompt" else "score"))
 
 
 @hookimpl(trylast=True)  # a built-in: plugins registering the same name override it

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import Any, AsyncIterator
 
 from pydantic import ValidationError
@@ -128,13 +129,48 @@ def tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 128 * 1024 * 1024)
 
 
-def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool = True) -> None:
-    """Run the server under uvicorn until interrupted."""
+def bind(settings: ServerSettings) -> socket.socket:
+    """The listening socket for ``settings.host``/``settings.port``, bound before anything is
+    announced: a port in use is one :class:`~gptstore.errors.GPTStoreError` line (exit 1), not
+    uvicorn's log lines after a "listening on" that was never true. Port 0 picks a free port
+    (read it back with ``sock.getsockname()[1]``)."""
+    import errno
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise GPTStoreError(f"cannot listen on {settings.host}: {exc.strerror or exc}",
+                            hint="pass --host with an address of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise GPTStoreError(f"port {settings.port} on {settings.host} is already in use",
+                                hint="stop the program that holds it, or pass --port with another port "
+                                     "(--port 0 picks a free one)") from None
+        raise GPTStoreError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+                            hint="pass another --host or --port (ports below 1024 need privileges)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool = True,
+          sock: socket.socket | None = None) -> None:
+    """Run the server under uvicorn until interrupted, on ``sock`` (from :func:`bind`; bound here
+    when not given)."""
     import uvicorn
 
     tune_malloc()
     settings.data.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                access_log=access_log, lifespan="on", http=guarded_protocol(settings),
-                limit_concurrency=settings.limit_concurrency, timeout_keep_alive=settings.timeout_keep_alive,
-                h11_max_incomplete_event_size=settings.max_header_size)
+    sock = sock or bind(settings)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                            access_log=access_log, lifespan="on", http=guarded_protocol(settings),
+                            limit_concurrency=settings.limit_concurrency,
+                            timeout_keep_alive=settings.timeout_keep_alive,
+                            h11_max_incomplete_event_size=settings.max_header_size)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -19,8 +19,11 @@ Limits (see :mod:`gptstore.config`): ``GPTSTORE_HTTP_TIMEOUT`` bounds connecting
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
+import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
@@ -89,6 +92,107 @@ def _raise_http_error(response: httpx2.Response, body: bytes) -> None:
     raise StoreError(f"{response.request.url} answered HTTP {response.status_code}")  # not reached
 
 
+#: the ``HfApi`` methods gptstore calls, run by :func:`without_retries` on the first error
+HUB_API_METHODS = ("create_commit", "create_repo", "create_tag", "delete_tag", "list_repo_files",
+                   "list_repo_refs", "list_repo_tree", "model_info", "repo_info", "get_paths_info",
+                   "upload_file", "upload_folder", "whoami")
+
+_retries_lock = threading.Lock()
+_retries_off = 0
+_saved_retries: list[tuple[Any, Any]] = []
+
+
+class _DropRetryWarnings(logging.Filter):
+    """huggingface_hub logs each failed try ("... thrown while requesting", "Retrying in 1s"); with
+    retries off, the error we raise says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+
+_DROP_RETRY_WARNINGS = _DropRetryWarnings()
+
+
+@contextmanager
+def hub_retries_off() -> Iterator[None]:
+    """Inside: huggingface_hub's ``http_backoff`` tries once (its default is 5 retries, 1 + 2 + 4 +
+    8 + 8 s of sleeping: a store that is down took 24 s and printed 10 lines) and logs nothing.
+
+    The defaults are process-wide, so they are switched while any caller is inside (counted, under a
+    lock) and restored when the last one leaves; code outside keeps huggingface_hub's retries.
+    """
+    global _retries_off
+    from huggingface_hub.utils import _http
+
+    with _retries_lock:
+        if _retries_off == 0:
+            _saved_retries.clear()
+            for function in (_http.http_backoff, _http.http_stream_backoff):
+                defaults = function.__kwdefaults__ or {}
+                if "max_retries" in defaults:
+                    _saved_retries.append((function, defaults["max_retries"]))
+                    defaults["max_retries"] = 0
+            logging.getLogger(_http.__name__).addFilter(_DROP_RETRY_WARNINGS)
+        _retries_off += 1
+    try:
+        yield
+    finally:
+        with _retries_lock:
+            _retries_off -= 1
+            if _retries_off == 0:
+                for function, value in _saved_retries:
+                    function.__kwdefaults__["max_retries"] = value
+                _saved_retries.clear()
+                logging.getLogger(_http.__name__).removeFilter(_DROP_RETRY_WARNINGS)
+
+
+def without_retries(api: Any) -> Any:
+    """``api`` (an ``HfApi``, its type unchanged) whose :data:`HUB_API_METHODS` run inside
+    :func:`hub_retries_off`: a store that is down or failing fails on the first answer, in about a
+    second, with the one line :meth:`~gptstore.stores.hub.HubStore._fail` makes of it."""
+    for name in HUB_API_METHODS:
+        method = getattr(api, name, None)
+        if callable(method):
+            setattr(api, name, _once(method))
+    return api
+
+
+def _once(method: Any) -> Any:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with hub_retries_off():
+            return method(*args, **kwargs)
+    return call
+
+
+def is_non_hub_answer(status: int, headers: Any, body: bytes) -> bool:
+    """Whether an error answer comes from a web server that is no Hub API (``python -m http.server``,
+    a static site, a wrong path): "not found" or "not implemented" with neither the Hub's
+    ``X-Error-Code`` nor a JSON body. A Hub's own 404s carry one of them; its 5xx stay store errors."""
+    if status not in (404, 405, 501) or headers.get("x-error-code"):
+        return False
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
+def error_body(response: Any) -> bytes:
+    """What an error answer ``huggingface_hub`` raised on holds (at most MAX_ERROR_BYTES; b"" unread)."""
+    try:
+        return bytes(response.content[:MAX_ERROR_BYTES])
+    except Exception:  # a streamed answer that was never read
+        return b""
+
+
+def not_hub_compatible(endpoint: str, what: str, status: int) -> StoreError:
+    return StoreError(f"{one_line(endpoint, 200)} is not a Hub-compatible store (it answered {what} with "
+                      f"HTTP {status} and no Hub API answer)",
+                      hint="give the URL of a `gptstore server` or a Hugging Face Hub, e.g. "
+                           "--store http://127.0.0.1:8765 or hf://")
+
+
 class BoundedHTTP:
     """GET requests to one store (``endpoint``) with caps, time limits and safe redirects."""
 
@@ -135,7 +239,10 @@ class BoundedHTTP:
                         params = None  # the Location carries its own query
                         continue
                     if response.status_code >= 400 and response.status_code not in accept:
-                        _raise_http_error(response, self._read(response, MAX_ERROR_BYTES, what, truncate=True))
+                        body = self._read(response, MAX_ERROR_BYTES, what, truncate=True)
+                        if is_non_hub_answer(response.status_code, response.headers, body):
+                            raise not_hub_compatible(self.endpoint, what, response.status_code)
+                        _raise_http_error(response, body)
                     yield response
                     return
                 finally:
@@ -215,6 +322,8 @@ class BoundedHTTP:
         try:
             return json.loads(data), links
         except (ValueError, RecursionError):
+            if data.lstrip()[:1] == b"<":  # an HTML page: a web server, not a Hub API
+                raise not_hub_compatible(self.endpoint, what, 200) from None
             raise StoreError(f"{self.endpoint} answered {what} with invalid JSON",
                              hint="the store is broken or hostile") from None
 

@@ -20,6 +20,7 @@ actual digests) and also inherit the matching built-in, so generic ``except`` cl
      │    └── DigestMismatch                     size or sha256 differs
      ├── ConflictError                           e.g. a tag that already names other content
      ├── ClaimMismatch                           a measured perplexity contradicts the manifest's claim
+     ├── FinetuneInterrupted                     Ctrl-C stopped a fine-tuning run; exit code 130
      ├── TrustError                              signature missing, untrusted or invalid
      │    └── MalformedSignature                 a gptstore.sig that is not a gptstore DSSE envelope
      ├── StoreError (OSError)                    a remote store failed or refused
@@ -154,6 +155,12 @@ class ConflictError(GPTStoreError):
 class ClaimMismatch(GPTStoreError):
     """A model's measured perplexity differs from its manifest's claim by more than the tolerance
     (``gptstore eval --check``)."""
+
+
+class FinetuneInterrupted(GPTStoreError):
+    """Ctrl-C stopped a fine-tuning run; its checkpoints are kept, so the same command resumes it."""
+
+    exit_code = 130
 
 
 class TrustError(GPTStoreError):

@@ -41,6 +41,7 @@ from .errors import ConflictError, ManifestError
 from .integrity import IntegrityReport
 from .library import Library, LocalModel
 from .manifest import FileEntry
+from .origins import record_origin
 from .refs import DEFAULT_TAG, Reference, parse_reference
 from .safety import CONFIG_FILE, MAX_CONFIG_BYTES, check_safety, parse_model_config
 from .stores.base import Located, Store, get_store
@@ -193,6 +194,7 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
         if not report.ok:
             report = verify(staged, library=library, allow_unsafe=allow_unsafe)  # strict: raises what is still wrong
         model = library.add(manifest, signature=located.signature, tags=tags)
+        record_origin(library.root, located.digest, source.url)  # what `gptstore lock` pins by default
     counts = [count for _entry, count in fetched]
     files = sum(1 for c in counts if c[2])
     return PullResult(model, located, files, sum(c[0] for c in counts), len(manifest.files) - files,

@@ -73,10 +73,17 @@ class PushResult:
     digest: str  # manifest digest (hex)
     store: str  # the store's URL
     url: str  # where the store says the model is now
+    base: PushResult | None = None  # the base pushed first (``with_base``) for an adapter
+    warnings: tuple[str, ...] = ()  # e.g. an adapter whose base the store lacks
+    uploaded_files: int = 0  # package files sent: those the repo's latest version did not hold
+    uploaded_bytes: int = 0
+    reused_files: int = 0  # package files the repo's latest version already held (by sha256): not sent
 
     def to_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "digest": f"sha256:{self.digest}", "store": self.store,
-                "url": self.url}
+                "url": self.url, "base": self.base.to_dict() if self.base else None, "warnings": list(self.warnings),
+                "uploaded_files": self.uploaded_files, "uploaded_bytes": self.uploaded_bytes,
+                "reused_files": self.reused_files}
 
 
 def pull(reference: str | Reference, *, store: str | Store | None = None, token: str | None = None,
@@ -87,7 +94,7 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, token:
     Args:
         reference: ``namespace/name[:tag][@sha256:<hex>]``.
         store: the store's URL (``hf://``, ``http(s)://host:port``, a library path); default
-            ``GPTSTORE_STORE``, else the local library.
+            ``GPTSTORE_STORE``, else ``hf://`` (``HF_ENDPOINT`` moves it).
         token: access token for that store only (see the module docstring).
         allow_unsafe: accept pickle-based weights (only from a source you trust).
         revision: the store's immutable revision to pull (a commit id, as a lock file records).
@@ -107,7 +114,7 @@ def pull(reference: str | Reference, *, store: str | Store | None = None, token:
 
 
 def push(reference: str | Reference, *, store: str | None = None, token: str | None = None,
-         private: bool = False, library: Library | None = None) -> PushResult:
+         private: bool = False, library: Library | None = None, with_base: bool = False) -> PushResult:
     """Push a model of the local library to a store; only what the store lacks is uploaded.
 
     Args:
@@ -117,24 +124,86 @@ def push(reference: str | Reference, *, store: str | None = None, token: str | N
         token: access token for that store only, with write scope for the model's namespace.
         private: create the repo as private (on a hub), visible to its namespace only.
         library: the library holding the model (default: the one under ``GPTSTORE_HOME``).
+        with_base: for an adapter (``format.base``), push its base (from the library, exactly the
+            pinned digest) first when the store lacks it. Without it, a missing base is a warning
+            (``result.warnings``, also logged): consumers could not pull the adapter.
 
     Raises:
-        UsageError: no store named; ModelNotFound: no such model in the library; AuthError: the
-        token is missing, invalid or lacks write scope; ConflictError: the store holds this version
-        with other content.
+        UsageError: no store named; ModelNotFound: no such model in the library (or, with
+        ``with_base``, no such base); AuthError: the token is missing, invalid or may not write to
+        the namespace (the store's reason is passed on); ConflictError: the store holds this version
+        with other content; IntegrityError: the model's signature signs another manifest.
     """
+    from . import config
     from .library import Library
     from .stores.base import get_store
     from .stores.local import LocalStore
 
     library = library or Library()
     model = library.get(reference)
+    if store is None and config.default_store() is None:  # never publish to huggingface.co by default
+        raise UsageError(f"{model.name} is in the local library already ({library.root}); name the store to push it to",
+                         hint="pass --store URL (hf://, http(s)://host:port or a library path) or set GPTSTORE_STORE")
     target = get_store(store, token=token)
     if isinstance(target, LocalStore) and target.library.root.resolve() == library.root.resolve():
         raise UsageError(f"{model.name} is in the local library already ({library.root}); push it to another store",
                          hint="pass --store URL (hf://, http(s)://host:port or a library path) or set GPTSTORE_STORE")
+    return _push(model, target, library, private=private, with_base=with_base)
+
+
+def _push(model: Any, target: Store, library: Library, *, private: bool, with_base: bool) -> PushResult:
+    """Push one library model (its base first, with ``with_base``); refuse a stale signature."""
+    import logging
+
+    from .errors import IntegrityError, ModelNotFound
+    from .refs import parse_reference
+    from .signed_digest import signed_digest
+
+    signature = library.signature(model.digest)
+    if signature is not None and signed_digest(signature) != model.digest:
+        raise IntegrityError(f"the signature of {model.name} in the library signs another manifest; pushing it "
+                             "would ship a stale gptstore.sig",
+                             hint="sign the package directory again (`gptstore sign DIR --key NAME`), publish it "
+                                  "again, then push")
+    base, base_result, warnings = model.manifest.format.base, None, []
+    if base is not None:
+        pinned = parse_reference(f"{base.reference}@sha256:{base.digest}")
+        try:
+            target.locate(pinned)
+        except ModelNotFound:
+            if with_base:
+                base_model = library.base_of(model.manifest)
+                base_result = _push(base_model, target, library, private=private, with_base=True)
+            else:
+                what = f"{model.manifest.repo_id}:{model.manifest.version}"
+                warnings.append(f"{target.url} does not have the base {base.reference} (sha256:{base.digest[:12]}…) "
+                                f"of {what}, so it cannot be pulled from there; push it with --with-base")
+    held = _held_by_store(target, model.manifest)
     where = target.push(model, private=private)
-    return PushResult(f"{model.manifest.repo_id}:{model.manifest.version}", model.digest, target.url, where)
+    for line in warnings:
+        logging.getLogger("gptstore.push").warning("%s", line)
+    sent = [f for f in model.manifest.files if f.sha256 not in held]
+    return PushResult(f"{model.manifest.repo_id}:{model.manifest.version}", model.digest, target.url, where,
+                      base=base_result, warnings=tuple(warnings), uploaded_files=len(sent),
+                      uploaded_bytes=sum(f.size for f in sent), reused_files=len(model.manifest.files) - len(sent))
+
+
+def _held_by_store(target: Store, manifest: Any) -> set[str]:
+    """The sha256 of the files the store's latest version of this repo holds: the push sends only
+    the others (the store keeps files by content; a Hub skips an LFS object it has). Empty for a
+    new repo or one this token cannot read."""
+    from .errors import AuthError, GPTStoreError, ModelNotFound, StoreError
+    from .refs import parse_reference
+
+    try:
+        held, _digest, _signature = target.manifest(parse_reference(f"{manifest.repo_id}:latest"))
+    except (ModelNotFound, AuthError):  # a new repo, or one this token cannot read
+        return set()
+    except StoreError:
+        raise  # the store failed: the push would fail as well, so say so now (one try, one line)
+    except GPTStoreError:  # e.g. the latest version is not a gptstore package
+        return set()
+    return {f.sha256 for f in held.files}
 
 
 def search(query: str = "", *, store: str | None = None, token: str | None = None, tag: str | None = None,
@@ -143,7 +212,7 @@ def search(query: str = "", *, store: str | None = None, token: str | None = Non
 
     Args:
         query: words to match; empty matches every model.
-        store: the store's URL; default ``GPTSTORE_STORE``, else the local library.
+        store: the store's URL; default ``GPTSTORE_STORE``, else ``hf://`` (``HF_ENDPOINT`` moves it).
         token: access token for that store only (private models show only to their namespace).
         tag: only models with this tag.
         sort: ``downloads`` (most first) or ``recent``.

@@ -3,7 +3,7 @@
 Stored in ``GPTSTORE_HOME/trust.json`` (written atomically, edits serialised by a file lock)::
 
     {"schema_version": 1, "default_policy": "warn",
-     "namespaces": {"acme": {"policy": null,
+     "namespaces": {"acme": {"policy": null, "allow_unsigned": false,
                              "keys": [{"keyid": "1a2b…", "public_key": "-----BEGIN PUBLIC KEY-----…",
                                        "added_at": "2026-…Z"}]}}}
 
@@ -14,6 +14,12 @@ A policy is ``off`` (skip), ``warn`` (go on, with one warning line) or ``require
 2. the namespace's own policy (``gptstore trust policy require --namespace acme``);
 3. ``require`` when the namespace has at least one trusted key;
 4. the global default (``warn`` unless set with ``gptstore trust policy off|warn|require``).
+
+**Unsigned models.** A namespace can be allowed to be unsigned (``gptstore trust allow-unsigned
+NAMESPACE``), e.g. ``openai-community`` for Hub repos imported without a ``gptstore.json``
+(:mod:`gptstore.stores.hub_import`): such a model passes every policy and is reported as
+"unsigned, imported from <store>/<repo>@<commit>" (or "unsigned, allowed for NAMESPACE"). A
+signature that is present but does not verify is never excused by it.
 
 :func:`authenticity` applies the policy to a manifest and its signature bytes (what
 :func:`gptstore.signing.check_signature` proves) and returns a
@@ -81,6 +87,7 @@ class TrustedKey:
 class NamespaceTrust:
     policy: str | None = None
     keys: list[TrustedKey] = field(default_factory=list)
+    allow_unsigned: bool = False
 
 
 @dataclass
@@ -106,7 +113,8 @@ class TrustStore:
                 policy = entry.get("policy")
                 keys = [TrustedKey(k["keyid"], k["public_key"], k.get("added_at", ""))
                         for k in entry.get("keys") or []]
-                store.namespaces[namespace] = NamespaceTrust(check_policy(policy) if policy else None, keys)
+                store.namespaces[namespace] = NamespaceTrust(check_policy(policy) if policy else None, keys,
+                                                             entry.get("allow_unsigned", False) is True)
         except (ValueError, TypeError, KeyError, AttributeError, UsageError) as exc:
             raise TrustError(f"trust policy file {path} is damaged ({type(exc).__name__}: {exc})",
                              hint="fix it by hand, or remove it and add your trusted keys again") from None
@@ -127,7 +135,8 @@ class TrustStore:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "default_policy": self.default_policy,
-                "namespaces": {ns: {"policy": entry.policy, "keys": [k.to_dict() for k in entry.keys]}
+                "namespaces": {ns: {"policy": entry.policy, "keys": [k.to_dict() for k in entry.keys],
+                                    **({"allow_unsigned": True} if entry.allow_unsigned else {})}
                                for ns, entry in sorted(self.namespaces.items())}}
 
     def save(self) -> None:
@@ -137,6 +146,18 @@ class TrustStore:
     def keys_for(self, namespace: str) -> list[TrustedKey]:
         entry = self.namespaces.get(namespace)
         return list(entry.keys) if entry else []
+
+    def allows_unsigned(self, namespace: str) -> bool:
+        entry = self.namespaces.get(namespace)
+        return bool(entry and entry.allow_unsigned)
+
+    def set_allow_unsigned(self, namespace: str, allowed: bool = True) -> None:
+        """Let unsigned models of ``namespace`` pass every policy (or stop letting them)."""
+        check_namespace(namespace)
+        entry = self.namespaces.setdefault(namespace, NamespaceTrust())
+        entry.allow_unsigned = allowed
+        if not allowed and entry.policy is None and not entry.keys:
+            del self.namespaces[namespace]
 
     def effective_policy(self, namespace: str) -> tuple[str, str]:
         """(policy, why) for a namespace; ``why`` is "namespace policy", "trusted key" or "default"."""
@@ -189,7 +210,7 @@ class TrustStore:
                                 hint="`gptstore trust list` shows the trusted keys")
         assert entry is not None
         entry.keys = [k for k in keys if k not in doomed]
-        if not entry.keys and entry.policy is None:
+        if not entry.keys and entry.policy is None and not entry.allow_unsigned:
             del self.namespaces[namespace]
         return doomed
 
@@ -203,7 +224,7 @@ class TrustStore:
         check_namespace(namespace)
         entry = self.namespaces.setdefault(namespace, NamespaceTrust())
         entry.policy = check_policy(policy) if policy is not None else None
-        if entry.policy is None and not entry.keys:
+        if entry.policy is None and not entry.keys and not entry.allow_unsigned:
             del self.namespaces[namespace]
 
 
@@ -246,6 +267,9 @@ def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override
                                "digest": manifest.digest}
     if policy == "off":
         return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
+    imported = manifest.provenance.imported_from if manifest.provenance else None
+    if signature is None and (imported or store.allows_unsigned(namespace)):
+        return _unsigned(manifest, imported, policy, details, allowed=store.allows_unsigned(namespace))
     trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
     try:
         result = check_signature(manifest, signature, trusted, namespace=namespace)
@@ -253,6 +277,8 @@ def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override
         if policy == "require":
             raise
         result = SignatureCheck(False, f"could not be checked: {exc}", "signature not checked")
+    if not result.ok and result.short.startswith("signed by untrusted key"):
+        result = _for_another_manifest(manifest, signature, result)
     details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted)}
     if result.ok:
         return CheckResult("authenticity", True,
@@ -266,6 +292,42 @@ def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override
     hint = f"; {result.hint}" if result.hint and result.signed else ""
     return CheckResult("authenticity", True, f"{result.short}, policy {policy}", details, warning=True,
                        note=f"authenticity warning: {text}{hint}")
+
+
+def _unsigned(manifest: Manifest, imported: str | None, policy: str, details: dict[str, Any], *,
+              allowed: bool) -> CheckResult:
+    """An unsigned model that was imported from a plain Hub repo, or whose namespace is allowed
+    to be unsigned: passes when allowed; otherwise as any unsigned model, named for what it is."""
+    from .signing import reference_of
+
+    what = f"unsigned, imported from {imported}" if imported else f"unsigned, allowed for {manifest.namespace}"
+    details |= {"signed": False, "imported_from": imported, "allow_unsigned": allowed}
+    if allowed:
+        return CheckResult("authenticity", True, f"{what}, policy {policy}", details)
+    text = f"{reference_of(manifest)} is {what}"
+    details["problem"] = text
+    if policy == "require":
+        raise TrustError(f"refused by the trust policy for {manifest.namespace} (require): {text}",
+                         hint=f"allow it with `gptstore trust allow-unsigned {manifest.namespace}` if you trust "
+                              "that publisher")
+    return CheckResult("authenticity", True, f"{what}, policy {policy}", details, warning=True,
+                       note=f"authenticity warning: {text}")
+
+
+def _for_another_manifest(manifest: Manifest, signature: bytes | None, result: Any) -> Any:
+    """A signature naming another manifest digest is stale, whoever signed it: say that rather
+    than "untrusted key" (trusting the key would not make it match)."""
+    from .signed_digest import signed_digest
+    from .signing import SignatureCheck
+
+    signed = signed_digest(signature)
+    if signed is None or signed == manifest.digest:
+        return result
+    return SignatureCheck(False, f"has a signature for another manifest: gptstore.sig signs sha256:{signed[:12]}…, "
+                                 f"this manifest is sha256:{manifest.digest[:12]}…", "signature for another manifest",
+                          keyid=result.keyid,
+                          hint="the manifest changed after signing (e.g. packaged again): sign it again with "
+                               "`gptstore sign DIR --key NAME`, or get the original package")
 
 
 # -- the built-in verifier ------------------------------------------------------------------------

@@ -104,3 +104,54 @@ def test_real_process_error_output_and_debug(tmp_path):
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ModelNotFound" in debug.stderr
     version = subprocess.run([GPTSTORE, "--version"], capture_output=True, text=True, env=env)
     assert version.stdout.startswith("gptstore ")
+
+
+def _publish_copy(source, target, name, version, *, base=None):
+    import shutil
+
+    from gptstore.library import Library
+    from gptstore.manifest import save, validate
+    from gptstore.packaging import package
+
+    shutil.copytree(source, target)
+    (target / "notes.txt").write_text(f"{name} {version}")
+    manifest = package(target, name=name, version=version)
+    if base is not None:  # an adapter package as the peft plugin writes it: format.base pins the base
+        data = manifest.model_dump(exclude_none=True)
+        data["format"]["base"] = {"reference": f"{base.reference.repo_id}:{base.manifest.version}",
+                                  "digest": base.digest}
+        save(validate(data), target)
+    return Library().publish(target)
+
+
+def test_rm_of_a_base_an_adapter_pins_refuses_and_names_it(run_cli, tiny_gpt, tmp_path):
+    from gptstore.library import Library
+
+    base = _publish_copy(tiny_gpt, tmp_path / "base", "acme/base", "1.0.0")
+    _publish_copy(tiny_gpt, tmp_path / "lora", "acme/lora", "0.1.0", base=base)
+    refused = run_cli("rm", "acme/base")
+    assert refused.exit_code == 1
+    assert refused.output.strip() == ("Error: acme/base is the base of the installed adapter acme/lora:0.1.0; "
+                                      "removing it would break it; remove acme/lora:0.1.0 first, or pass --force")
+    assert Library().has_manifest(base.digest) and len(Library().tags("acme/base")) == 2
+    assert run_cli("rm", "acme/base:1.0.0").exit_code == 0  # latest still holds the base: allowed
+
+    forced = run_cli("rm", "acme/base", "--force")
+    assert forced.exit_code == 0 and "Removed acme/base:latest" in forced.output
+    assert "acme/lora:0.1.0 lost its base model" in forced.output
+    assert not Library().has_manifest(base.digest)
+    assert run_cli("rm", "acme/lora").exit_code == 0
+
+
+def test_rm_of_a_tag_says_which_tags_still_hold_the_model(run_cli, tiny_gpt, tmp_path):
+    from gptstore.library import Library
+
+    model = _publish_copy(tiny_gpt, tmp_path / "m", "acme/tagged", "1.0.0")
+    one = run_cli("rm", "acme/tagged:1.0.0")
+    assert one.exit_code == 0
+    assert one.output.strip() == (f"Removed tag acme/tagged:1.0.0; latest still points at it "
+                                  f"(sha256:{model.digest[:12]}), so no data was deleted")
+    assert Library().has_manifest(model.digest)
+    last = json.loads(run_cli("rm", "acme/tagged:latest", "--json").stdout)
+    assert last == [{"reference": "acme/tagged:latest", "digest": f"sha256:{model.digest}", "still_tagged": []}]
+    assert not Library().has_manifest(model.digest)

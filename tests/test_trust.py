@@ -160,6 +160,7 @@ def forge_the_trusted_keyid(pkg, tmp_path):
 def copy_from_another_model(pkg, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(pkg, other)
+    (other / "gptstore.sig").unlink(missing_ok=True)  # (package would drop it as stale, with a warning)
     package(other, name="acme/other", version="1.0.0")
     signing.sign_package(other, key="release")
     shutil.copy(other / "gptstore.sig", pkg / "gptstore.sig")
@@ -168,6 +169,7 @@ def copy_from_another_model(pkg, tmp_path):
 def copy_from_another_version(pkg, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(pkg, other)
+    (other / "gptstore.sig").unlink(missing_ok=True)  # (package would drop it as stale, with a warning)
     package(other, name="acme/tiny", version="1.0.1")
     signing.sign_package(other, key="release")
     shutil.copy(other / "gptstore.sig", pkg / "gptstore.sig")

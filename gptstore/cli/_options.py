@@ -57,7 +57,7 @@ json_option = SharedOption("--json", "as_json", is_flag=True, help="Print JSON f
 store_option = SharedOption(
     "--store", "store_url", metavar="URL",
     help="Store URL: hf://, http(s)://host:port or a library path "
-         "(default: GPTSTORE_STORE, else the local library).")
+         "(default: GPTSTORE_STORE, else hf://; see `gptstore config`).")
 
 token_option = SharedOption(
     "--token",

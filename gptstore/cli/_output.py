@@ -1,9 +1,15 @@
-"""Shared output helpers for commands: tables, sizes, JSON."""
+"""Shared output helpers for commands: tables, sizes, JSON.
+
+The ``--json`` vocabulary (documented in docs/cli.md) is kept here: a model is named by
+``reference`` (``ns/name:tag``) and ``digest`` (always ``sha256:<hex>``, see :func:`json_digest`), a
+price is ``{model, amount, currency}`` (:func:`json_price`), whatever the command.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Collection, Iterable, Sequence
+import time
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 import click
 
@@ -44,3 +50,68 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, indent: int 
 
 def short(digest: str) -> str:
     return digest[:12]
+
+
+def json_digest(digest: str | None) -> str | None:
+    """A digest as every ``--json`` prints it: ``sha256:<hex>`` (None stays None)."""
+    if not digest:
+        return None
+    return digest if digest.startswith("sha256:") else f"sha256:{digest}"
+
+
+def json_price(pricing: Any) -> dict[str, Any]:
+    """A price as every ``--json`` prints it: ``{"model", "amount", "currency"}``, from a
+    :class:`~gptstore.manifest.Pricing` or a dict with those keys."""
+    get = pricing.get if isinstance(pricing, dict) else lambda key: getattr(pricing, key)
+    return {"model": get("model"), "amount": float(get("amount")), "currency": get("currency")}
+
+
+class TransferProgress:
+    """One progress line for a transfer: ``  1.2 MB / 5.9 MB (20%)  3.4 MB/s  ETA 1s``.
+
+    Called with ``(done, total)`` bytes as a transfer advances; the rate is the mean since the
+    first call and the ETA what is left at that rate. Redraws only when the percentage or the
+    second changes; ``write`` gets each line (with ``\\r``; the last one ends the line).
+    """
+
+    def __init__(self, write: Callable[[str, bool], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self._write = write
+        self._clock = clock
+        self._start: float | None = None
+        self._shown: tuple[int, int] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        elapsed = now - self._start
+        percent = done * 100 // max(total, 1)
+        key = (percent, int(elapsed))
+        if key == self._shown and done < total:
+            return
+        self._shown = key
+        self._write(f"\r{self.line(done, total, elapsed)}", done >= total)
+
+    @staticmethod
+    def line(done: int, total: int, elapsed: float) -> str:
+        percent = done * 100 // max(total, 1)
+        text = f"  {human_size(done)} / {human_size(total)} ({percent}%)"
+        if elapsed <= 0 or done <= 0:
+            return text
+        rate = done / elapsed
+        text += f"  {human_size(rate)}/s"
+        if done < total:
+            text += f"  ETA {_duration((total - done) / rate)}"
+        else:
+            text += f" in {_duration(elapsed)}"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 #: command name -> its short help, unshortened (hidden commands are left out)
 SUMMARIES: dict[str, str] = {
+    "config": "Show the effective settings: default store, Hub endpoint, offline, home.",
     "demo": "Run the end-to-end demo on the local library (GPTSTORE_HOME).",
     "eval": "Measure a model's perplexity on data, or --check its claim.",
     "finetune": "Fine-tune a model on text; write a package draft to --out.",
@@ -26,6 +27,7 @@ SUMMARIES: dict[str, str] = {
     "list": "List models in the local library.",
     "lock": "Print a lock file pinning models to exact digests.",
     "login": "Check a token against a store and save it (mode 0600).",
+    "logout": "Remove the login saved for a store by `gptstore login`.",
     "manifest": "Manifest tools: the JSON Schema of gptstore.json.",
     "package": "Write DIRECTORY/gptstore.json, pinning every file by sha256.",
     "plugins": "List plugins, their hooks and load errors; install, uninstall.",
@@ -41,6 +43,7 @@ SUMMARIES: dict[str, str] = {
     "trust": "Trust publishers' keys per namespace; set the signature policy.",
     "usage": "Calls, tokens and cost per model, from the usage log.",
     "verify": "Check a model's integrity, authenticity and safety.",
+    "whoami": "Show who the token a command would send to a store belongs to.",
 }
 
 #: a limit no first sentence reaches, so that the table holds the whole sentence; the root help

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ._commands import SuggestingGroup
 from ._options import json_option
 from ._output import echo_json, table
 
@@ -31,7 +32,7 @@ Examples:
 """
 
 
-@click.group(epilog=KEYS_EXAMPLES)
+@click.group(cls=SuggestingGroup, epilog=KEYS_EXAMPLES)
 def keys() -> None:
     """Make, list and export Ed25519 signing keys.
 
@@ -132,7 +133,7 @@ Examples:
 """
 
 
-@click.group(epilog=TRUST_EXAMPLES)
+@click.group(cls=SuggestingGroup, epilog=TRUST_EXAMPLES)
 def trust() -> None:
     """Trust publishers' keys per namespace; set the signature policy.
 
@@ -176,6 +177,7 @@ def trust_list(as_json):
     rows = []
     for namespace, entry in data["namespaces"].items():
         policy = f"{entry['effective_policy']} ({entry['policy_source']})"
+        policy += ", unsigned allowed" if entry.get("allow_unsigned") else ""
         for key in entry["keys"] or [{"keyid": "-", "added_at": ""}]:
             rows.append((namespace, policy, key["keyid"], key["added_at"]))
     if rows:
@@ -199,6 +201,22 @@ def trust_rm(namespace, keyid, as_json):
         echo_json({"namespace": namespace, "removed": [k.keyid for k in removed], "policy": policy})
         return
     click.echo(f"Removed {', '.join(k.keyid for k in removed)} from {namespace} (policy now {policy})")
+
+
+@trust.command("allow-unsigned")
+@click.argument("namespace")
+@click.option("--undo", is_flag=True, help="Stop allowing unsigned models of NAMESPACE.")
+@json_option
+def trust_allow_unsigned(namespace, undo, as_json):
+    """Let unsigned models of NAMESPACE pass every policy (e.g. Hub repos imported without gptstore.json)."""
+    from ..trust import TrustStore
+
+    with TrustStore.edit() as store:
+        store.set_allow_unsigned(namespace, not undo)
+    if as_json:
+        echo_json({"namespace": namespace, "allow_unsigned": not undo})
+        return
+    click.echo(f"{'No longer allowing' if undo else 'Allowing'} unsigned models of {namespace}")
 
 
 @trust.command("policy")

@@ -21,7 +21,7 @@ import traceback
 
 import click
 
-from ._commands import COMMANDS, builtin_command
+from ._commands import ALIASES, COMMANDS, SuggestingGroup, builtin_command
 from ._summaries import SUMMARIES
 
 
@@ -45,7 +45,8 @@ class CLIError(click.ClickException):
         self.exit_code = getattr(error, "exit_code", 1)
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
+    aliases = ALIASES
     _plugins_key: tuple = ()
     _owners: dict[str, str] = {}
 
@@ -88,6 +89,10 @@ class LazyGroup(click.Group):
         self.load_plugin_commands()
         if name in self.commands:
             return self.commands[name]
+        if name in ALIASES:  # `ls` is `list`; hidden from the root help, which lists each command once
+            name = ALIASES[name]
+            if name in self.commands:
+                return self.commands[name]
         if name not in COMMANDS:
             return None
         command = self.commands[name] = builtin_command(name)
@@ -137,7 +142,9 @@ def _version() -> str:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gptstore", message="gptstore %(version)s")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Let transformers print its own warnings and progress bars (also GPTSTORE_VERBOSE=1).")
+def cli(verbose: bool) -> None:
     """gptstore: package, sign, publish, pull, verify and run GPT models.
 
     \b
@@ -145,6 +152,10 @@ def cli() -> None:
     Consumer:  search → show → pull → verify → run
     Set GPTSTORE_HOME to choose where the local library lives.
     """
+    if verbose:
+        from ..transformers_logging import set_verbose
+
+        set_verbose()
 
 
 def main(argv: list[str] | None = None) -> None:

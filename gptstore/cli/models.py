@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._options import allow_unsafe_option, json_option, store_option
-from ._output import echo_json, human_size, short, table
+from ._options import allow_unsafe_option, json_option, store_option, token_option
+from ._output import echo_json, human_size, json_price, short, table
 
 PACKAGE_EXAMPLES = """
 \b
@@ -55,8 +55,9 @@ def package(directory, name, version, description, adapter, base, license_, tags
     manifest = make_package(directory, name=name, version=version, adapter=adapter,
                             allow_unsafe=allow_unsafe, base=base, **fields)
     if as_json:
-        echo_json({"manifest": str(directory / "gptstore.json"), "digest": f"sha256:{manifest.digest}",
-                   "files": len(manifest.files), "bytes": manifest.total_size})
+        echo_json({"reference": f"{manifest.repo_id}:{manifest.version}", "manifest": str(directory / "gptstore.json"),
+                   "digest": f"sha256:{manifest.digest}", "files": len(manifest.files),
+                   "bytes": manifest.total_size, "price": json_price(manifest.pricing)})
         return
     fmt = manifest.format
     click.echo(f"Packaged {manifest.repo_id}:{manifest.version} ({fmt.adapter}, {fmt.architecture}, "
@@ -79,8 +80,11 @@ def publish(directory, force, allow_unsafe, as_json):
     The model is tagged with its version and as latest.
     """
     from ..library import Library
+    from ..packaging import stale_signature
 
     model = Library().publish(directory, force=force, allow_unsafe=allow_unsafe)
+    if warning := stale_signature(directory, model.manifest):
+        click.echo(f"Warning: {warning}", err=True)
     if as_json:
         echo_json({"reference": model.name, "digest": f"sha256:{model.digest}", "path": str(model.path)})
         return
@@ -97,7 +101,8 @@ def list_models(as_json):
     for entry, manifest in Library().iter_models():
         rows.append({"reference": f"{entry.repo_id}:{entry.tag}", "version": manifest.version,
                      "digest": f"sha256:{entry.digest}", "size": manifest.total_size,
-                     "format": manifest.format.adapter, "description": manifest.description})
+                     "format": manifest.format.adapter, "description": manifest.description,
+                     "price": json_price(manifest.pricing)})
     if as_json:
         echo_json(rows)
         return
@@ -113,8 +118,9 @@ def list_models(as_json):
 @click.command()
 @click.argument("reference")
 @store_option
+@token_option
 @json_option
-def show(reference, store_url, as_json):
+def show(reference, store_url, token, as_json):
     """Show a model's manifest, from the local library or a store.
 
     Identity, format, files, metrics, pricing, provenance, and whether it is signed.
@@ -123,9 +129,27 @@ def show(reference, store_url, as_json):
     from ..stores import get_store
 
     ref = parse_reference(reference)
-    manifest, digest, signature = get_store(store_url).manifest(ref)
+    from ..errors import ModelNotFound
+    from ..stores.base import library_store
+
+    try:  # without --store: the local library first, then the effective store (GPTSTORE_STORE, else hf://)
+        source = get_store(store_url, token=token) if store_url else library_store()
+        manifest, digest, signature = source.manifest(ref)
+    except ModelNotFound as missing:
+        if store_url:
+            raise
+        from .. import config
+        from ..errors import StoreError
+
+        try:
+            manifest, digest, signature = get_store(None, token=token).manifest(ref)
+        except StoreError as exc:  # offline, or the default store unreachable: say both
+            raise ModelNotFound(missing.reference, hint=f"{config.effective_store()} could not be asked: "
+                                f"{exc.message}") from None
     if as_json:
         data = manifest.model_dump(mode="json", exclude_none=True)
+        data["reference"] = f"{manifest.repo_id}:{manifest.version}"
+        data["price"] = json_price(manifest.pricing)
         data["digest"] = f"sha256:{digest}"
         data["signed"] = signature is not None
         echo_json(data)
@@ -187,19 +211,31 @@ def verify(reference, full, allow_unsafe, as_json):
 
 @click.command()
 @click.argument("reference")
+@click.option("--force", is_flag=True, help="Remove a base model even though installed adapters pin it.")
 @json_option
-def rm(reference, as_json):
+def rm(reference, force, as_json):
     """Remove a model, one of its tags, or one digest from the library.
 
     NS/NAME removes every tag, NS/NAME:TAG one tag, NS/NAME@sha256:… one digest. Blobs no
-    other model uses are deleted.
+    other model uses are deleted. A base model that an installed adapter pins is kept unless
+    --force.
     """
-    from ..library import Library
+    from ..removal import remove
 
-    library = Library()
-    removed = library.remove(reference)
+    result = remove(reference, force=force)
+    kept = dict(result.kept_by)
     if as_json:
-        echo_json([{"reference": f"{e.repo_id}:{e.tag}", "digest": f"sha256:{e.digest}"} for e in removed])
+        echo_json([{"reference": f"{e.repo_id}:{e.tag}", "digest": f"sha256:{e.digest}",
+                    "still_tagged": kept.get(f"{e.repo_id}:{e.tag}", [])} for e in result.removed])
         return
-    for entry in removed:
-        click.echo(f"Removed {entry.repo_id}:{entry.tag} (sha256:{short(entry.digest)})")
+    for entry in result.removed:
+        name = f"{entry.repo_id}:{entry.tag}"
+        if name in kept:
+            tags = kept[name]
+            click.echo(f"Removed tag {name}; {', '.join(tags)} still point{'s' if len(tags) == 1 else ''} at it "
+                       f"(sha256:{short(entry.digest)}), so no data was deleted")
+        else:
+            click.echo(f"Removed {name} (sha256:{short(entry.digest)})")
+    if result.orphaned:
+        click.echo(f"Warning: {', '.join(result.orphaned)} lost {'their' if len(result.orphaned) > 1 else 'its'} "
+                   "base model; pull it again to run them", err=True)

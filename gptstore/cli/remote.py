@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._options import allow_unsafe_option, json_option, store_option, token_option
-from ._output import echo_json, human_size, short, table
+from ._output import echo_json, human_size, json_digest, json_price, short, table
 
 if TYPE_CHECKING:
     from ..pulling import PullResult
@@ -35,7 +35,8 @@ def search(query, store_url, token, tag, sort, limit, as_json):
 
     hits = search_store(query, store=store_url, token=token, tag=tag, sort=sort, limit=limit)
     if as_json:
-        echo_json([h.to_dict() for h in hits])
+        echo_json([{k: v for k, v in h.to_dict().items() if k != "pricing"}
+                   | {"digest": json_digest(h.digest), "price": json_price(h.pricing)} for h in hits])
         return
     if not hits:
         click.echo("No models found.")
@@ -50,19 +51,25 @@ def search(query, store_url, token, tag, sort, limit, as_json):
 @store_option
 @token_option
 @click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--with-base", is_flag=True,
+              help="For an adapter: push its base model first when the store lacks it (else a warning).")
 @json_option
-def push(reference, store_url, token, private, as_json):
+def push(reference, store_url, token, private, with_base, as_json):
     """Push a library model to a store, uploading only what it lacks.
 
     REFERENCE names a model of the local library (see `gptstore list`).
     """
     from ..sdk import push as push_model
 
-    result = push_model(reference, store=store_url, token=token, private=private)
+    result = push_model(reference, store=store_url, token=token, private=private, with_base=with_base)
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"Pushed {result.reference} (sha256:{short(result.digest)}) to {result.url}")
+    if result.base is not None:
+        click.echo(f"Pushed base {result.base.reference} (sha256:{short(result.base.digest)}) to {result.base.url}")
+    click.echo(f"Pushed {result.reference} (sha256:{short(result.digest)}) to {result.url}: "
+               f"uploaded {result.uploaded_files} file{'s' if result.uploaded_files != 1 else ''} "
+               f"({human_size(result.uploaded_bytes)}), reused {result.reused_files}")
 
 
 @click.command()
@@ -110,23 +117,15 @@ def _pulled(r: PullResult) -> str:
 
 
 def _progress_bar():
-    """One progress line on stderr for all the files a pull fetches (only on a terminal)."""
+    """One progress line on stderr for all the files a pull fetches, with rate and ETA (only on
+    a terminal; :class:`~gptstore.cli._output.TransferProgress`)."""
     import sys
+
+    from ._output import TransferProgress
 
     if not sys.stderr.isatty():
         return None
-
-    shown = {"percent": -1}
-
-    def show(done: int, total: int) -> None:
-        percent = done * 100 // max(total, 1)
-        if percent == shown["percent"]:
-            return
-        shown["percent"] = percent
-        click.echo(f"\r  {human_size(done)} / {human_size(total)} ({percent}%)", err=True,
-                   nl=done >= total)
-
-    return show
+    return TransferProgress(lambda text, last: click.echo(text, err=True, nl=last))
 
 
 @click.command()
@@ -137,7 +136,8 @@ def lock(references, store_url, token):
     """Print a lock file pinning models to exact digests.
 
     Each of REFERENCES is resolved on the store to its manifest digest and the store's revision;
-    `gptstore pull --lock FILE` then brings exactly those bytes or fails.
+    `gptstore pull --lock FILE` then brings exactly those bytes or fails. Without --store, a
+    pulled model is pinned on the store it was pulled from.
     """
     from ..lockfile import dumps, lock as make_lock
 
@@ -156,3 +156,30 @@ def login(store_url, token):
 
     done = check_and_save(store_url, token)
     click.echo(f"Logged in to {done.url} as {done.user}; token saved in {done.path}")
+
+
+@click.command()
+@store_option.replace(help="Store URL to ask (default: GPTSTORE_STORE, else hf://).")
+@token_option
+@json_option
+def whoami(store_url, token, as_json):
+    """Show who the token a command would send to a store belongs to.
+
+    The token is --token, else GPTSTORE_TOKEN, else the login saved for that store.
+    """
+    from ..stores.login import whoami as ask
+
+    who = ask(store_url, token)
+    if as_json:
+        echo_json({"store": who.url, "user": who.user})
+        return
+    click.echo(f"{who.user} on {who.url}")
+
+
+@click.command()
+@store_option.replace(help="Store URL to log out of (default: GPTSTORE_STORE, else hf://).")
+def logout(store_url):
+    """Remove the login saved for a store by `gptstore login`."""
+    from ..stores.login import logout as forget
+
+    click.echo(f"Logged out of {forget(store_url)}; its token is no longer saved")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import typing
 
 import click
 
 from ..engines.params import GenerationParams
-from ._options import allow_unsafe_option, device_option, json_option, store_option
+from ._options import allow_unsafe_option, device_option, json_option, store_option, token_option
 from ._output import echo_json
 
 RUN_EXAMPLES = """
@@ -52,10 +54,11 @@ def param_options(command: typing.Callable) -> typing.Callable:
 @click.option("--engine", default=None, help="Inference engine (default: picked by the package format).")
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the model's prompt template.")
 @store_option.replace(help="Store to pull the model from when the local library lacks it: hf://, "
-                           "http(s)://host:port or a library path (default: the local library only).")
+                           "http(s)://host:port or a library path (default: GPTSTORE_STORE, else hf://).")
+@token_option
 @allow_unsafe_option
 @json_option.replace(help="Print the completion (text, finish reason, usage, timings) as JSON.")
-def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, as_json, **given):
+def run(reference, prompt, device, dtype, engine, raw, store_url, token, allow_unsafe, as_json, **given):
     """Generate text from REFERENCE for PROMPT (default: stdin).
 
     The text streams as it is produced (printed once finished when a plugin filters output with
@@ -75,7 +78,7 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
     from ..transformers_logging import quiet_transformers
     from ..model import load
 
-    with quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
+    with _token_for_named_store(token), quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
                                     allow_unsafe=allow_unsafe) as model:
         if as_json:
             completion = model.generate(prompt, params, raw=raw)
@@ -88,3 +91,22 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, allow_unsafe, 
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()
+
+
+@contextlib.contextmanager
+def _token_for_named_store(token: str | None) -> typing.Iterator[None]:
+    """``--token`` for the pull ``load`` may make: exactly ``GPTSTORE_TOKEN``'s meaning (the store
+    this command names, nowhere else), set for the length of the command only. ``gptstore.load``
+    takes no token of its own."""
+    if not token:
+        yield
+        return
+    before = os.environ.get("GPTSTORE_TOKEN")
+    os.environ["GPTSTORE_TOKEN"] = token
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GPTSTORE_TOKEN", None)
+        else:
+            os.environ["GPTSTORE_TOKEN"] = before

@@ -9,12 +9,14 @@ is no exception: it is the ``file`` store of ``GPTSTORE_HOME``, registered by th
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .. import config, plugins
-from ..errors import UnknownComponent
+from ..errors import UnknownComponent, UsageError
 
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
@@ -47,6 +49,8 @@ class SearchHit:
     downloads: int = 0
     tags: list[str] = field(default_factory=list)
     digest: str | None = None
+    #: the manifest's pricing as ``{model, amount, currency}`` (``price`` is its label)
+    pricing: dict[str, Any] = field(default_factory=lambda: {"model": "free", "amount": 0.0, "currency": "USD"})
 
     @classmethod
     def of(cls, manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:
@@ -54,7 +58,9 @@ class SearchHit:
         return cls(reference=f"{manifest.repo_id}:{manifest.version}", version=manifest.version,
                    description=manifest.description, provider=manifest.provider.name if manifest.provider else None,
                    license=manifest.license, price=manifest.pricing.label(), downloads=downloads,
-                   tags=list(manifest.tags), digest=digest)
+                   tags=list(manifest.tags), digest=digest,
+                   pricing={"model": manifest.pricing.model, "amount": float(manifest.pricing.amount),
+                            "currency": manifest.pricing.currency})
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -107,19 +113,36 @@ def stores() -> dict[str, Callable[[str], Store]]:
 
 
 def get_store(url: str | None = None, *, token: str | None = None, named: bool = True) -> Store:
-    """The store for a URL; ``None`` means ``GPTSTORE_STORE`` or else the local library (the
-    ``file`` store of ``GPTSTORE_HOME``). Every store, the default included, comes from the
-    factory registered for its scheme.
+    """The store for a URL; ``None`` means the effective store: ``GPTSTORE_STORE``, else ``hf://``
+    (:func:`gptstore.config.effective_store`; ``HF_ENDPOINT`` moves it). The local library is the
+    ``file`` store of ``GPTSTORE_HOME`` (:func:`library_store`). Every store comes from the factory
+    registered for its scheme.
 
     ``named``: the user chose this store (``--store``, ``GPTSTORE_STORE``, an SDK argument), so
     ``token`` (e.g. from ``--token``), else ``GPTSTORE_TOKEN``, is passed to its factory. For a
     URL that came from data (a lock file's entry for another store) pass ``named=False``: then no
     token is passed and the store uses only a login saved for its own URL.
     """
-    url = url or config.default_store() or f"file://{config.home()}"
+    url = url or config.effective_store()
     token = (token or config.token()) if named else None
     scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme == "file":
+        _refuse_host_port(url)
     factories = stores()
     if scheme not in factories:
         raise UnknownComponent("store scheme", scheme, list(factories))
     return factories[scheme](url, token=token) if token else factories[scheme](url)
+
+
+_HOST_PORT = re.compile(r"(?:localhost|[0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):[0-9]{1,5}(?:/.*)?")
+
+
+def _refuse_host_port(url: str) -> None:
+    """``--store 127.0.0.1:8765`` is a server without its scheme, not a library directory."""
+    if _HOST_PORT.fullmatch(url) and not Path(url).exists():
+        raise UsageError(f"store {url[:200]} has no scheme", hint=f"did you mean --store http://{url[:200]} ?")
+
+
+def library_store() -> Store:
+    """The local library as a store (the ``file`` store of ``GPTSTORE_HOME``, from the registry)."""
+    return get_store(f"file://{config.home()}", named=False)

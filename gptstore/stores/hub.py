@@ -2,7 +2,10 @@
 
 On a hub a model is a repo ``namespace/name`` with ``gptstore.json``, ``gptstore.sig``, a
 generated ``README.md`` card and the files; version ``1.2.0`` is the git tag ``v1.2.0`` and
-``latest`` is ``main``.
+``latest`` is ``main``. ``hf://`` is huggingface.co, or the Hub that ``HF_ENDPOINT`` names (a mirror,
+or a local ``gptstore server`` in the tests); its token is ``HF_TOKEN`` when no other is given, and
+``GPTSTORE_OFFLINE`` / ``HF_HUB_OFFLINE`` stop every request before it is made. A repo without a
+``gptstore.json`` (any Hub causal LM) is imported as an unsigned package by :mod:`.hub_import`.
 
 **Xet.** huggingface_hub 2.4 uploads through Xet whenever ``is_xet_available()`` says so: it reads
 the process-wide ``constants.HF_HUB_DISABLE_XET`` at each call and takes no per-call argument. A
@@ -40,7 +43,8 @@ from ..errors import (AuthError, GPTStoreError, ManifestError, ModelNotFound, St
 from ..hookspecs import hookimpl
 from .base import Located, SearchHit, Sort, Store
 from .bounded_http import (MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, BoundedHTTP, check_commit_id, one_line,
-                           origin)
+                           origin, without_retries)
+from .bounded_http import error_body, is_non_hub_answer, not_hub_compatible
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -133,8 +137,11 @@ class HubStore(Store):
         :func:`~gptstore.stores.base.get_store` to the store the user named, never here."""
         from huggingface_hub import HfApi
 
-        if url.startswith("hf://"):  # "hf://" itself keeps its slashes
-            self.url, self.endpoint = "hf://" + url[len("hf://"):].rstrip("/"), HF_ENDPOINT
+        if url.startswith("hf://"):  # "hf://" itself keeps its slashes; HF_ENDPOINT moves it (tests, mirrors)
+            if url[len("hf://"):].strip("/"):
+                raise UsageError(f"not a hub URL: {one_line(url, 100)}",
+                                 hint="hf:// takes no host; set HF_ENDPOINT to use another Hub")
+            self.url, self.endpoint = "hf://", config.hf_endpoint()
         elif url.startswith(("http://", "https://")):
             self.url = self.endpoint = url.rstrip("/")
         else:
@@ -143,8 +150,9 @@ class HubStore(Store):
 
         self.token = token or token_for(self.url)
         # no Xet service behind other endpoints than huggingface.co: LFS for this client's uploads only
-        self.api = (HfApi(endpoint=self.endpoint, token=self.token or False) if self.endpoint == HF_ENDPOINT
-                    else lfs_only_api(self.endpoint, self.token or False))
+        # huggingface_hub's retries off for our calls: a store that is down fails in a second, in one line
+        self.api = without_retries(HfApi(endpoint=self.endpoint, token=self.token or False)
+                                   if self.endpoint == HF_ENDPOINT else lfs_only_api(self.endpoint, self.token or False))
         self.http = BoundedHTTP(self.endpoint, self.token)
 
     # -- errors ------------------------------------------------------------------------------
@@ -166,13 +174,17 @@ class HubStore(Store):
             return ModelNotFound(what, where=self.url, hint=hint)
         if isinstance(exc, HfHubHTTPError) and exc.response is not None:
             status = exc.response.status_code
-            if status == 401:
-                return AuthError(f"not authorised by {self.url} for {what} (invalid or missing token)", hint=login)
-            if status == 403:
-                return AuthError(f"the token lacks write scope for {what} on {self.url}" if write else
-                                 f"forbidden: {what} on {self.url}",
-                                 hint="create a token with --scope write for a member of the namespace")
+            if is_non_hub_answer(status, exc.response.headers, error_body(exc.response)):
+                return not_hub_compatible(self.url, what, status)
             message = one_line(exc.server_message or str(exc).splitlines()[0])
+            said = f" (the store says: {message})" if exc.server_message else ""
+            if status == 401:
+                return AuthError(f"not authorised by {self.url} for {what}{said}", hint=login)
+            if status == 403:
+                return AuthError(f"{self.url} refused to write {what}{said or ' (forbidden)'}" if write else
+                                 f"forbidden: {what} on {self.url}{said}",
+                                 hint="use a write-scope token of a user who is a member of the namespace "
+                                      "(`gptstore org add`), or push under your own namespace")
             return StoreError(f"{self.url} refused {what}: {message}")
         import httpx2
 
@@ -185,9 +197,10 @@ class HubStore(Store):
         raise exc
 
     def _check_online(self, what: str) -> None:
-        if config.offline():
-            raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): {what} needs {self.url}",
-                             hint="pull it while online, or unset the offline variable")
+        variable = config.offline_variable()
+        if variable:
+            raise StoreError(f"offline ({variable} is set): {what} needs {self.url}",
+                             hint=f"pull it while online, or unset {variable}")
 
     # -- reading (bounded, validated) --------------------------------------------------------
     def _api(self, repo_id: str, *parts: str) -> str:
@@ -261,9 +274,10 @@ class HubStore(Store):
             signature = self.read_file(ref.repo_id, SIGNATURE_FILE, commit, limit=MAX_SIGNATURE_BYTES)
         except Exception as exc:
             raise self._fail(exc, what) from exc
-        if data is None:
-            raise ManifestError(f"{ref.repo_id} at {revision_of(ref)} on {self.url} has no {MANIFEST_FILE}",
-                                hint="it is not a gptstore package; push it with `gptstore push`")
+        if data is None:  # a plain Hub repo (e.g. openai-community/gpt2): imported as an unsigned package
+            from .hub_import import import_located
+
+            return import_located(self, ref, commit)
         manifest = parse_bytes(data, source=f"{MANIFEST_FILE} of {ref.repo_id} on {self.url}")
         if manifest.repo_id != ref.repo_id:
             raise ManifestError(f"{MANIFEST_FILE} of {ref.repo_id} names another model ({manifest.repo_id})")
@@ -380,8 +394,9 @@ def _hit(info: Any) -> SearchHit | None:
     amount = pricing.get("amount", 0)
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
         amount = 0
-    price = Pricing.unchecked(_text(pricing.get("model")) or "free", amount,
-                              _text(pricing.get("currency"), 8) or "USD").label()
+    priced = Pricing.unchecked(_text(pricing.get("model")) or "free", amount,
+                               _text(pricing.get("currency"), 8) or "USD")
+    price = priced.label()
     version = _text(summary.get("version"), 64)
     repo_id = _text(info["id"], 200)
     downloads = info.get("downloads")
@@ -391,6 +406,7 @@ def _hit(info: Any) -> SearchHit | None:
                      description=_text(summary.get("description"), 2000),
                      provider=_text(_dict(summary.get("provider")).get("name")) or None,
                      license=_text(summary.get("license"), 64) or None, price=price,
+                     pricing={"model": priced.model, "amount": float(priced.amount), "currency": priced.currency},
                      downloads=downloads if isinstance(downloads, int) and not isinstance(downloads, bool) else 0,
                      tags=[_text(t, 64) for t in tags[:50] if isinstance(t, str)] if isinstance(tags, list) else [],
                      digest=digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None)

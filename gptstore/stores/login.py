@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import AuthError, StoreError, UsageError
-from .auth import save_login
+from .auth import remove_login, save_login
 from .hub import HubStore
 
 
@@ -34,20 +34,53 @@ def login(url: str, token: str) -> Login:
     :class:`AuthError` when the store refuses the token, :class:`StoreError` when it cannot be
     reached or answers nonsense; nothing is saved then.
     """
-    from .bounded_http import one_line
-
     if not token or not token.strip():
         raise UsageError("no token given", hint="pass --token, or create a token on the store")
     if config.offline():
         raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): checking a token needs {url}",
                          hint="unset the offline variable")
     store = HubStore(url, token=token)
+    return Login(store.url, _user(store), save_login(store.url, token))
+
+
+def whoami(url: str | None = None, token: str | None = None) -> Login:
+    """Who the store at ``url`` (default ``GPTSTORE_STORE``, else ``hf://``) says the token belongs
+    to, without saving anything. The token is the one a command would send there: ``token``, else
+    ``GPTSTORE_TOKEN``, else the login saved for that URL (``HF_TOKEN`` for ``hf://``);
+    :class:`AuthError` when there is none or the store refuses it."""
+    url = url or config.effective_store()  # what every other command would use
+    if config.offline():
+        raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): asking who the token is for needs {url}",
+                         hint="unset the offline variable")
+    store = HubStore(url, token=token or config.token())
+    if not store.token:
+        raise AuthError(f"no token for {store.url}",
+                        hint=f"pass --token, set GPTSTORE_TOKEN, or run `gptstore login --store {store.url}`")
+    from .auth import credentials_file
+
+    return Login(store.url, _user(store), credentials_file())
+
+
+def logout(url: str | None = None) -> str:
+    """Forget the login saved for ``url`` (default ``GPTSTORE_STORE``, else ``hf://``); returns
+    the URL as logins are keyed. :class:`UsageError` when there is none."""
+    url = url or config.effective_store()
+    key = HubStore(url).url if "://" in url else url
+    if not remove_login(key):
+        raise UsageError(f"not logged in to {key}", hint=f"nothing to remove; `gptstore login --store {key}` saves one")
+    return key
+
+
+def _user(store: HubStore) -> str:
+    """The user name the store's ``whoami-v2`` gives for the store's token (one printable line)."""
+    from .bounded_http import one_line
+
     who = _whoami(store)
     name = who.get("name") if isinstance(who, dict) else None
     if not isinstance(name, str) or not name.strip():
         raise StoreError(f"{store.url} answered the token check without a user name",
                          hint="is it a Hub-compatible store? check the URL")
-    return Login(store.url, one_line(name, 100), save_login(store.url, token))
+    return one_line(name, 100)
 
 
 def _whoami(store: HubStore) -> object:

@@ -166,7 +166,10 @@ def test_manifest_edited_after_signing_is_refused(signed_store, tiny_gpt_dir, tm
     _, pub = make_key("editor", tmp_path)
     register(signed_store, "alice", pub)
     folder = make_package(tiny_gpt_dir, tmp_path, "alice/edited", key="editor")
+    old_signature = (folder / SIGNATURE_FILE).read_bytes()
     package(folder, name="alice/edited", version="1.0.0", description="Now free of charge!", license="mit")
+    assert not (folder / SIGNATURE_FILE).exists()  # package drops a signature of the previous manifest
+    (folder / SIGNATURE_FILE).write_bytes(old_signature)  # the attacker ships it anyway
     message = refused(signed_store, folder, "alice/edited", "has a manifest that differs from the signed one")
     assert "sign it again" in message
 

@@ -262,7 +262,7 @@ def test_hostile_search_results_are_cleaned(hub, run_cli):
     hits = json.loads(found.output)
     assert len(hits) == 1 and "\x1b" not in found.output and "\x07" not in found.output
     assert hits[0]["description"] == "]0;pwned line break" and hits[0]["downloads"] == 0
-    assert hits[0]["price"] == "0 USD flat" and hits[0]["tags"] == []
+    assert hits[0]["price"] == {"model": "flat", "amount": 0.0, "currency": "USD"} and hits[0]["tags"] == []
 
 
 # -- item 3: tokens go only where they belong ------------------------------------------------------

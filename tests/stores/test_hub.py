@@ -143,9 +143,9 @@ def test_token_scope_and_login(store_server, tiny_gpt_dir, tmp_path, monkeypatch
     publish(tiny_gpt_dir, tmp_path, "alice/scoped")
     monkeypatch.delenv("GPTSTORE_TOKEN")
     read_only = run_cli("push", "alice/scoped", "--store", store_server.url, "--token", store_server.tokens["alice:read"])
-    assert read_only.exit_code == 1 and "lacks write scope" in read_only.output
+    assert read_only.exit_code == 1 and "refused to write" in read_only.output and "read-only" in read_only.output
     other_ns = run_cli("push", "alice/scoped", "--store", store_server.url, "--token", store_server.tokens["bob:write"])
-    assert other_ns.exit_code == 1 and ("lacks write scope" in other_ns.output or "forbidden" in other_ns.output)
+    assert other_ns.exit_code == 1 and "bob may not write to the namespace 'alice'" in other_ns.output
     bad_login = run_cli("login", "--store", store_server.url, "--token", "gst_wrong")
     assert bad_login.exit_code == 1 and "did not accept the token" in bad_login.output
     login = run_cli("login", "--store", store_server.url, "--token", store_server.tokens["alice:write"])
@@ -343,6 +343,7 @@ def test_xet_is_off_only_inside_our_uploads_in_their_own_thread(monkeypatch):
     from gptstore.stores.hub import HubStore, without_xet
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.delenv("HF_ENDPOINT")  # hf:// is huggingface.co (nothing is sent in this test)
     hf = get_store("hf://")
     assert (hf.url, hf.endpoint) == ("hf://", "https://huggingface.co")
     assert type(hf.api) is HfApi  # huggingface.co: the stock client, Xet as the process has it
@@ -358,3 +359,15 @@ def test_xet_is_off_only_inside_our_uploads_in_their_own_thread(monkeypatch):
     assert seen == {"inside": False, "other thread": True, "after": True}
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the user's own switch still rules outside
     assert _commit_api.is_xet_available() is False
+
+
+def test_a_package_with_its_own_readme_keeps_it_on_the_store(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
+    """The generated card is written only when the package has no README.md of its own: a pinned
+    README is never replaced (a pull would then fail its digest)."""
+    readme = b"---\nlicense: mit\n---\n# Own words\nWritten by the provider.\n"
+    model = publish(tiny_gpt_dir, tmp_path, "alice/own-readme", extra={"README.md": readme})
+    assert model.manifest.file("README.md") is not None
+    gptstore.push("alice/own-readme", store=store_server.url)
+    consumer_home(tmp_path, monkeypatch)
+    pulled = pull("alice/own-readme", store=store_server.url)
+    assert (pulled.model.path / "README.md").read_bytes() == readme

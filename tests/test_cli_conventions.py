@@ -33,6 +33,27 @@ def test_a_mistyped_subcommand_suggests_the_closest_one(run_cli):
     assert "No such command 'exprot'. Did you mean 'export'?" in result.output
 
 
+def test_every_command_group_suggests(run_cli, tmp_path):
+    """Every group of the CLI, built in or nested, is a SuggestingGroup."""
+    import click
+
+    from gptstore.cli._commands import SuggestingGroup
+    from gptstore.cli.main import cli
+
+    def groups(group, path):
+        for name in group.list_commands(click.Context(group)):
+            command = group.get_command(click.Context(group), name)
+            if isinstance(command, click.Group):
+                yield f"{path} {name}", command
+                yield from groups(command, f"{path} {name}")
+
+    found = dict(groups(cli, "gptstore"))
+    assert {"gptstore keys", "gptstore plugins", "gptstore server", "gptstore server token", "gptstore manifest"} <= set(found)
+    assert [path for path, group in found.items() if not isinstance(group, SuggestingGroup)] == []
+    result = run_cli("server", "--data", str(tmp_path), "tokn", "list")
+    assert result.exit_code == 2 and "No such command 'tokn'. Did you mean 'token'?" in result.output
+
+
 def test_ls_typos_suggest_list(run_cli):
     assert "Did you mean 'list'?" in run_cli("lis").output
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from ._commands import SuggestingGroup
 
-@click.group()
+
+@click.group(cls=SuggestingGroup)
 def manifest():
     """Manifest tools: the JSON Schema of gptstore.json."""
 

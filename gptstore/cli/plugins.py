@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ._options import json_option
+from ._commands import SuggestingGroup
 from ._output import echo_json, table
 
 PLUGINS_EXAMPLES = """
@@ -31,7 +32,7 @@ def _table(infos: list[dict]) -> None:
             _status(i)] for i in infos])
 
 
-@click.group(invoke_without_command=True, epilog=PLUGINS_EXAMPLES)
+@click.group(cls=SuggestingGroup, invoke_without_command=True, epilog=PLUGINS_EXAMPLES)
 @json_option
 @click.pass_context
 def plugins(ctx, as_json):

@@ -11,6 +11,7 @@ import click
 from .. import config
 from ..errors import UsageError
 from ._options import json_option
+from ._commands import SuggestingGroup
 from ._output import table
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
@@ -71,7 +72,7 @@ def _keys(ctx: click.Context):
     return SigningKeys(_catalog(ctx))
 
 
-@click.group(invoke_without_command=True, epilog=EXAMPLES)
+@click.group(cls=SuggestingGroup, invoke_without_command=True, epilog=EXAMPLES)
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (catalog, blobs, signing key). Env: GPTSTORE_SERVER_DATA.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -181,7 +182,7 @@ def _announce_signed_only(ctx: click.Context) -> None:
 
 
 # -- users and orgs ------------------------------------------------------------------------
-@server.group()
+@server.group(cls=SuggestingGroup)
 def user() -> None:
     """Add and list users (each user is also a namespace)."""
 
@@ -203,7 +204,7 @@ def user_list(ctx: click.Context) -> None:
         click.echo(name)
 
 
-@server.group()
+@server.group(cls=SuggestingGroup)
 def org() -> None:
     """Add organisations and their members (members may write to the org's namespace)."""
 
@@ -247,7 +248,7 @@ def org_list(ctx: click.Context) -> None:
 
 
 # -- tokens --------------------------------------------------------------------------------
-@server.group()
+@server.group(cls=SuggestingGroup)
 def token() -> None:
     """Create, list and revoke access tokens (only a hash of each is stored)."""
 
@@ -297,7 +298,7 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
 
 
 # -- publishers' signing keys --------------------------------------------------------------
-@server.group()
+@server.group(cls=SuggestingGroup)
 def key() -> None:
     """Register publishers' public keys per namespace (checked with --require-signed)."""
 

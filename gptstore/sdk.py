@@ -259,8 +259,9 @@ def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Pat
 
     Args:
         base: a library reference (``namespace/name[:tag]``, verified) or a model directory.
-        data: text (blank-line separated documents) or JSONL (``{"text"}`` or
-            ``{"prompt", "completion"}``) file(s).
+        data: file(s) of text (documents separated by blank lines; a file of lines without a
+            blank one is one example per line), JSONL (``{"text"}`` or ``{"prompt", "completion"}``)
+            or CSV (``prompt``/``completion`` or ``text`` columns, with a header row).
         out: the package directory: new, empty, or an earlier run's output (which resumes).
         name, version: ``namespace/name`` (default: the base's name + ``-finetuned``) and semver.
         method: the training method (``full``; plugins add others, e.g. ``lora``).

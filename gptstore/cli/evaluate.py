@@ -22,8 +22,9 @@ Examples:
 @click.command("eval", epilog=EVAL_EXAMPLES)
 @click.argument("target", metavar="REF|DIR")
 @click.option("--data", "data", multiple=True, metavar="FILE", type=click.Path(path_type=Path),
-              help='Evaluation data (repeatable): .txt (documents separated by blank lines) or .jsonl '
-                   '({"text"} or {"prompt","completion"}), read as `gptstore finetune` reads them.')
+              help='Evaluation data (repeatable): .txt (documents separated by blank lines, or one per '
+                   'line), .jsonl ({"text"} or {"prompt","completion"}) or .csv (prompt/completion or text '
+                   'columns), read as `gptstore finetune` reads them.')
 @click.option("--check", is_flag=True,
               help="Re-measure the perplexity the manifest claims and exit 1 when it is off by more than "
                    "--tolerance. The data must be the claim's own (same sha256).")

@@ -160,7 +160,7 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     library = library or Library()
     source = store if isinstance(store, Store) else get_store(store, token=token)
-    located = source.locate(ref, revision=revision)
+    located = source.locate(ref, revision=revision, allow_unsafe=allow_unsafe)
     manifest = located.manifest
     verify_located(located, allow_unsafe=allow_unsafe)  # refusals before any byte; warnings come again below
     tags = [manifest.version]

@@ -71,6 +71,43 @@ def count_parameters(files: list[Path]) -> tuple[int, str]:
     return total, dtype
 
 
+#: the most layers a config may declare when its model is built (on ``meta``) to count parameters
+MAX_LAYERS = 1024
+
+
+def parameters_from_config(config: dict[str, Any]) -> tuple[int, str]:
+    """(parameter count, dtype) of a causal LM from its ``config.json`` alone, for pickle weights.
+
+    A pickle-only Hub repo has no safetensors header to count (and its pickle is never opened
+    for that): the model is built from the config on torch's ``meta`` device (no memory, no
+    weights, never remote code) and its parameters counted. ``model.parameters()`` yields a tied
+    parameter once, as ``save_pretrained`` writes it once into safetensors, so one model gives
+    the same count either way. The dtype is the config's ``torch_dtype`` (``float32`` without it).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..transformers_logging import quiet_transformers
+
+    settings = dict(config)
+    model_type = settings.pop("model_type", None)
+    if not isinstance(model_type, str) or settings.get("auto_map"):
+        raise PackageError("config.json names no model_type transformers knows without remote code")
+    try:
+        with quiet_transformers():
+            parsed = AutoConfig.for_model(model_type, **settings)
+            layers = getattr(parsed, "num_hidden_layers", None)
+            if not isinstance(layers, int) or not 0 < layers <= MAX_LAYERS:  # a hostile config: bounded work
+                raise PackageError(f"config.json declares {layers!r} layers; gptstore builds at most {MAX_LAYERS} "
+                                   "to count parameters", hint="the repo is broken or hostile")
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(parsed, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise PackageError(f"transformers cannot build the model of config.json: {str(exc)[:300]}") from None
+    dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
+    return sum(p.numel() for p in model.parameters()), str(dtype)
+
+
 class TransformersAdapter:
     name = "transformers"
 

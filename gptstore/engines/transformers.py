@@ -1,7 +1,8 @@
 """Built-in ``transformers`` engine: Hugging Face causal LMs, on cuda, mps or cpu.
 
-Loading is offline (``local_files_only``), from safetensors (``use_safetensors``), never with
-remote code. Generation goes through ``model.generate`` itself, so greedy and beam search give
+Loading is offline (``local_files_only``), from safetensors (``use_safetensors``; pickle
+``pytorch_model*.bin`` only with ``allow_unsafe``, and then through torch's ``weights_only``
+unpickler), never with remote code. Generation goes through ``model.generate`` itself, so greedy and beam search give
 exactly what plain transformers gives for the same settings; a batch is left-padded and runs one
 forward pass per step for all prompts. Stop strings are checked by a stopping criterion on the
 decoded tail of each sequence, so a sequence ends on the step its stop string appears; the text
@@ -90,6 +91,7 @@ class TransformersEngine:
 
         options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False,
                                    "use_safetensors": None if allow_unsafe else True,
+                                   "weights_only": True,  # pickle (--allow-unsafe): torch's restricted unpickler
                                    "dtype": getattr(torch, dtype)}
         if device != "cpu":
             options["device_map"] = device

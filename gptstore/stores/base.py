@@ -80,9 +80,12 @@ class Store(ABC):
         """Models whose name, description, provider or tags match ``query``."""
 
     @abstractmethod
-    def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
+    def locate(self, ref: Reference, *, revision: str | None = None, allow_unsafe: bool = False) -> Located:
         """Find a model (a pinned digest wins over the tag; ``revision`` pins the store's own
-        revision, e.g. from a lock file) and read its manifest and signature, not its weights."""
+        revision, e.g. from a lock file) and read its manifest and signature, not its weights.
+
+        ``allow_unsafe`` lets a store that imports plain repos (the Hub) take pickle-only weights;
+        the safety checks of the pull still report them."""
 
     def resolve(self, ref: Reference) -> str:
         """The manifest digest a reference names."""

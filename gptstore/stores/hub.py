@@ -256,8 +256,11 @@ class HubStore(Store):
         data = self.read_file(repo_id, MANIFEST_FILE, commit, limit=MAX_MANIFEST_BYTES)
         return None if data is None else parse_bytes(data, source=f"{MANIFEST_FILE} of {repo_id} on {self.url}")
 
-    def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
-        """Resolve a reference to a commit and read its manifest and signature (no weights)."""
+    def locate(self, ref: Reference, *, revision: str | None = None, allow_unsafe: bool = False) -> Located:
+        """Resolve a reference to a commit and read its manifest and signature (no weights).
+
+        A plain repo (no manifest) is imported; ``allow_unsafe`` lets it bring pickle-only weights.
+        """
         from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, parse_bytes
 
         self._check_online(f"resolving {ref}")
@@ -277,7 +280,7 @@ class HubStore(Store):
         if data is None:  # a plain Hub repo (e.g. openai-community/gpt2): imported as an unsigned package
             from .hub_import import import_located
 
-            return import_located(self, ref, commit)
+            return import_located(self, ref, commit, allow_unsafe=allow_unsafe)
         manifest = parse_bytes(data, source=f"{MANIFEST_FILE} of {ref.repo_id} on {self.url}")
         if manifest.repo_id != ref.repo_id:
             raise ManifestError(f"{MANIFEST_FILE} of {ref.repo_id} names another model ({manifest.repo_id})")

@@ -7,13 +7,18 @@ published package:
 
 - only what the transformers adapter needs is picked (:func:`wanted`): ``config.json``,
   ``generation_config.json``, tokenizer files, ``*.safetensors`` and their index, at the repo's
-  root; never pickle, never code. A config (or tokenizer config) with ``auto_map`` (remote code) is
-  refused before any weight is read; a repo with pickle weights and no safetensors is refused too;
+  root; never code. A config (or tokenizer config) with ``auto_map`` (remote code) is refused
+  before any weight is read, ``--allow-unsafe`` or not. A repo with pickle weights and no
+  safetensors is refused unless ``allow_unsafe``: then its ``pytorch_model*.bin`` weights (and
+  their index) are taken instead (:func:`wanted_pickle`), and the safety layer reports them as
+  allowed-unsafe, as for a package with pickle weights;
 - each file is pinned by sha256: an LFS file by the ``lfs.sha256`` the store announces (checked
   again while it streams into the library), any other file by hashing it here, its length checked
   against the size the store announced;
 - the format part comes from the transformers adapter's own inspection, run over the config, the
-  index and the safetensors *headers* (read with range requests, bounded);
+  index and the safetensors *headers* (read with range requests, bounded); for pickle weights
+  (never opened for that) the parameters are counted on a model built from the config alone
+  (:func:`~gptstore.adapters.transformers.parameters_from_config`);
 - the version is ``0.0.0+<commit[:12]>`` (semver build metadata), ``created_at`` a fixed instant,
   so the same commit always gives the same manifest digest; ``provenance.imported_from`` records
   ``<store>/<repo>@<commit>``, which authenticity reports (:mod:`gptstore.trust`).
@@ -49,6 +54,8 @@ TOKENIZER_FILES = frozenset({
     "added_tokens.json", "vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
     "chat_template.jinja", "chat_template.json"})
 INDEX_FILE = "model.safetensors.index.json"
+PICKLE_INDEX_FILE = "pytorch_model.bin.index.json"
+_PICKLE_WEIGHTS = re.compile(r"pytorch_model(-\d{1,6}-of-\d{1,6})?\.bin")
 #: a file that is not in LFS is hashed here, in memory: at most this large
 MAX_INLINE_BYTES = 64 * 1024 * 1024
 #: the largest safetensors header read to count parameters
@@ -66,6 +73,11 @@ def wanted(path: str) -> bool:
                                 or path.endswith(".safetensors"))
 
 
+def wanted_pickle(path: str) -> bool:
+    """Whether an ``--allow-unsafe`` import of a pickle-only repo takes a file: its weights and index."""
+    return path == PICKLE_INDEX_FILE or _PICKLE_WEIGHTS.fullmatch(path) is not None
+
+
 def import_version(commit: str) -> str:
     """The version of an imported commit: ``0.0.0+<first 12 hex>`` (semver build metadata)."""
     return f"0.0.0+{commit[:12]}"
@@ -76,10 +88,13 @@ def source_of(store: HubStore, repo_id: str, commit: str) -> str:
     return f"{store.url.rstrip('/')}/{repo_id}@{commit}" if store.url != "hf://" else f"hf://{repo_id}@{commit}"
 
 
-def import_located(store: HubStore, ref: Reference, commit: str) -> Located:
-    """A :class:`Located` for a plain repo at ``commit``, its manifest built here (see the module)."""
+def import_located(store: HubStore, ref: Reference, commit: str, *, allow_unsafe: bool = False) -> Located:
+    """A :class:`Located` for a plain repo at ``commit``, its manifest built here (see the module).
+
+    ``allow_unsafe`` takes a pickle-only repo's ``pytorch_model*.bin`` weights instead of refusing it.
+    """
     try:
-        return _import(store, ref, check_commit_id(commit, where=store.url))
+        return _import(store, ref, check_commit_id(commit, where=store.url), allow_unsafe=allow_unsafe)
     except GPTStoreError:
         raise
     except Exception as exc:
@@ -130,34 +145,42 @@ def _checked_path(path: str, repo: str, where: str) -> None:
                          hint="the store is broken or hostile") from None
 
 
-def _refuse_unsafe(repo: str, where: str, files: dict[str, dict[str, Any]]) -> None:
+def _refuse_unsafe(repo: str, where: str, files: dict[str, dict[str, Any]], *, allow_unsafe: bool) -> bool:
+    """Refuse what cannot be imported; True when the weights to take are pickle (``allow_unsafe`` only)."""
     paths = list(files)
     if not any(p.endswith(".safetensors") and "/" not in p for p in paths):
         pickles = [p for p in paths if Path(p).suffix.lower() in PICKLE_SUFFIXES]
-        if pickles:
+        if pickles and not allow_unsafe:
             raise UnsafeContentError(
                 f"{repo} on {where} has only pickle weights ({', '.join(sorted(pickles)[:3])}), no safetensors; "
-                "gptstore imports safetensors only", path=pickles[0],
-                hint="ask the publisher for safetensors weights (or convert them yourself and publish the package)")
+                "pickle can run code when loaded", path=pickles[0],
+                hint="pass --allow-unsafe (allow_unsafe=True) to import them if you trust the source, "
+                     "or ask the publisher for safetensors weights")
+        if any(wanted_pickle(p) for p in pickles):
+            if "config.json" not in files:
+                raise PackageError(f"{repo} on {where} has no gptstore.json and no config.json",
+                                   hint="it is not a transformers model gptstore can import")
+            return True
         raise PackageError(f"{repo} on {where} has no gptstore.json and no safetensors weights to import",
                            hint="it is not a model gptstore can run; check the name")
     if "config.json" not in files:
         raise PackageError(f"{repo} on {where} has no gptstore.json and no config.json",
                            hint="it is not a transformers model gptstore can import")
+    return False
 
 
-def _import(store: HubStore, ref: Reference, commit: str) -> Located:
-    from ..adapters.transformers import TransformersAdapter
+def _import(store: HubStore, ref: Reference, commit: str, *, allow_unsafe: bool) -> Located:
+    from ..adapters.transformers import TransformersAdapter, parameters_from_config
     from ..manifest import FileEntry, Manifest, Provenance
 
     repo = ref.repo_id
     where = store.url
     files = _listing(store, repo, commit)
-    _refuse_unsafe(repo, where, files)
+    pickled = _refuse_unsafe(repo, where, files, allow_unsafe=allow_unsafe)
     entries: list[FileEntry] = []
     inline: dict[str, bytes] = {}
     lfs_weights: list[str] = []
-    for path in sorted(p for p in files if wanted(p)):
+    for path in sorted(p for p in files if wanted(p) or (pickled and wanted_pickle(p))):
         item = files[path]
         size = _size(item, path, where)
         _checked_path(path, repo, where)  # before the name goes into any URL or temporary file
@@ -181,7 +204,8 @@ def _import(store: HubStore, ref: Reference, commit: str) -> Located:
             config = parse_model_config(inline[name])
             if name == "config.json" and config is None:
                 raise PackageError(f"config.json of {repo} on {where} is not a JSON object")
-            check_safety([e.path for e in entries], config=config, where=f"{repo} on {where}")
+            check_safety([e.path for e in entries], allow_unsafe=allow_unsafe, config=config,
+                         where=f"{repo} on {where}")
     if "config.json" not in inline:
         raise StoreError(f"{where} keeps config.json of {repo} in LFS; refusing to import it",
                          hint="the store is broken or hostile")
@@ -193,7 +217,9 @@ def _import(store: HubStore, ref: Reference, commit: str) -> Located:
         for path in lfs_weights:
             (root / path).write_bytes(_safetensors_header(store, repo, path, commit))
         try:
-            fmt = TransformersAdapter().inspect(root)
+            fmt = TransformersAdapter().inspect(root, allow_unsafe=pickled)
+            if pickled:  # no safetensors header to count: the model built from config.json alone
+                fmt["parameters"], fmt["dtype"] = parameters_from_config(parse_model_config(inline["config.json"]))
         except PackageError as exc:
             raise PackageError(f"{repo} on {where} cannot be imported: {exc.message}", hint=exc.hint) from None
     source = source_of(store, repo, commit)

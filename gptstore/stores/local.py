@@ -44,7 +44,8 @@ class LocalStore(Store):
         ordered = sorted(latest.values(), key=lambda m: m.created_at, reverse=True)
         return [SearchHit.of(m, digests[m.repo_id]) for m in ordered[:limit]]
 
-    def locate(self, ref: Reference, *, revision: str | None = None) -> Located:
+    def locate(self, ref: Reference, *, revision: str | None = None, allow_unsafe: bool = False) -> Located:
+        # allow_unsafe only matters to importing stores; a library holds packages with manifests
         digest = revision or self.library.resolve(ref)[1]
         return Located(ref, self.library.manifest(digest), digest, self.library.signature(digest), digest)
 

@@ -163,6 +163,62 @@ def test_pickle_only_repo_is_refused(store_server, tiny_gpt_dir, tmp_path, monke
         pull("alice/no-weights", store=store_server.url)
 
 
+def test_pickle_only_repo_imports_with_allow_unsafe_only(store_server, tiny_gpt_dir, tmp_path, monkeypatch, run_cli):
+    """A repo as `save_pretrained(safe_serialization=False)` wrote it: pytorch_model.bin, no safetensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin-only"
+    folder.mkdir()
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_gpt_dir / name, folder / name)
+    # transformers 5 no longer writes pickle: the same state dict (tied lm_head left out), torch.save'd
+    torch.save(load_file(tiny_gpt_dir / "model.safetensors"), folder / "pytorch_model.bin")
+    commit = upload(store_server, folder, "alice/bin-only")
+    library = consumer(tmp_path, monkeypatch)
+    refused = run_cli("pull", "alice/bin-only", "--store", store_server.url)
+    assert refused.exit_code == 1
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and "pickle" in lines[0] and "--allow-unsafe" in lines[0], refused.output
+    assert library.refs() == [] and list(library.blobs.all()) == []  # nothing fetched at all
+    pulled = run_cli("pull", "alice/bin-only", "--store", store_server.url, "--allow-unsafe", "--json")
+    assert pulled.exit_code == 0, pulled.output
+    manifest = Library().get("alice/bin-only").manifest
+    assert {f.path for f in manifest.files} == {p.name for p in folder.iterdir()}
+    bin_entry = [f for f in manifest.files if f.path == "pytorch_model.bin"][0]  # pinned by the LFS sha256
+    assert bin_entry.sha256 == hashlib.sha256((folder / "pytorch_model.bin").read_bytes()).hexdigest()
+    assert manifest.version == f"0.0.0+{commit[:12]}" and manifest.format.dtype == "float32"
+    from gptstore.adapters.transformers import count_parameters, weight_files
+
+    assert manifest.format.parameters == count_parameters(weight_files(tiny_gpt_dir))[0]  # same as safetensors
+    assert run_cli("verify", "alice/bin-only").exit_code != 0  # pickle without --allow-unsafe: refused
+    verified = run_cli("verify", "alice/bin-only", "--allow-unsafe", "--json")
+    assert verified.exit_code == 0, verified.output
+    safety = [c for c in json.loads(verified.output)["checks"] if c["name"] == "safety"][0]
+    assert safety["ok"] and safety["warning"] and "pytorch_model.bin" in safety["summary"]
+    ran = run_cli("run", "alice/bin-only", "Return the", "--max-new-tokens", "3", "--allow-unsafe", "--json")
+    assert ran.exit_code == 0, ran.output
+    with gptstore.load("alice/bin-only", device="cpu", allow_unsafe=True) as model:
+        assert model.generate("Return the", max_new_tokens=3).usage.completion_tokens == 3
+    # sharded: pytorch_model-0000x-of-00002.bin and their index, all taken, loaded by transformers
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    (folder / "pytorch_model.bin").unlink()
+    names = sorted(state)
+    shards = {"pytorch_model-00001-of-00002.bin": names[::2], "pytorch_model-00002-of-00002.bin": names[1::2]}
+    for shard, keys in shards.items():
+        torch.save({k: state[k] for k in keys}, folder / shard)
+    index = {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    upload(store_server, folder, "alice/bin-sharded")
+    with pytest.raises(UnsafeContentError, match="--allow-unsafe"):
+        pull("alice/bin-sharded", store=store_server.url)
+    sharded = pull("alice/bin-sharded", store=store_server.url, allow_unsafe=True).model.manifest
+    assert {f.path for f in sharded.files} == {p.name for p in folder.iterdir()}
+    assert sharded.format.parameters == manifest.format.parameters
+    with gptstore.load("alice/bin-sharded", device="cpu", allow_unsafe=True) as model:
+        assert model.generate("Return the", max_new_tokens=2).usage.completion_tokens == 2
+
+
 def test_require_refuses_an_import_unless_the_namespace_is_allowed(store_server, plain, tmp_path, monkeypatch,
                                                                    run_cli):
     library = consumer(tmp_path, monkeypatch)
@@ -179,3 +235,15 @@ def test_require_refuses_an_import_unless_the_namespace_is_allowed(store_server,
     assert run_cli("trust", "allow-unsigned", "alice", "--undo").exit_code == 0
     with pytest.raises(TrustError):
         gptstore.verify("alice/plain")
+
+
+def test_a_config_declaring_absurd_depth_is_refused_before_any_model_is_built():
+    """Counting the parameters of a pickle-only repo builds its model on torch's meta device: a
+    hostile config.json must not turn that into unbounded work."""
+    from gptstore.adapters.transformers import MAX_LAYERS, parameters_from_config
+    from gptstore.errors import PackageError
+
+    with pytest.raises(PackageError, match=f"declares 10000000 layers; gptstore builds at most {MAX_LAYERS}"):
+        parameters_from_config({"model_type": "gpt2", "n_layer": 10_000_000})
+    assert parameters_from_config({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
+                                   "vocab_size": 10, "n_positions": 4})[0] > 0

@@ -43,6 +43,28 @@ from typing import Any, Callable, Iterator
 import pytest
 
 
+def publish_copy(source: Path, target: Path, name: str, version: str = "1.0.0", *, base: Any = None) -> Any:
+    """Copy a model directory to ``target``, package it as ``name:version`` (with a ``notes.txt``
+    naming it, so every model has its own digest) and publish it to the library under
+    ``GPTSTORE_HOME``. With ``base`` (a library model), the package is an adapter over it as the
+    peft plugin writes one: ``format.base`` pins that base's reference and digest."""
+    import shutil
+
+    from .library import Library
+    from .manifest import save, validate
+    from .packaging import package
+
+    shutil.copytree(source, target)
+    (target / "notes.txt").write_text(f"{name} {version}")
+    manifest = package(target, name=name, version=version)
+    if base is not None:
+        data = manifest.model_dump(exclude_none=True)
+        data["format"]["base"] = {"reference": f"{base.reference.repo_id}:{base.manifest.version}",
+                                  "digest": base.digest}
+        save(validate(data), target)
+    return Library().publish(target)
+
+
 def tree_state(root: Path) -> dict[str, str]:
     """``{relative path: sha256 of content}`` of every file under ``root`` (lock files excluded)."""
     import hashlib

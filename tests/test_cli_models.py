@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gptstore.testing import tree_state
+from gptstore.testing import publish_copy, tree_state
 
 GPTSTORE = os.path.join(os.path.dirname(sys.executable), "gptstore")
 
@@ -106,29 +106,11 @@ def test_real_process_error_output_and_debug(tmp_path):
     assert version.stdout.startswith("gptstore ")
 
 
-def _publish_copy(source, target, name, version, *, base=None):
-    import shutil
-
-    from gptstore.library import Library
-    from gptstore.manifest import save, validate
-    from gptstore.packaging import package
-
-    shutil.copytree(source, target)
-    (target / "notes.txt").write_text(f"{name} {version}")
-    manifest = package(target, name=name, version=version)
-    if base is not None:  # an adapter package as the peft plugin writes it: format.base pins the base
-        data = manifest.model_dump(exclude_none=True)
-        data["format"]["base"] = {"reference": f"{base.reference.repo_id}:{base.manifest.version}",
-                                  "digest": base.digest}
-        save(validate(data), target)
-    return Library().publish(target)
-
-
 def test_rm_of_a_base_an_adapter_pins_refuses_and_names_it(run_cli, tiny_gpt, tmp_path):
     from gptstore.library import Library
 
-    base = _publish_copy(tiny_gpt, tmp_path / "base", "acme/base", "1.0.0")
-    _publish_copy(tiny_gpt, tmp_path / "lora", "acme/lora", "0.1.0", base=base)
+    base = publish_copy(tiny_gpt, tmp_path / "base", "acme/base", "1.0.0")
+    publish_copy(tiny_gpt, tmp_path / "lora", "acme/lora", "0.1.0", base=base)
     refused = run_cli("rm", "acme/base")
     assert refused.exit_code == 1
     assert refused.output.strip() == ("Error: acme/base is the base of the installed adapter acme/lora:0.1.0; "
@@ -146,7 +128,7 @@ def test_rm_of_a_base_an_adapter_pins_refuses_and_names_it(run_cli, tiny_gpt, tm
 def test_rm_of_a_tag_says_which_tags_still_hold_the_model(run_cli, tiny_gpt, tmp_path):
     from gptstore.library import Library
 
-    model = _publish_copy(tiny_gpt, tmp_path / "m", "acme/tagged", "1.0.0")
+    model = publish_copy(tiny_gpt, tmp_path / "m", "acme/tagged", "1.0.0")
     one = run_cli("rm", "acme/tagged:1.0.0")
     assert one.exit_code == 0
     assert one.output.strip() == (f"Removed tag acme/tagged:1.0.0; latest still points at it "

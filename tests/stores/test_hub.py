@@ -34,6 +34,21 @@ def publish(source, tmp_path, name, version="1.0.0", *, extra: dict[str, bytes] 
     return Library().publish(target)
 
 
+def count_lfs_uploads(monkeypatch) -> list[str]:
+    """The paths huggingface_hub uploads over LFS from now on (the list fills as it uploads)."""
+    from huggingface_hub import _commit_api
+
+    uploads: list[str] = []
+    original = _commit_api.lfs_upload
+
+    def counting(*, operation, **kwargs):
+        uploads.append(operation.path_in_repo)
+        return original(operation=operation, **kwargs)
+
+    monkeypatch.setattr(_commit_api, "lfs_upload", counting)
+    return uploads
+
+
 def consumer_home(tmp_path, monkeypatch, name="consumer"):
     home = tmp_path / name
     monkeypatch.setenv("GPTSTORE_HOME", str(home))
@@ -254,16 +269,7 @@ def test_unknown_model_and_unreachable_store(store_server, run_cli):
 
 def test_push_uploads_only_what_the_store_lacks(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
     """A second model sharing a large file with one already on the store sends none of its bytes."""
-    from huggingface_hub import _commit_api
-
-    uploads: list[str] = []
-    original = _commit_api.lfs_upload
-
-    def counting(*, operation, **kwargs):
-        uploads.append(operation.path_in_repo)
-        return original(operation=operation, **kwargs)
-
-    monkeypatch.setattr(_commit_api, "lfs_upload", counting)
+    uploads = count_lfs_uploads(monkeypatch)
     shared = os.urandom(400 * 1024)  # above the test server's LFS threshold (256 KiB)
     first = publish(tiny_gpt_dir, tmp_path, "alice/dedup-a", extra={"shared.dat": shared})
     second = publish(tiny_gpt_dir, tmp_path, "alice/dedup-b", extra={"shared.dat": shared})
@@ -315,14 +321,7 @@ def test_push_to_a_gptstore_server_uses_lfs_and_leaves_xet_on_for_the_rest_of_th
     from huggingface_hub import _commit_api, constants, hf_api
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
-    sent: list[str] = []
-    original = _commit_api.lfs_upload
-
-    def counting(*, operation, **kwargs):
-        sent.append(operation.path_in_repo)
-        return original(operation=operation, **kwargs)
-
-    monkeypatch.setattr(_commit_api, "lfs_upload", counting)
+    sent = count_lfs_uploads(monkeypatch)
     store = get_store(store_server.url)
     assert constants.HF_HUB_DISABLE_XET is False  # creating the store changed nothing process-wide
     model = publish(tiny_gpt_dir, tmp_path, "alice/lfs", extra={"big.dat": os.urandom(400 * 1024)})

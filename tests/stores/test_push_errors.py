@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 
 import pytest
 
-from gptstore.library import Library
-from gptstore.manifest import load_manifest, save, validate
-from gptstore.packaging import package
+from gptstore.testing import publish_copy
 
 
 @pytest.fixture(autouse=True)
@@ -20,16 +17,7 @@ def _alice(store_server, monkeypatch):
 
 
 def publish(source, tmp_path, name, version="1.0.0", *, base=None):
-    target = tmp_path / f"{name.replace('/', '_')}-{version}"
-    shutil.copytree(source, target)
-    (target / "notes.txt").write_text(f"{name} {version}")  # each model its own digest
-    manifest = package(target, name=name, version=version)
-    if base is not None:  # an adapter package as the peft plugin writes it: format.base pins the base
-        data = manifest.model_dump(exclude_none=True)
-        data["format"]["base"] = {"reference": f"{base.reference.repo_id}:{base.manifest.version}",
-                                  "digest": base.digest}
-        save(validate(data), target)
-    return Library().publish(target)
+    return publish_copy(source, tmp_path / f"{name.replace('/', '_')}-{version}", name, version, base=base)
 
 
 def one_line_error(result) -> str:

@@ -9,6 +9,7 @@ Modules, one concept each:
     catalog       repos, commits, refs, files
     search        list_models: full-text + filters + sort + pages
     metadata      README card and manifest summary of a repo
+    gitpatterns   .gitattributes (which paths go LFS) and .gitignore patterns, as git reads them
     storage       blobs (the library's engine), git ids, multipart staging
     commits       the NDJSON commit, applied in one transaction
     auth          tokens on requests, visibility and write rules, signed upload URLs
@@ -31,7 +32,7 @@ runs ``lint-imports``)::
     commits
     auth | search
     accounts | keys | catalog
-    db | http | storage | settings | metadata | timeutil
+    db | http | storage | settings | metadata | gitpatterns | timeutil
 
 Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.
 """

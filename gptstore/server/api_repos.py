@@ -13,23 +13,11 @@ from ..refs import check_segment
 from .auth import require_repo_write, require_write
 from .catalog import MAIN, Repo
 from .context import Call
+from .gitpatterns import HUB_GITATTRIBUTES
 from .http import Body, HubError, bad_request, conflict, next_link, repo_not_found, unauthorized
 from .metadata import parse_card, repo_metadata
 from .search import MAX_FILTERS, MAX_SEARCH_WORDS, SORTS, ModelQuery, query_models, search_words
 from .storage import FileRow, lfs_pointer, regular_row
-
-GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
-*.ckpt filter=lfs diff=lfs merge=lfs -text
-*.gguf filter=lfs diff=lfs merge=lfs -text
-*.h5 filter=lfs diff=lfs merge=lfs -text
-*.msgpack filter=lfs diff=lfs merge=lfs -text
-*.onnx filter=lfs diff=lfs merge=lfs -text
-*.pt filter=lfs diff=lfs merge=lfs -text
-*.pth filter=lfs diff=lfs merge=lfs -text
-*.safetensors filter=lfs diff=lfs merge=lfs -text
-*.tar.gz filter=lfs diff=lfs merge=lfs -text
-*.zip filter=lfs diff=lfs merge=lfs -text
-"""
 
 
 #: the server's own repo-id segment check (whatever ``refs`` accepts): used with fullmatch only,
@@ -142,7 +130,7 @@ def create_repo(call: Call) -> Response:
     if catalog.repo(namespace, name) is not None:
         raise conflict("You already created this model repo", url=url)
     private = body.visibility == "private" if body.visibility else bool(body.private)
-    initial = regular_row(".gitattributes", GITATTRIBUTES, call.state.storage.put_bytes(GITATTRIBUTES))
+    initial = regular_row(".gitattributes", HUB_GITATTRIBUTES, call.state.storage.put_bytes(HUB_GITATTRIBUTES))
     repo = catalog.create_repo(namespace, name, private=private, author=principal.user, initial=[initial])
     return JSONResponse({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
 

@@ -1,8 +1,10 @@
 """Hub API for writing: preupload, the NDJSON commit, and the git-LFS batch API.
 
 Files below ``lfs_threshold`` travel inline in the commit ("regular"), so clients with Xet
-enabled can still upload them; larger ones go through LFS, which needs ``HF_HUB_DISABLE_XET=1``
-on the client. LFS objects at or above ``multipart_threshold`` (or larger than ``max_body``)
+enabled can still upload them, unless the repo's ``.gitattributes`` puts them in LFS (as the Hub
+does: ``*.safetensors``, ``*.bin``, … by default); preupload also answers ``shouldIgnore`` by the
+``.gitignore`` sent with the commit or committed in the repo. LFS files go through LFS, which
+needs ``HF_HUB_DISABLE_XET=1`` on the client. LFS objects at or above ``multipart_threshold`` (or larger than ``max_body``)
 are uploaded in parts of ``part_size``. Upload URLs are signed (the client sends no auth there);
 objects are hashed while streamed to disk and kept only when size and sha256 match.
 """
@@ -19,8 +21,9 @@ from ..blobs import BlobWriter
 from ..errors import DigestMismatch
 from .commits import CommitParser, check_path, lines
 from .context import Call
+from .gitpatterns import MAX_PATTERN_TEXT, GitAttributes, GitIgnore
 from .http import Body, HubError, bad_request, body_chunks, entry_not_found, revision_not_found
-from .storage import UploadRejected
+from .storage import FileRow, UploadRejected
 
 WRITE_BATCH = 4 * 1024 * 1024
 LFS_MEDIA = "application/vnd.git-lfs+json"
@@ -38,7 +41,7 @@ class PreuploadFile(Body):
 
 class Preupload(Body):
     files: list[PreuploadFile] = Field(max_length=1000)
-    gitIgnore: str | None = None
+    gitIgnore: str | None = Field(None, max_length=MAX_PATTERN_TEXT)
 
 
 class LfsObject(Body):
@@ -69,16 +72,28 @@ def preupload(call: Call) -> Response:
     sha = call.revision(repo)
     existing = {row.path: row for row in call.state.catalog.files(sha)}
     threshold = call.state.settings.lfs_threshold
+    attributes = GitAttributes(_pattern_text(call, existing.get(".gitattributes")))
+    ignore = GitIgnore(body.gitIgnore if body.gitIgnore is not None
+                       else _pattern_text(call, existing.get(".gitignore")))
     answers = []
     for item in body.files:
         path = check_path(item.path)
-        mode = "lfs" if item.size >= threshold else "regular"
+        mode = "lfs" if item.size >= threshold or attributes.is_lfs(path) else "regular"
         row = existing.get(path)
         oid = None
         if row is not None:
             oid = row.sha256 if mode == "lfs" else (None if row.lfs else row.git_oid)
-        answers.append({"path": item.path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+        answers.append({"path": item.path, "uploadMode": mode, "shouldIgnore": ignore.ignores(path),
+                        "oid": oid})
     return JSONResponse({"files": answers, "commitOid": sha})
+
+
+def _pattern_text(call: Call, row: FileRow | None) -> str:
+    """A committed .gitattributes / .gitignore, read up to its cap ("" when there is none)."""
+    if row is None:
+        return ""
+    with call.state.storage.blobs.open(row.sha256) as handle:
+        return handle.read(MAX_PATTERN_TEXT).decode("utf-8", "replace")
 
 
 async def commit(call: Call) -> Response:
@@ -257,5 +272,18 @@ def lfs_verify(call: Call) -> Response:
     return JSONResponse({"oid": body.oid, "size": body.size})
 
 
+#: the last path segment the Xet token routes redirect to: hf_xet's error names only the status and
+#: the final URL, never the answer's message, so the URL itself says what to do
+XET_REFUSAL_SEGMENT = "this-store-takes-LFS-uploads:set-HF_HUB_DISABLE_XET=1"
+
+
 async def xet_token(call: Call) -> Response:
-    raise bad_request("Xet not supported; set HF_HUB_DISABLE_XET=1 (this store takes large files over LFS)")
+    """huggingface_hub 2.x uploads ``lfs`` files over Xet whenever hf_xet is installed, asking no
+    server first; the token request (made by hf_xet) is where it fails, so the answer says how to
+    switch Xet off: a 307 to this URL plus :data:`XET_REFUSAL_SEGMENT` (what hf_xet shows), which
+    answers 400 with the message (what any other client shows)."""
+    path = call.request.url.path
+    if not path.endswith("/" + XET_REFUSAL_SEGMENT):
+        return Response(b"", status_code=307, headers={"Location": f"{path}/{XET_REFUSAL_SEGMENT}"})
+    raise bad_request("Xet is not served: this store takes LFS uploads: set HF_HUB_DISABLE_XET=1 "
+                      "(environment variable) and retry")

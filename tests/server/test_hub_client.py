@@ -202,12 +202,12 @@ def test_upload_with_xet_enabled_gets_regular_mode(store, monkeypatch, tmp_path,
     folder = tmp_path / "small"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "gpt2"}')
-    (folder / "notes.bin").write_bytes(os.urandom(200 * 1024))  # below the 256 KiB LFS threshold
+    (folder / "notes.dat").write_bytes(os.urandom(200 * 1024))  # below the threshold, no LFS pattern
     api = store.api("carol")
     api.create_repo("acme/xet-small")
     api.upload_folder(folder_path=folder, repo_id="acme/xet-small")
-    path = hf_hub_download("acme/xet-small", "notes.bin", endpoint=store.url, token=False, cache_dir=hf_cache)
-    assert Path(path).read_bytes() == (folder / "notes.bin").read_bytes()
+    path = hf_hub_download("acme/xet-small", "notes.dat", endpoint=store.url, token=False, cache_dir=hf_cache)
+    assert Path(path).read_bytes() == (folder / "notes.dat").read_bytes()
     info = api.model_info("acme/xet-small", files_metadata=True)
     assert all(s.lfs is None for s in info.siblings)
 

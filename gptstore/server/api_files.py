@@ -1,8 +1,11 @@
 """``HEAD`` / ``GET /{namespace}/{name}/resolve/{revision}/{path}``: file bytes with Range support.
 
 Headers mirror between HEAD and GET: ``X-Repo-Commit`` (the commit the revision names),
-``ETag`` (the content's sha256, which the client uses as its cache blob name) and the true
-``Content-Length``. No Xet headers are ever sent, so every client downloads over plain HTTP.
+``ETag`` and the true ``Content-Length``. The ETag is the Hub's (the client names its cache blob
+after it and compares it with a ``local_dir`` copy): a regular file's git blob id (the ``oid`` of
+tree and paths-info); an LFS file's content sha256, also sent as ``X-Linked-Etag`` with
+``X-Linked-Size``, which the client prefers to ``ETag`` / ``Content-Length``. No Xet headers are
+ever sent, so every client downloads over plain HTTP.
 
 Downloads are counted once per fetch of a repo's *counting file*: ``config.json`` (what every
 ``from_pretrained``, ``snapshot_download`` and ``gptstore pull`` fetches once), or
@@ -35,10 +38,13 @@ def resolve(call: Call) -> Response:
     start, end = span if span else (0, row.size - 1)
     headers = {
         "X-Repo-Commit": sha,
-        "ETag": f'"{row.sha256}"',
+        "ETag": f'"{row.sha256 if row.lfs else row.git_oid}"',
         "Accept-Ranges": "bytes",
         "Content-Length": str(end - start + 1),
     }
+    if row.lfs:
+        headers["X-Linked-Etag"] = f'"{row.sha256}"'
+        headers["X-Linked-Size"] = str(row.size)
     if span:
         headers["Content-Range"] = f"bytes {start}-{end}/{row.size}"
     if not head and start == 0 and _counts(call, sha, path):

@@ -91,7 +91,7 @@ def open_state(settings: ServerSettings) -> State:
                  Committer(catalog, storage, require_signed=settings.require_signed))
 
 
-def create_app(settings: ServerSettings) -> Starlette:
+def create_app(settings: ServerSettings, *, access_log: bool = True) -> Starlette:
     """The store's ASGI app; serve it with its lifespan on (``serve`` does)."""
 
     @contextlib.asynccontextmanager
@@ -104,7 +104,7 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     return Starlette(
         routes=routes(settings.prefix),
-        middleware=[Middleware(RequestGuard, settings=settings)],
+        middleware=[Middleware(RequestGuard, settings=settings, access_log=access_log)],
         exception_handlers={HubError: on_hub_error, ValidationError: on_validation_error,
                             GPTStoreError: on_gptstore_error, Exception: on_unexpected_error},
         lifespan=lifespan,
@@ -168,8 +168,9 @@ def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool
     tune_malloc()
     settings.data.mkdir(parents=True, exist_ok=True)
     sock = sock or bind(settings)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                            access_log=access_log, lifespan="on", http=guarded_protocol(settings),
+    # the access log is RequestGuard's (its lines carry the request id), not uvicorn's
+    config = uvicorn.Config(create_app(settings, access_log=access_log), host=settings.host, port=settings.port,
+                            log_level=log_level, access_log=False, lifespan="on", http=guarded_protocol(settings),
                             limit_concurrency=settings.limit_concurrency,
                             timeout_keep_alive=settings.timeout_keep_alive,
                             h11_max_incomplete_event_size=settings.max_header_size)

@@ -22,16 +22,21 @@ forever by sending its request, or reading the answer, one byte at a time; so:
 
 :class:`RequestGuard`, the app's middleware, applies the per-request parts: the head check, the
 timed ``receive``, ``Connection: close`` on an answer sent before the whole body arrived (the
-rest is not read), and clean header values (:func:`~gptstore.server.http.clean_headers`).
+rest is not read), clean header values (:func:`~gptstore.server.http.clean_headers`), and an
+``X-Request-Id`` on every answer (the client's own when it is a short safe token, else a fresh
+one), which also ends the request's access-log line so a user's error report finds its log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import socket
 import struct
 import time
+import uuid
 from typing import Any, Awaitable, Callable
 
 import anyio
@@ -42,6 +47,19 @@ from .settings import ServerSettings
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+#: the server's log (uvicorn's); one line per request at INFO, in place of uvicorn's access log
+logger = logging.getLogger("uvicorn.error")
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(scope: dict[str, Any]) -> str:
+    """The client's ``X-Request-Id`` when it is a short safe token (it goes into a header and a
+    log line), else a fresh uuid4 hex."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _SAFE_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
 
 
 def has_body(scope: dict[str, Any]) -> bool:
@@ -105,9 +123,10 @@ class RequestGuard:
     answers of the exception handlers pass through it too.
     """
 
-    def __init__(self, app: ASGIApp, *, settings: ServerSettings) -> None:
+    def __init__(self, app: ASGIApp, *, settings: ServerSettings, access_log: bool = True) -> None:
         self.app = app
         self.settings = settings
+        self.access_log = access_log
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,14 +134,22 @@ class RequestGuard:
             return
         settings = self.settings
         timed = TimedReceive(receive, scope, timeout=settings.request_timeout, min_rate=settings.min_transfer_rate)
+        rid = request_id(scope)
+        started = False
 
         async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                headers = clean_headers(list(message.get("headers", ())))
+                started = True
+                headers = [(k, v) for k, v in clean_headers(list(message.get("headers", ())))
+                           if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", rid.encode("ascii")))
                 if not timed.complete:  # answered before the whole body came: do not read the rest
                     headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
+                if self.access_log:
+                    self._log(scope, message.get("status", 200), rid)
             await send(message)
 
         try:
@@ -130,7 +157,23 @@ class RequestGuard:
         except HubError as exc:
             await exc.response()(scope, timed, guarded_send)
             return
-        await self.app(scope, timed, guarded_send)
+        try:
+            await self.app(scope, timed, guarded_send)
+        except Exception:  # answer the 500 here, so that it carries the id too (uvicorn logs the error)
+            if not started:
+                await HubError(500, "internal server error; see the server log").response()(scope, timed, guarded_send)
+            raise
+
+    @staticmethod
+    def _log(scope: dict[str, Any], status: int, rid: str) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        query = scope.get("query_string") or b""
+        path = scope.get("path", "") + ("?" + query.decode("latin-1") if query else "")
+        logger.info('%s - "%s %s HTTP/%s" %d request-id=%s', where, scope["method"],
+                    path.encode("unicode_escape").decode(), scope.get("http_version", "1.1"), status, rid)
 
 
 def _refusal(status: int, reason: str, message: str) -> bytes:

@@ -96,7 +96,7 @@ def usage_log_enabled() -> bool:
 
 
 def offline() -> bool:
-    return _flag("GPTSTORE_OFFLINE") or _flag("HF_HUB_OFFLINE")
+    return offline_variable() is not None
 
 
 def token() -> str | None:

@@ -75,6 +75,12 @@ def _valid_ref_part(namespace: str, name: str = "x", tag: str = DEFAULT_TAG) -> 
     return (ref.namespace, ref.name, ref.tag) == (namespace, name, tag)
 
 
+def _read_ref(path: Path) -> str:
+    """What a ref file says (its first 128 bytes: a digest and a newline, when it is not damaged)."""
+    with open(path, "rb") as handle:
+        return handle.read(128).decode("ascii", "replace").strip()
+
+
 def _entries(folder: Path, *, dirs: bool) -> list[str]:
     """Sorted names of the sub-folders (or files) of ``folder``; hidden names and others skipped."""
     try:
@@ -177,8 +183,7 @@ class Library:
                     if not _valid_ref_part(ns, name, tag):
                         continue
                     try:
-                        with open(base / ns / name / tag, "rb") as handle:
-                            digest = handle.read(128).decode("ascii", "replace").strip()
+                        digest = _read_ref(base / ns / name / tag)
                     except OSError:
                         continue
                     if is_digest(digest):
@@ -218,7 +223,7 @@ class Library:
                 raise ModelNotFound(str(ref))
             return ref, ref.digest
         try:
-            digest = self._ref_path(ref.repo_id, ref.tag).read_bytes()[:128].decode("ascii", "replace").strip()
+            digest = _read_ref(self._ref_path(ref.repo_id, ref.tag))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ModelNotFound(str(ref)) from None
         if not is_digest(digest):

@@ -26,13 +26,13 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from . import plugins, usage
+from . import config, plugins, usage
 from .engines import pick_engine
 from .engines.base import check_device, check_dtype, placement
 from .engines.completion import Completion, TextStream, Usage
 from .engines.params import GenerationParams
 from .checks import CheckResult
-from .errors import ModelNotFound, PluginError, UsageError
+from .errors import ModelNotFound, PluginError, StoreError, UsageError
 from .library import Library, LocalModel
 from .refs import Reference
 from .verification import VerificationReport, show_warnings, verify
@@ -48,7 +48,7 @@ WARM_MODELS = 2
 # -- resolving and verifying ---------------------------------------------------------------------
 
 def resolve(reference: str | Reference, store: str | Path | None = None, *,
-            allow_unsafe: bool = False) -> tuple[Library, LocalModel]:
+            allow_unsafe: bool = False, token: str | None = None) -> tuple[Library, LocalModel]:
     """Find a model in the local library; when the library does not have it yet, pull it
     (verified, like ``gptstore pull``) from ``store``, else from the effective store
     (``GPTSTORE_STORE``, else ``hf://``: :func:`gptstore.config.effective_store`).
@@ -57,9 +57,6 @@ def resolve(reference: str | Reference, store: str | Path | None = None, *,
     and cannot be asked (offline, unreachable), the error says the model is not in the library
     and why the store was not asked.
     """
-    from . import config
-    from .errors import StoreError
-
     library = Library()
     try:
         return library, library.get(reference)
@@ -73,7 +70,7 @@ def resolve(reference: str | Reference, store: str | Path | None = None, *,
     # the pull's warnings are this load's verification's too: shown once, by load
     try:
         return library, pull(reference, store=None if store is None else str(store), library=library,
-                             allow_unsafe=allow_unsafe, warn=False).model
+                             allow_unsafe=allow_unsafe, token=token, warn=False).model
     except StoreError as exc:
         if store is not None:
             raise
@@ -320,7 +317,8 @@ def _prompt_list(prompt: str | Sequence[str]) -> list[str]:
 
 
 def load(reference: str | Reference, *, store: str | Path | None = None, device: str = "auto",
-         dtype: str = "auto", engine: str | None = None, allow_unsafe: bool = False) -> Model:
+         dtype: str = "auto", engine: str | None = None, allow_unsafe: bool = False,
+         token: str | None = None) -> Model:
     """Load a model from the library, verified, on a device.
 
     Args:
@@ -334,6 +332,8 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
             ``float16`` or ``bfloat16``.
         engine: an engine name; default the first installed engine for the package's format.
         allow_unsafe: accept pickle-based weights (recorded in the usage log).
+        token: for the store a pull goes to (``store``, else the effective store) and no other,
+            as ``GPTSTORE_TOKEN`` would be.
 
     Loading the same model (digest, device, dtype, engine) again in a process reuses the weights.
 
@@ -343,7 +343,7 @@ def load(reference: str | Reference, *, store: str | Path | None = None, device:
     """
     start = perf_counter()
     device, dtype = check_device(device), check_dtype(dtype)
-    library, local = resolve(reference, store, allow_unsafe=allow_unsafe)
+    library, local = resolve(reference, store, allow_unsafe=allow_unsafe, token=token)
     chosen: Engine = pick_engine(local.manifest.format.adapter, engine)
     report = verify(local, library=library, allow_unsafe=allow_unsafe)
     based = _verified_base(library, local, allow_unsafe=allow_unsafe)

@@ -164,9 +164,10 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
     manifest = located.manifest
     verify_located(located, allow_unsafe=allow_unsafe)  # refusals before any byte; warnings come again below
     tags = [manifest.version]
-    if ref.tag == DEFAULT_TAG or DEFAULT_TAG not in library.tags(manifest.repo_id):
+    existing = library.tags(manifest.repo_id)
+    if ref.tag == DEFAULT_TAG or DEFAULT_TAG not in existing:
         tags.append(DEFAULT_TAG)
-    current = library.tags(manifest.repo_id).get(manifest.version)
+    current = existing.get(manifest.version)
     if current is not None and current != located.digest:
         raise ConflictError(f"{manifest.repo_id}:{manifest.version} in the local library has other content "
                             f"(sha256:{current[:12]}…) than {source.url} (sha256:{located.digest[:12]}…)",

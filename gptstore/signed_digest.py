@@ -13,7 +13,7 @@ import binascii
 import json
 import re
 
-MAX_BYTES = 1 << 20  # as gptstore.signing.MAX_SIGNATURE_BYTES
+MAX_BYTES = 1 << 20  #: the largest gptstore.sig read anywhere (gptstore.signing.MAX_SIGNATURE_BYTES)
 
 
 def signed_digest(data: bytes | None) -> str | None:

@@ -41,10 +41,10 @@ from .errors import ConflictError, MalformedSignature, MissingDependency, NotFou
 from .fsutil import atomic_write
 from .integrity import check_integrity
 from .manifest import SIGNATURE_FILE, Manifest, canonical_json, load_manifest
+from .signed_digest import MAX_BYTES as MAX_SIGNATURE_BYTES  # one cap for every reader of gptstore.sig
 
 PAYLOAD_TYPE = "application/vnd.gptstore.manifest+json"
 STATEMENT_VERSION = 1
-MAX_SIGNATURE_BYTES = 1 << 20
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 

@@ -268,8 +268,10 @@ def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override
     if policy == "off":
         return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
     imported = manifest.provenance.imported_from if manifest.provenance else None
-    if signature is None and (imported or store.allows_unsigned(namespace)):
-        return _unsigned(manifest, imported, policy, details, allowed=store.allows_unsigned(namespace))
+    if signature is None:
+        allowed = store.allows_unsigned(namespace)
+        if imported or allowed:
+            return _unsigned(manifest, imported, policy, details, allowed=allowed)
     trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
     try:
         result = check_signature(manifest, signature, trusted, namespace=namespace)

@@ -234,22 +234,14 @@ def _run_checks(name: str, digest: str, manifest: Manifest, root: Path, integrit
         raise GPTStoreError(f"the built-in {', '.join(missing)} verifier is not registered, so nothing is "
                             "verified", hint="reinstall gptstore; a plugin may not unregister it")
     given = {"allow_unsafe": allow_unsafe}
-    steps: list[tuple[str, str, Callable[[], CheckResult]]] = []
     for check_name, verifier in registered.items():
         if check_name in skip:
             continue
-        unknown = sorted(set(verifier.options) - CHECK_OPTIONS)
-        if unknown:
-            def refuse(unknown=unknown) -> CheckResult:
-                raise TypeError(f"asked for unknown verification options {unknown}; known: {sorted(CHECK_OPTIONS)}")
-            steps.append((check_name, verifier.plugin, refuse))
-            continue
-        options = {name: given[name] for name in verifier.options}
-        steps.append((check_name, verifier.plugin,
-                      lambda check=verifier.check, options=options: check(manifest, root, **options)))
-    for check_name, plugin, step in steps:
         try:
-            result = step()
+            unknown = sorted(set(verifier.options) - CHECK_OPTIONS)
+            if unknown:
+                raise TypeError(f"asked for unknown verification options {unknown}; known: {sorted(CHECK_OPTIONS)}")
+            result = verifier.check(manifest, root, **{option: given[option] for option in verifier.options})
             if not isinstance(result, CheckResult):
                 raise TypeError(f"returned {type(result).__name__}, not a CheckResult")
         except GPTStoreError as exc:
@@ -257,7 +249,7 @@ def _run_checks(name: str, digest: str, manifest: Manifest, root: Path, integrit
                 raise
             result = CheckResult(check_name, False, str(exc))
         except Exception as exc:
-            error = PluginError(plugin, f"verifier {check_name!r}", exc)
+            error = PluginError(verifier.plugin, f"verifier {check_name!r}", exc)
             if strict:
                 raise error from exc
             result = CheckResult(check_name, False, str(error))

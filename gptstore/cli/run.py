@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import typing
 
@@ -78,8 +76,8 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, token, allow_u
     from ..transformers_logging import quiet_transformers
     from ..model import load
 
-    with _token_for_named_store(token), quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
-                                    allow_unsafe=allow_unsafe) as model:
+    with quiet_transformers(), load(reference, store=store_url, device=device, dtype=dtype, engine=engine,
+                                    allow_unsafe=allow_unsafe, token=token) as model:
         if as_json:
             completion = model.generate(prompt, params, raw=raw)
             echo_json(completion.model_dump(mode="json"))
@@ -91,22 +89,3 @@ def run(reference, prompt, device, dtype, engine, raw, store_url, token, allow_u
             click.echo(piece, nl=False)
             sys.stdout.flush()
         click.echo()
-
-
-@contextlib.contextmanager
-def _token_for_named_store(token: str | None) -> typing.Iterator[None]:
-    """``--token`` for the pull ``load`` may make: exactly ``GPTSTORE_TOKEN``'s meaning (the store
-    this command names, nowhere else), set for the length of the command only. ``gptstore.load``
-    takes no token of its own."""
-    if not token:
-        yield
-        return
-    before = os.environ.get("GPTSTORE_TOKEN")
-    os.environ["GPTSTORE_TOKEN"] = token
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("GPTSTORE_TOKEN", None)
-        else:
-            os.environ["GPTSTORE_TOKEN"] = before

@@ -172,11 +172,12 @@ def model_info(call: Call) -> Response:
 def list_models(call: Call) -> Response:
     params = call.request.query_params
     settings = call.state.settings
-    if len(params.getlist("filter")) > MAX_FILTERS:
-        raise bad_request(f"too many filter parameters ({len(params.getlist('filter'))}); at most {MAX_FILTERS} "
+    filters, count = params.getlist("filter"), len(params.multi_items())
+    if len(filters) > MAX_FILTERS:
+        raise bad_request(f"too many filter parameters ({len(filters)}); at most {MAX_FILTERS} "
                           "tags can be combined in one listing")
-    if len(params.multi_items()) > MAX_QUERY_PARAMS:
-        raise bad_request(f"too many query parameters ({len(params.multi_items())}); at most {MAX_QUERY_PARAMS}")
+    if count > MAX_QUERY_PARAMS:
+        raise bad_request(f"too many query parameters ({count}); at most {MAX_QUERY_PARAMS}")
     if len(search_words(params.get("search") or "")) > MAX_SEARCH_WORDS:
         raise bad_request(f"the search has more than {MAX_SEARCH_WORDS} words; search for fewer")
     try:
@@ -191,7 +192,7 @@ def list_models(call: Call) -> Response:
         raise bad_request(f"unknown sort {sort!r}; use one of {', '.join(sorted(SORTS))}")
     page = min(limit or settings.page_size, settings.page_size)
     query = ModelQuery(search=params.get("search") or None, author=params.get("author") or None,
-                       tags=tuple(params.getlist("filter")), pipeline_tag=params.get("pipeline_tag") or None,
+                       tags=tuple(filters), pipeline_tag=params.get("pipeline_tag") or None,
                        sort=sort, offset=offset, limit=page + 1)
     principal = call.principal
     rows = query_models(call.state.db, query, visible=principal.namespaces if principal else ())

@@ -31,7 +31,7 @@ from .catalog import Catalog
 from .commits import Committer
 from .context import Handler, State
 from .db import connect
-from .http import HubError, on_gptstore_error, on_hub_error, on_unexpected_error, on_validation_error
+from .http import HubError, on_gptstore_error, on_hub_error, on_validation_error
 from .limits import RequestGuard, guarded_protocol
 from .routing import RawPathRoute
 from .settings import ServerSettings
@@ -106,7 +106,7 @@ def create_app(settings: ServerSettings, *, access_log: bool = True) -> Starlett
         routes=routes(settings.prefix),
         middleware=[Middleware(RequestGuard, settings=settings, access_log=access_log)],
         exception_handlers={HubError: on_hub_error, ValidationError: on_validation_error,
-                            GPTStoreError: on_gptstore_error, Exception: on_unexpected_error},
+                            GPTStoreError: on_gptstore_error},
         lifespan=lifespan,
     )
 

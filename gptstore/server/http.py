@@ -148,11 +148,6 @@ async def on_gptstore_error(request: Request, exc: Exception) -> Response:
     return HubError(status, str(exc), code=code).response()
 
 
-async def on_unexpected_error(request: Request, exc: Exception) -> Response:
-    """500 with a message that names no internals (uvicorn logs the traceback)."""
-    return HubError(500, "internal server error; see the server log").response()
-
-
 class Body(BaseModel):
     """Base of every JSON request body: fields the server does not read are ignored (the Hub
     client sends more than a store needs, and newer clients add fields)."""

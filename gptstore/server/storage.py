@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..blobs import CHUNK, BlobStore
+from ..blobs import CHUNK, BlobStore, is_sha256
 from ..errors import DigestMismatch
 from ..fsutil import atomic_write
 
-_HEX64 = frozenset("0123456789abcdef")
 
 
 class UploadRejected(Exception):
@@ -45,8 +44,6 @@ class FileRow:
     lfs: bool
 
 
-def is_sha256(value: str) -> bool:
-    return len(value) == 64 and set(value) <= _HEX64
 
 
 def git_blob_id(data: bytes) -> str:

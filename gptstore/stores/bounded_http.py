@@ -55,9 +55,14 @@ _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 _PORTS = {"http": 80, "https": 443}
 
 
+def is_commit_id(value: object) -> bool:
+    """Whether ``value`` is exactly a commit id: 40 lowercase hex characters."""
+    return isinstance(value, str) and _COMMIT_ID.fullmatch(value) is not None
+
+
 def check_commit_id(value: object, *, where: str) -> str:
     """A commit id a store sent: exactly 40 lowercase hex characters, or StoreError."""
-    if isinstance(value, str) and _COMMIT_ID.fullmatch(value):
+    if is_commit_id(value):
         return value
     raise StoreError(f"{where} sent an invalid commit id {str(value)[:60]!r} (expected 40 hex characters)",
                      hint="the store is broken or hostile; use another store")

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote, urljoin
 
 from .. import config
+from ..blobs import is_sha256
 from ..errors import (AuthError, GPTStoreError, ManifestError, ModelNotFound, StoreError, UsageError)
 from ..hookspecs import hookimpl
 from .base import Located, SearchHit, Sort, Store
 from .bounded_http import (MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, BoundedHTTP, check_commit_id, one_line,
                            origin, without_retries)
-from .bounded_http import error_body, is_non_hub_answer, not_hub_compatible
+from .bounded_http import error_body, is_commit_id, is_non_hub_answer, not_hub_compatible
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -267,7 +268,7 @@ class HubStore(Store):
         what = str(ref)
         if revision is not None:
             commit = str(revision)
-            if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            if not is_commit_id(commit):
                 raise UsageError(f"invalid revision {commit[:60]!r} for {ref} on {self.url}",
                                  hint="a hub revision is a commit id of 40 hex characters (see the lock file)")
         try:
@@ -412,7 +413,7 @@ def _hit(info: Any) -> SearchHit | None:
                      pricing={"model": priced.model, "amount": float(priced.amount), "currency": priced.currency},
                      downloads=downloads if isinstance(downloads, int) and not isinstance(downloads, bool) else 0,
                      tags=[_text(t, 64) for t in tags[:50] if isinstance(t, str)] if isinstance(tags, list) else [],
-                     digest=digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None)
+                     digest=digest if is_sha256(digest) else None)
 
 
 def _factory(url: str, **options: Any) -> HubStore:

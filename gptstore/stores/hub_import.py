@@ -41,6 +41,7 @@ from urllib.parse import quote
 from ..errors import GPTStoreError, ManifestError, PackageError, StoreError, UnsafeContentError
 from ..safety import CODE_SUFFIXES, MAX_CONFIG_BYTES, PICKLE_SUFFIXES, check_safety, parse_model_config
 from .base import Located
+from ..blobs import is_sha256
 from .bounded_http import check_commit_id, one_line
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_LISTING = 10_000
 #: an imported manifest's creation time: fixed, so that one commit gives one digest
 IMPORTED_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def wanted(path: str) -> bool:
@@ -129,7 +129,7 @@ def _lfs_sha256(item: dict[str, Any], size: int, path: str, where: str) -> str |
     if lfs is None:
         return None
     sha = lfs.get("sha256", lfs.get("oid")) if isinstance(lfs, dict) else None
-    if not isinstance(sha, str) or not _HEX64.fullmatch(sha) or lfs.get("size", size) != size:
+    if not is_sha256(sha) or lfs.get("size", size) != size:
         raise StoreError(f"{where} announced a malformed LFS entry for {one_line(path, 100)}",
                          hint="the store is broken or hostile")
     return sha

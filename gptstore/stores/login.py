@@ -36,10 +36,8 @@ def login(url: str, token: str) -> Login:
     """
     if not token or not token.strip():
         raise UsageError("no token given", hint="pass --token, or create a token on the store")
-    if config.offline():
-        raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): checking a token needs {url}",
-                         hint="unset the offline variable")
-    store = HubStore(url, token=token)
+    store = HubStore(url, token=token)  # makes no request
+    store._check_online("checking a token")
     return Login(store.url, _user(store), save_login(store.url, token))
 
 
@@ -49,10 +47,8 @@ def whoami(url: str | None = None, token: str | None = None) -> Login:
     ``GPTSTORE_TOKEN``, else the login saved for that URL (``HF_TOKEN`` for ``hf://``);
     :class:`AuthError` when there is none or the store refuses it."""
     url = url or config.effective_store()  # what every other command would use
-    if config.offline():
-        raise StoreError(f"offline (GPTSTORE_OFFLINE/HF_HUB_OFFLINE): asking who the token is for needs {url}",
-                         hint="unset the offline variable")
-    store = HubStore(url, token=token or config.token())
+    store = HubStore(url, token=token or config.token())  # makes no request
+    store._check_online("asking who the token is for")
     if not store.token:
         raise AuthError(f"no token for {store.url}",
                         hint=f"pass --token, set GPTSTORE_TOKEN, or run `gptstore login --store {store.url}`")

@@ -3,25 +3,29 @@
 Each ``generate`` / ``stream`` call records the reference, the manifest digest, the engine and
 device, the prompt and completion tokens, the duration, whether the model was loaded with
 ``allow_unsafe``, and the manifest's pricing at that moment (so a model removed later can still be
-priced). ``GPTSTORE_NO_USAGE_LOG=1`` turns recording off. :func:`summary` sums the log per model
+priced) and, for calls served by ``gptstore serve``, the name of the API key that asked
+(:func:`attributed_to`; empty otherwise). ``GPTSTORE_NO_USAGE_LOG=1`` turns recording off. :func:`summary` sums the log per model
 and prices it with :meth:`gptstore.manifest.Pricing.cost`:
 
 - ``free`` — nothing;
 - ``per_1k_tokens`` — ``amount`` × (prompt + completion tokens) / 1000;
 - ``flat`` — ``amount`` once per model version, however much it is used.
 
+A log written before the ``key`` column existed gets it (empty) when it is first opened.
 The database runs in WAL mode and one connection per process is kept open, so recording a call
 costs well under a millisecond.
 """
 
 from __future__ import annotations
 
+import contextvars
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import config
 
@@ -42,10 +46,26 @@ CREATE TABLE IF NOT EXISTS generations (
     allow_unsafe INTEGER NOT NULL,
     pricing TEXT NOT NULL,
     amount REAL NOT NULL,
-    currency TEXT NOT NULL
+    currency TEXT NOT NULL,
+    key TEXT NOT NULL DEFAULT ''
 )"""
 _COLUMNS = ("at", "reference", "model", "digest", "engine", "device", "prompts", "prompt_tokens",
-            "completion_tokens", "duration_s", "allow_unsafe", "pricing", "amount", "currency")
+            "completion_tokens", "duration_s", "allow_unsafe", "pricing", "amount", "currency", "key")
+
+#: the API key name calls in this context are recorded under (see :func:`attributed_to`)
+_key: contextvars.ContextVar[str] = contextvars.ContextVar("gptstore_usage_key", default="")
+
+
+@contextmanager
+def attributed_to(key: str) -> Iterator[None]:
+    """Record the calls made inside this block (in this thread or task) under the API key name
+    ``key``; ``gptstore serve`` wraps each request's generation in it, so that ``gptstore usage
+    --by key`` can say who used what without the generate API taking a key argument."""
+    token = _key.set(key)
+    try:
+        yield
+    finally:
+        _key.reset(token)
 
 
 @dataclass
@@ -65,6 +85,7 @@ class UsageRecord:
     pricing: str = "free"  #: the manifest's pricing model
     amount: float = 0.0
     currency: str = "USD"
+    key: str = ""  #: the API key name (``gptstore serve``); empty for calls made in-process
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -81,13 +102,17 @@ class ModelUsage:
     amount: float
     currency: str
     cost: float
+    key: str | None = None  #: the API key name, in a summary ``by="key"``
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"total_tokens": self.total_tokens}
+        data = asdict(self) | {"total_tokens": self.total_tokens}
+        if self.key is None:
+            del data["key"]
+        return data
 
 
 def path() -> Path:
@@ -108,6 +133,8 @@ def _connection(db: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(_SCHEMA)
+        if "key" not in {row[1] for row in conn.execute("PRAGMA table_info(generations)")}:
+            conn.execute("ALTER TABLE generations ADD COLUMN key TEXT NOT NULL DEFAULT ''")
         _open.update(path=str(db), conn=conn)
     return _open["conn"]
 
@@ -117,6 +144,7 @@ def record(entry: UsageRecord) -> bool:
     if not config.usage_log_enabled():
         return False
     values = asdict(entry)
+    values["key"] = entry.key or _key.get()
     values["allow_unsafe"] = int(entry.allow_unsafe)
     with _lock:
         _connection(path()).execute(
@@ -149,18 +177,29 @@ def price(pricing: str, amount: float, tokens: int) -> float:
     return Pricing.unchecked(pricing, amount).cost(tokens)
 
 
-def summary() -> list[ModelUsage]:
-    """Calls and tokens per model version (by manifest digest), priced; most used first."""
+def summary(by: str = "model") -> list[ModelUsage]:
+    """Calls and tokens per model version (by manifest digest), priced; most used first.
+    ``by="key"``: per API key name and model version (each row's ``key`` is set; ``""`` for
+    calls not served through ``gptstore serve``), most used key first."""
+    if by not in ("model", "key"):
+        raise ValueError(f"by must be 'model' or 'key', not {by!r}")
     if not path().is_file():
         return []
-    query = """
-        SELECT model, digest, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), pricing, amount, currency
-        FROM generations GROUP BY digest, pricing, amount, currency ORDER BY MIN(id)"""
+    keyed = by == "key"
+    query = f"""
+        SELECT model, digest, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), pricing, amount, currency,
+               {'key' if keyed else "''"}
+        FROM generations GROUP BY {'key, ' if keyed else ''}digest, pricing, amount, currency ORDER BY MIN(id)"""
     with _lock:
         rows = _connection(path()).execute(query).fetchall()
     found = [ModelUsage(model, digest, calls, tokens_in, tokens_out, pricing, amount, currency,
-                        price(pricing, amount, tokens_in + tokens_out))
-             for model, digest, calls, tokens_in, tokens_out, pricing, amount, currency in rows]
+                        price(pricing, amount, tokens_in + tokens_out), key if keyed else None)
+             for model, digest, calls, tokens_in, tokens_out, pricing, amount, currency, key in rows]
+    if keyed:
+        spent: dict[str, int] = {}
+        for row in found:
+            spent[row.key or ""] = spent.get(row.key or "", 0) + row.total_tokens
+        return sorted(found, key=lambda u: (-spent[u.key or ""], u.key or "", -u.total_tokens, u.model))
     return sorted(found, key=lambda u: (-u.total_tokens, u.model))
 
 

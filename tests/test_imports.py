@@ -17,7 +17,8 @@ import pytest
 #: the core and the first-party plugins (each its own distribution, installed in the dev venv)
 PACKAGES = ("gptstore", "gptstore_peft", "gptstore_guard")
 
-HEAVY = ("torch", "transformers", "huggingface_hub", "starlette", "uvicorn", "cryptography", "peft")
+HEAVY = ("torch", "transformers", "huggingface_hub", "starlette", "uvicorn", "cryptography", "peft", "openai",
+         "prometheus_client")
 
 
 @pytest.mark.parametrize("code", [

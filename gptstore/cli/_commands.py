@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "usage": "gptstore.cli.usage:usage",
     "manifest": "gptstore.cli.manifest:manifest",
     "server": "gptstore.cli.server:server",
+    "serve": "gptstore.cli.serve:serve",
     "finetune": "gptstore.cli.train:finetune",
     "eval": "gptstore.cli.evaluate:eval_command",
     "demo": "gptstore.cli.demo:demo",

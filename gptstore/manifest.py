@@ -30,7 +30,19 @@ from .refs import is_digest, is_semver, parse_reference, segment_problem
 from .strictjson import CONTROL as _CONTROL, NOT_ONE_LINE as _NOT_ONE_LINE, JSONRefused
 from .strictjson import MAX_DEPTH  # noqa: F401  (re-exported: part of the manifest's limits)
 
-SCHEMA_VERSION = 1
+#: the schema this gptstore writes; 2 added ``use_cases`` and ``category``. Every version in
+#: :data:`READABLE_SCHEMAS` is read, and a version-1 manifest keeps its digest (and so its
+#: signatures): the new fields are left out of the canonical JSON when they are not set.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+#: the catalogue's closed list of categories (``package --category``; the store filters on it;
+#: docs/catalogue.md describes each); the domain categories (legal … science, education) are for
+#: models made for one field whatever they do in it
+CATEGORIES = ("chat", "code", "writing", "summarization", "translation", "classification",
+              "legal", "medical", "finance", "science", "education", "other")
+#: most use cases one manifest lists, and the longest one (characters)
+MAX_USE_CASES = 16
+MAX_USE_CASE_CHARS = 80
 MANIFEST_FILE = "gptstore.json"
 SIGNATURE_FILE = "gptstore.sig"
 #: files that live beside the package's content but are not part of ``files``
@@ -255,8 +267,14 @@ class FileEntry(_Model):
         return value
 
 
+#: a category, from :data:`CATEGORIES` (a Literal so the JSON Schema lists them)
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+UseCase = Annotated[str, Field(min_length=1, max_length=MAX_USE_CASE_CHARS), AfterValidator(_one_line)]
+
+
 class Manifest(_Model):
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this manifest schema.")
+    schema_version: Literal[1, 2] = Field(SCHEMA_VERSION, description="Version of this manifest schema "
+                                          "(1 is still read; use_cases and category need 2).")
     # identity
     namespace: str = Field(description="Owner of the model (user or organisation).")
     name: str = Field(description="Model name within the namespace.")
@@ -269,6 +287,12 @@ class Manifest(_Model):
     languages: list[Annotated[Short, Field(max_length=35)]] = Field(
         default_factory=list, max_length=64, description="Languages (ISO 639-1), e.g. ['en'].")
     task: Literal["text-generation"] = Field("text-generation", description="What the model does.")
+    # catalogue (schema 2): None when unset, so a version-1 manifest's canonical JSON is unchanged
+    category: Category | None = Field(None, description="What kind of model it is, one of: "
+                                      + ", ".join(CATEGORIES) + " (schema 2).")
+    use_cases: list[UseCase] | None = Field(None, max_length=MAX_USE_CASES,
+                                            description="Short phrases saying what it is for, e.g. "
+                                                        "'customer-support replies' (schema 2).")
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc).replace(microsecond=0),
                                  description="When the package was made (UTC).")
     # format
@@ -329,6 +353,14 @@ class Manifest(_Model):
         if value is not None and "{prompt}" not in value:
             raise ValueError("must contain the placeholder {prompt}")
         return value
+
+    @model_validator(mode="after")
+    def _schema_fields(self) -> Manifest:
+        if self.schema_version < 2 and (self.category is not None or self.use_cases is not None):
+            raise ValueError("category and use_cases need schema_version 2 (package again with this gptstore)")
+        if self.use_cases is not None and len(set(self.use_cases)) != len(self.use_cases):
+            raise ValueError("use_cases lists one phrase twice")
+        return self
 
     @model_validator(mode="after")
     def _unique_files(self) -> Manifest:

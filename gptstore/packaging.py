@@ -16,7 +16,8 @@ from .adapters import Adapter, adapters, get_adapter
 from .blobs import hash_file
 from .errors import ManifestError, PackageError, UsageError
 from .fsutil import package_files
-from .manifest import MANIFEST_FILE, METADATA_FILES, SIGNATURE_FILE, Manifest, load_manifest, save, validate
+from .manifest import (MANIFEST_FILE, METADATA_FILES, SCHEMA_VERSION, SIGNATURE_FILE, Manifest, load_manifest, save,
+                       validate)
 from .refs import parse_repo_id
 from .signed_digest import MAX_BYTES, signed_digest
 
@@ -51,7 +52,10 @@ def package(path: Path | str, *, name: str, version: str, adapter: str | None = 
 
     Fields of an existing ``gptstore.json`` (e.g. the metrics and provenance that ``finetune``
     drafted) are kept unless given again in ``fields``; the format and the file list are always
-    recomputed. ``prepare_manifest`` plugins may then enrich it. ``base`` (a library reference)
+    recomputed, and the manifest is written in the current :data:`~gptstore.manifest.SCHEMA_VERSION`
+    (an earlier version-1 draft is upgraded: its fields all mean the same in version 2).
+    ``fields`` include the catalogue's ``category`` and ``use_cases`` (``--category``,
+    ``--use-case``). ``prepare_manifest`` plugins may then enrich it. ``base`` (a library reference)
     is for formats over a base model (e.g. ``peft``): it is passed to the adapter's ``inspect``
     (the :class:`~gptstore.adapters.Adapter` protocol), which records it as ``format.base``; a
     format that is not over a base refuses it.
@@ -67,8 +71,8 @@ def package(path: Path | str, *, name: str, version: str, adapter: str | None = 
         data = load_manifest(root).model_dump(exclude_none=True)
         data.pop("created_at", None)
     data.update({k: v for k, v in fields.items() if v is not None})
-    data.update(namespace=ref.namespace, name=ref.name, version=version, format=format_fields,
-                files=file_entries(root))
+    data.update(schema_version=SCHEMA_VERSION, namespace=ref.namespace, name=ref.name, version=version,
+                format=format_fields, files=file_entries(root))
     manifest = validate(data, source=f"manifest for {root}")
     for plugin, updates in plugins.call_each("prepare_manifest", strict=True, manifest=manifest, path=root):
         if not updates:

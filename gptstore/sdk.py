@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PushResult", "evaluate", "finetune", "pull", "push", "search", "sign"]
 
-#: what ``search`` can order by
-SORTS = ("downloads", "recent")
+#: what ``search`` can order by (trending, rating, newest and price need a store server)
+SORTS = ("downloads", "recent", "trending", "rating", "newest", "price")
 #: the most results one ``search`` returns
 MAX_SEARCH_LIMIT = 1000
 
@@ -207,28 +207,61 @@ def _held_by_store(target: Store, manifest: Any) -> set[str]:
 
 
 def search(query: str = "", *, store: str | None = None, token: str | None = None, tag: str | None = None,
-           sort: str = "downloads", limit: int = 50) -> list[SearchHit]:
-    """Models of a store whose name, description, provider or tags match ``query`` (all words).
+           sort: str = "downloads", limit: int = 50, category: str | Iterable[str] | None = None,
+           license: str | None = None, min_price: float | None = None, max_price: float | None = None,
+           min_parameters: int | None = None, max_parameters: int | None = None, format: str | None = None,
+           verified: bool = False, language: str | None = None) -> list[SearchHit]:
+    """Models of a store whose name, description, provider, tags or use cases match ``query``
+    (all words), filtered and ordered by the store's catalogue (docs/catalogue.md).
 
     Args:
         query: words to match; empty matches every model.
         store: the store's URL; default ``GPTSTORE_STORE``, else ``hf://`` (``HF_ENDPOINT`` moves it).
         token: access token for that store only (private models show only to their namespace).
         tag: only models with this tag.
-        sort: ``downloads`` (most first) or ``recent``.
+        sort: ``downloads`` (most first), ``recent``, or on a store server ``trending`` (downloads
+            of the last 7 days), ``rating``, ``newest`` or ``price`` (cheapest first).
         limit: at most this many results, 1 to 1000.
+        category: only models of this category (or of any of these), from
+            :data:`gptstore.manifest.CATEGORIES`.
+        license: only models under this SPDX license (case does not matter).
+        min_price, max_price: only models whose price amount is in this range (in the model's
+            currency; free models cost 0).
+        min_parameters, max_parameters: only models with this many parameters.
+        format: ``full`` models or ``adapter``\\ s over a base model.
+        verified: only models signed by a key the store has registered for their namespace
+            (a store server's "verified publisher").
+        language: only models listing this language code.
 
     Returns:
         :class:`~gptstore.stores.base.SearchHit`\\ s (reference, description, provider, license,
-        price, downloads, tags; ``hit.to_dict()`` for JSON).
+        price, downloads, tags, category, rating, reviews, verified; ``hit.to_dict()`` for JSON).
     """
     if sort not in SORTS:
         raise UsageError(f"cannot sort search results by {sort!r}", hint=f"use one of: {', '.join(SORTS)}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise UsageError(f"search limit must be a whole number from 1 to {MAX_SEARCH_LIMIT} (got {limit!r})")
+    from .manifest import CATEGORIES
     from .stores.base import get_store
 
-    return get_store(store, token=token).search(query, tag=tag, sort=sort, limit=limit)  # type: ignore[arg-type]
+    categories = [category] if isinstance(category, str) else list(category or ())
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise UsageError(f"unknown category {unknown[0]!r}", hint=f"use one of: {', '.join(CATEGORIES)}")
+    if format not in (None, "full", "adapter"):
+        raise UsageError(f"unknown format {format!r}", hint="use full or adapter")
+    for name, value in (("min_price", min_price), ("max_price", max_price), ("min_parameters", min_parameters),
+                        ("max_parameters", max_parameters)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < float("inf")):
+            raise UsageError(f"{name} must be a number of at least 0 (got {value!r})")
+    filters = {"category": categories or None, "license": license, "min_price": min_price, "max_price": max_price,
+               "min_parameters": min_parameters, "max_parameters": max_parameters, "format": format,
+               "verified": bool(verified), "language": language}
+    filters = {name: value for name, value in filters.items() if value is not None and value is not False}
+    extra = {"filters": filters} if filters else {}  # a plugin's store written before filters still searches
+    found = get_store(store, token=token)
+    return found.search(query, tag=tag, sort=sort, limit=limit, **extra)  # type: ignore[arg-type]
 
 
 def sign(directory: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:

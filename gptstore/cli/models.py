@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..manifest import CATEGORIES, MAX_USE_CASE_CHARS, MAX_USE_CASES
 from ._options import allow_unsafe_option, json_option, store_option, token_option
 from ._output import echo_json, human_size, json_price, short, table
 
@@ -15,6 +16,8 @@ Examples:
   gptstore package ./my-model --name acme/poet --version 1.0.0 --description "Writes verse"
   gptstore package ./my-model --name acme/poet --version 1.1.0 --price-model per_1k_tokens --price 0.02
   gptstore package ./my-lora --name acme/poet-lora --version 1.0.0 --base acme/tiny:1.0.0
+  gptstore package ./my-model --name acme/helpdesk --version 1.0.0 --category chat \\
+      --use-case "customer-support replies" --use-case "FAQ answers"
 """
 
 
@@ -31,6 +34,11 @@ Examples:
 @click.option("--tag", "tags", multiple=True, help="Search tag (repeatable).")
 @click.option("--language", "languages", multiple=True, help="Language code (repeatable).")
 @click.option("--provider", default=None, help="Provider name.")
+@click.option("--category", type=click.Choice(CATEGORIES), default=None,
+              help="Store category (docs/catalogue.md describes each).")
+@click.option("--use-case", "use_cases", multiple=True, metavar="PHRASE",
+              help=f"What the model is for, a short phrase (repeatable, at most {MAX_USE_CASES}, "
+                   f"{MAX_USE_CASE_CHARS} characters each).")
 @click.option("--template", default=None, help="Prompt template containing {prompt}.")
 @click.option("--price-model", type=click.Choice(["free", "per_1k_tokens", "flat"]), default=None,
               help="How use is priced (default: free; per_1k_tokens when --price or --currency is given).")
@@ -39,7 +47,7 @@ Examples:
 @allow_unsafe_option
 @json_option
 def package(directory, name, version, description, adapter, base, license_, tags, languages, provider,
-            template, price_model, price, currency, allow_unsafe, as_json):
+            category, use_cases, template, price_model, price, currency, allow_unsafe, as_json):
     """Write DIRECTORY/gptstore.json, pinning every file by sha256.
 
     The format and the file list are always recomputed; the other fields of an earlier
@@ -51,6 +59,7 @@ def package(directory, name, version, description, adapter, base, license_, tags
     fields = {"description": description, "license": license_, "tags": list(tags) or None,
               "languages": list(languages) or None, "prompt_template": template,
               "provider": {"name": provider} if provider else None,
+              "category": category, "use_cases": list(use_cases) or None,
               "pricing": Pricing.fields_from(price_model, price, currency)}
     manifest = make_package(directory, name=name, version=version, adapter=adapter,
                             allow_unsafe=allow_unsafe, base=base, **fields)

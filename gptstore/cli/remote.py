@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..manifest import CATEGORIES
+from ..sdk import SORTS
 from ._options import allow_unsafe_option, json_option, store_option, token_option
 from ._output import echo_json, human_size, json_digest, json_price, short, table
 
@@ -23,17 +25,34 @@ if TYPE_CHECKING:
 @store_option
 @token_option
 @click.option("--tag", default=None, help="Only models with this tag.")
-@click.option("--sort", type=click.Choice(["downloads", "recent"]), default="downloads", show_default=True)
+@click.option("--category", "categories", type=click.Choice(CATEGORIES), multiple=True,
+              help="Only models of this category (repeatable: any of them).")
+@click.option("--license", "license_", default=None, metavar="SPDX", help="Only models under this license.")
+@click.option("--min-price", type=click.FloatRange(0), default=None, help="Lowest price amount.")
+@click.option("--max-price", type=click.FloatRange(0), default=None, help="Highest price amount (0: free only).")
+@click.option("--min-params", type=click.IntRange(0), default=None, help="Fewest parameters.")
+@click.option("--max-params", type=click.IntRange(0), default=None, help="Most parameters.")
+@click.option("--format", "format_", type=click.Choice(["full", "adapter"]), default=None,
+              help="Full models or adapters over a base model.")
+@click.option("--verified", is_flag=True, help="Only models signed by a key the store registered for their namespace.")
+@click.option("--language", default=None, metavar="CODE", help="Only models listing this language.")
+@click.option("--sort", type=click.Choice(SORTS), default="downloads", show_default=True,
+              help="trending (downloads of the last 7 days), rating, newest and price (cheapest first) need "
+                   "a store, not the local library; rating and price a gptstore server.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @json_option
-def search(query, store_url, token, tag, sort, limit, as_json):
-    """Search a store for models (name, description, provider, tags).
+def search(query, store_url, token, tag, categories, license_, min_price, max_price, min_params, max_params,
+           format_, verified, language, sort, limit, as_json):
+    """Search a store for models (name, description, provider, tags, use cases).
 
     Every word of QUERY must match; without QUERY, every model is listed.
     """
     from ..sdk import search as search_store
 
-    hits = search_store(query, store=store_url, token=token, tag=tag, sort=sort, limit=limit)
+    hits = search_store(query, store=store_url, token=token, tag=tag, sort=sort, limit=limit,
+                        category=categories, license=license_, min_price=min_price, max_price=max_price,
+                        min_parameters=min_params, max_parameters=max_params, format=format_,
+                        verified=verified, language=language)
     if as_json:
         echo_json([{k: v for k, v in h.to_dict().items() if k != "pricing"}
                    | {"digest": json_digest(h.digest), "price": json_price(h.pricing)} for h in hits])
@@ -41,9 +60,10 @@ def search(query, store_url, token, tag, sort, limit, as_json):
     if not hits:
         click.echo("No models found.")
         return
-    table(["REFERENCE", "DESCRIPTION", "PROVIDER", "LICENSE", "PRICE", "DOWNLOADS"],
+    table(["REFERENCE", "DESCRIPTION", "CATEGORY", "PROVIDER", "LICENSE", "PRICE", "RATING", "DOWNLOADS"],
           [[h.reference, (h.description[:40] + "…") if len(h.description) > 40 else h.description,
-            h.provider or "-", h.license or "-", h.price, h.downloads] for h in hits])
+            h.category or "-", (h.provider or "-") + (" (verified)" if h.verified else ""), h.license or "-", h.price,
+            f"{h.rating:.1f} ({h.reviews})" if h.rating is not None else "-", h.downloads] for h in hits])
 
 
 @click.command()

@@ -189,10 +189,11 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
+@click.option("--fullname", metavar="TEXT", help="Display name (whoami's fullname; default: NAME).")
 @click.pass_context
-def user_add(ctx: click.Context, name: str) -> None:
+def user_add(ctx: click.Context, name: str, fullname: str | None) -> None:
     """Add a user NAME."""
-    _accounts(ctx).add_user(name)
+    _accounts(ctx).add_user(name, fullname=fullname)
     click.echo(f"added user {name}")
 
 
@@ -212,10 +213,11 @@ def org() -> None:
 @org.command("add")
 @click.argument("name")
 @click.option("--member", "members", multiple=True, metavar="USER", help="A member (repeatable).")
+@click.option("--fullname", metavar="TEXT", help="Display name (whoami's fullname; default: NAME).")
 @click.pass_context
-def org_add(ctx: click.Context, name: str, members: tuple[str, ...]) -> None:
+def org_add(ctx: click.Context, name: str, members: tuple[str, ...], fullname: str | None) -> None:
     """Add an organisation NAME with its members."""
-    _accounts(ctx).add_org(name, list(members))
+    _accounts(ctx).add_org(name, list(members), fullname=fullname)
     click.echo(f"added org {name}" + (f" with {', '.join(members)}" if members else ""))
 
 

@@ -8,6 +8,9 @@ Modules, one concept each:
     keys          publishers' public keys per namespace; the --require-signed commit check
     catalog       repos, commits, refs, files
     search        list_models: full-text + filters + sort + pages
+    catalogue     the storefront's facets of each model (category, use cases, price, verified
+                  publisher, …), refreshed from main's manifest and signature; rating and trending
+    reviews       ratings and reviews, one per user per model; per-user downloads mark them
     metadata      README card and manifest summary of a repo
     gitpatterns   .gitattributes (which paths go LFS) and .gitignore patterns, as git reads them
     storage       blobs (the library's engine), git ids, multipart staging
@@ -16,7 +19,9 @@ Modules, one concept each:
     http          errors with X-Error-Code (and their status table), bodies with limits, ranges,
                   file streaming
     limits        slow or oversized requests and stalled downloads (timeouts, header size)
-    api_*         the handlers
+    api_*         the handlers (api_manage: move, duplicate, repo lists, access checks and the
+                  redirect from a moved repo's old id; it reuses api_repos' repo-id check;
+                  api_store: the storefront's reviews API)
     routing       routes on the raw (percent-encoded) path; plain handlers in the threadpool
     app           the Starlette app: routes, exception handlers, lifespan, middleware; serve()
     timeutil      timestamps in the one format the Hub client parses
@@ -27,10 +32,12 @@ runs ``lint-imports``)::
 
     app
     routing | limits
-    api_files | api_repos | api_revisions | api_uploads
+    api_manage
+    api_files | api_repos | api_revisions | api_store | api_uploads
     context
     commits
     auth | search
+    catalogue | reviews
     accounts | keys | catalog
     db | http | storage | settings | metadata | gitpatterns | timeutil
 

@@ -61,6 +61,22 @@ def _check_name(name: str, what: str) -> None:
         raise UsageError(f"invalid {what} name {name!r}: {reason}") from None
 
 
+#: longest display name (``--fullname``) a user or org may have
+MAX_FULLNAME = 100
+
+
+def _check_fullname(fullname: str | None) -> str | None:
+    """``fullname`` stripped (None when empty); UsageError for control characters or a long one."""
+    if fullname is None or not fullname.strip():
+        return None
+    fullname = fullname.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in fullname):
+        raise UsageError("invalid full name: control characters are not allowed", hint="use plain text")
+    if len(fullname) > MAX_FULLNAME:
+        raise UsageError(f"invalid full name: longer than {MAX_FULLNAME} characters", hint="shorten it")
+    return fullname
+
+
 class Accounts:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -70,22 +86,23 @@ class Accounts:
         row = self.db.one("SELECT kind FROM namespaces WHERE name = ?", (namespace,))
         return row["kind"] if row else None
 
-    def _add_namespace(self, name: str, kind: str) -> None:
+    def _add_namespace(self, name: str, kind: str, fullname: str | None) -> None:
         _check_name(name, kind)
+        fullname = _check_fullname(fullname)
         with self.db.transaction():
             existing = self.kind(name)
             if existing:
                 raise ConflictError(f"the name {name!r} is already taken by a {existing}",
                                     hint="pick another name")
-            self.db.execute("INSERT INTO namespaces (name, kind, created_at) VALUES (?, ?, ?)",
-                            (name, kind, now()))
+            self.db.execute("INSERT INTO namespaces (name, kind, created_at, fullname) VALUES (?, ?, ?, ?)",
+                            (name, kind, now(), fullname))
 
-    def add_user(self, name: str) -> None:
-        self._add_namespace(name, "user")
+    def add_user(self, name: str, *, fullname: str | None = None) -> None:
+        self._add_namespace(name, "user", fullname)
 
-    def add_org(self, name: str, members: list[str] = ()) -> None:
+    def add_org(self, name: str, members: list[str] = (), *, fullname: str | None = None) -> None:
         with self.db.transaction():
-            self._add_namespace(name, "org")
+            self._add_namespace(name, "org", fullname)
             for user in members:
                 self.add_member(name, user)
 
@@ -99,6 +116,13 @@ class Accounts:
     def remove_member(self, org: str, user: str) -> None:
         if not self.db.execute("DELETE FROM members WHERE org = ? AND user = ?", (org, user)).rowcount:
             raise NotFoundError(f"{user!r} is not a member of {org!r}")
+
+    def fullnames(self, names: tuple[str, ...]) -> dict[str, str]:
+        """The display name of each of ``names`` (the name itself where none was given)."""
+        marks = ",".join("?" * len(names)) or "NULL"
+        rows = self.db.all(f"SELECT name, fullname FROM namespaces WHERE name IN ({marks})", names)
+        given = {row["name"]: row["fullname"] for row in rows}
+        return {name: given.get(name) or name for name in names}
 
     def _require_user(self, user: str) -> None:
         if self.kind(user) != "user":
@@ -156,6 +180,14 @@ class Accounts:
         """The principal a token acts as, or None when it is unknown or revoked."""
         row = self.db.one("SELECT id, user, scope, name FROM tokens WHERE hash = ? AND revoked_at IS NULL",
                           (hash_token(token),))
+        if row is None:
+            return None
+        return Principal(row["user"], row["scope"], row["id"], row["name"], self.orgs_of(row["user"]))
+
+    def principal_by_token_id(self, token_id: str) -> Principal | None:
+        """The principal of the token with id ``token_id`` (a web session), or None when it is
+        unknown or revoked: revoking a token ends the sessions signed in with it."""
+        row = self.db.one("SELECT id, user, scope, name FROM tokens WHERE id = ? AND revoked_at IS NULL", (token_id,))
         if row is None:
             return None
         return Principal(row["user"], row["scope"], row["id"], row["name"], self.orgs_of(row["user"]))

@@ -48,7 +48,7 @@ def resolve(call: Call) -> Response:
     if span:
         headers["Content-Range"] = f"bytes {start}-{end}/{row.size}"
     if not head and start == 0 and _counts(call, sha, path):
-        catalog.count_download(repo)
+        catalog.count_download(repo, call.principal.user if call.principal else None)
     return FileStream(str(call.state.storage.blobs.path(row.sha256)), start, end,
                       status=206 if span else 200, headers=headers, head=head)
 

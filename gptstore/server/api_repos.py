@@ -6,17 +6,18 @@ import re
 from typing import Any, Literal
 
 from pydantic import Field
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ..errors import InvalidReference
+from ..errors import ConflictError, InvalidReference
 from ..refs import check_segment
 from .auth import require_repo_write, require_write
 from .catalog import MAIN, Repo
 from .context import Call
 from .gitpatterns import HUB_GITATTRIBUTES
 from .http import Body, HubError, bad_request, conflict, next_link, repo_not_found, unauthorized
-from .metadata import parse_card, repo_metadata
-from .search import MAX_FILTERS, MAX_SEARCH_WORDS, SORTS, ModelQuery, query_models, search_words
+from .metadata import NO_METADATA_WARNING, card_problems, parse_card, repo_metadata
+from .catalogue import facets, refresh
+from .search import MAX_FILTERS, MAX_SEARCH_WORDS, SORTS, ModelQuery, query_models, search_words, store_filters
 from .storage import FileRow, lfs_pointer, regular_row
 
 
@@ -46,6 +47,7 @@ class RepoSettings(Body):
 
 class YamlCheck(Body):
     content: str
+    repoType: str | None = None
 
 
 # -- JSON shapes ---------------------------------------------------------------------------
@@ -59,8 +61,10 @@ def sibling(row: FileRow, blobs: bool) -> dict[str, Any]:
     return entry
 
 
-def model_entry(repo: Repo, sha: str, *, last_modified: str | None = None, card: bool = False) -> dict[str, Any]:
-    """One model as ``model_info`` and ``list_models`` return it."""
+def model_entry(repo: Repo, sha: str, *, last_modified: str | None = None, card: bool = False,
+                store: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One model as ``model_info`` and ``list_models`` return it; ``store`` (``catalogue.facets``:
+    category, use cases, rating, verified, …) joins the manifest summary in the ``gptstore`` field."""
     meta = repo_metadata(repo.card, repo.summary)
     entry: dict[str, Any] = {
         "_id": f"{repo.id:024x}", "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.namespace,
@@ -72,7 +76,7 @@ def model_entry(repo: Repo, sha: str, *, last_modified: str | None = None, card:
     if card and repo.card:
         entry["cardData"] = repo.card
     if repo.summary:
-        entry["gptstore"] = repo.summary
+        entry["gptstore"] = {**repo.summary, **(store or {})}
     return entry
 
 
@@ -89,9 +93,10 @@ def whoami(call: Call) -> Response:
     principal = call.principal
     if principal is None:
         raise unauthorized("authentication required: pass a token (Authorization: Bearer …)")
+    fullnames = call.state.accounts.fullnames(principal.namespaces)  # set by `server user/org add --fullname`
     return JSONResponse({
-        "type": "user", "id": principal.user, "name": principal.user, "fullname": principal.user,
-        "orgs": [{"type": "org", "name": org, "fullname": org} for org in principal.orgs],
+        "type": "user", "id": principal.user, "name": principal.user, "fullname": fullnames[principal.user],
+        "orgs": [{"type": "org", "name": org, "fullname": fullnames[org]} for org in principal.orgs],
         "auth": {"type": "access_token",
                  "accessToken": {"displayName": principal.token_name, "role": principal.scope}},
     })
@@ -107,6 +112,11 @@ def _target(call: Call, body: RepoName) -> tuple[str, str]:
     name = body.name
     if "/" in name and body.organization is None:
         namespace, _, name = name.partition("/")
+    return check_repo_id(namespace, name)
+
+
+def check_repo_id(namespace: str, name: str) -> tuple[str, str]:
+    """``namespace``/``name`` if they make a repo id this store accepts (else 400 saying why)."""
     try:
         check_segment(namespace, f"{namespace}/{name}", "namespace")
         check_segment(name, f"{namespace}/{name}", "name")
@@ -124,21 +134,24 @@ def _target(call: Call, body: RepoName) -> tuple[str, str]:
 def create_repo(call: Call) -> Response:
     body = call.model(CreateRepo)
     namespace, name = _target(call, body)
-    principal = require_write(call.principal, namespace)
-    url = f"{call.base_url}/{namespace}/{name}"
     catalog = call.state.catalog
-    if catalog.repo(namespace, name) is not None:
-        raise conflict("You already created this model repo", url=url)
+    namespace = catalog.namespace(namespace) or namespace  # as the user or org was created
+    principal = require_write(call.principal, namespace)
     private = body.visibility == "private" if body.visibility else bool(body.private)
     initial = regular_row(".gitattributes", HUB_GITATTRIBUTES, call.state.storage.put_bytes(HUB_GITATTRIBUTES))
-    repo = catalog.create_repo(namespace, name, private=private, author=principal.user, initial=[initial])
-    return JSONResponse({"url": url, "name": repo.repo_id, "id": f"{repo.id:024x}"})
+    try:  # the id is claimed inside the catalog's transaction: ids differing by case only are one
+        repo = catalog.create_repo(namespace, name, private=private, author=principal.user, initial=[initial])
+    except ConflictError:
+        existing = catalog.repo(namespace, name, follow_moves=False)
+        url = f"{call.base_url}/{existing.repo_id if existing else f'{namespace}/{name}'}"
+        raise conflict("You already created this model repo", url=url) from None
+    return JSONResponse({"url": f"{call.base_url}/{repo.repo_id}", "name": repo.repo_id, "id": f"{repo.id:024x}"})
 
 
 def delete_repo(call: Call) -> Response:
     body = call.model(RepoName)
     namespace, name = _target(call, body)
-    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(namespace, name))
+    repo, _ = require_repo_write(call.principal, call.state.catalog.repo(namespace, name, follow_moves=False))
     call.state.catalog.delete_repo(repo)
     return JSONResponse({"deleted": repo.repo_id})
 
@@ -162,7 +175,9 @@ def model_info(call: Call) -> Response:
     commit = catalog.commit(sha)
     blobs = _flag(call, "blobs")
     files = catalog.files(sha)
-    entry = model_entry(repo, sha, last_modified=commit.created_at, card=True)
+    refresh(call.state.db, call.state.storage)
+    entry = model_entry(repo, sha, last_modified=commit.created_at, card=True,
+                        store=facets(call.state.db, [repo.id]).get(repo.id))
     entry["siblings"] = [sibling(row, blobs) for row in files]
     if blobs:
         entry["usedStorage"] = sum(row.size for row in files)
@@ -193,14 +208,16 @@ def list_models(call: Call) -> Response:
     page = min(limit or settings.page_size, settings.page_size)
     query = ModelQuery(search=params.get("search") or None, author=params.get("author") or None,
                        tags=tuple(filters), pipeline_tag=params.get("pipeline_tag") or None,
-                       sort=sort, offset=offset, limit=page + 1)
+                       sort=sort, offset=offset, limit=page + 1, **store_filters(params))
     principal = call.principal
+    refresh(call.state.db, call.state.storage)
     rows = query_models(call.state.db, query, visible=principal.namespaces if principal else ())
+    store = facets(call.state.db, [repo.id for repo, _ in rows[:page]])
     full = _flag(call, "full")
     card = full or _flag(call, "cardData")
     entries = []
     for repo, sha in rows[:page]:
-        entry = model_entry(repo, sha, card=card)
+        entry = model_entry(repo, sha, card=card, store=store.get(repo.id))
         if full:
             entry["siblings"] = [sibling(row, False) for row in call.state.catalog.files(sha)]
         entries.append(entry)
@@ -209,12 +226,25 @@ def list_models(call: Call) -> Response:
 
 
 def validate_yaml(call: Call) -> Response:
+    """A model card's metadata checked as the Hub does: ``errors`` (400) for YAML that does not
+    parse or breaks the model-card rules (``metadata.card_problems``; other repo types get the
+    YAML check only), a ``warnings`` entry for a card without metadata. ``ModelCard.validate``
+    asks for ``text/plain`` and gets the Hub's ``- Error: …`` / ``- Warning: …`` lines."""
     body = call.model(YamlCheck)
     try:  # bounded (see parse_card); a plain handler, so parsed off the event loop
-        parse_card(body.content)
+        card = parse_card(body.content)
     except ValueError as exc:
-        return JSONResponse({"errors": [{"message": str(exc)}], "warnings": []}, status_code=400)
-    return JSONResponse({"errors": [], "warnings": []})
+        errors, card = [str(exc)], None
+    else:
+        errors = card_problems(card) if body.repoType in (None, "model") else []
+    warnings = [NO_METADATA_WARNING] if card == {} else []
+    status = 400 if errors else 200
+    accept = call.request.headers.get("accept", "")
+    if "text/plain" in accept and "json" not in accept:
+        text = "\n".join([*(f"- Error: {e}" for e in errors), *(f"- Warning: {w}" for w in warnings)])
+        return PlainTextResponse(text, status_code=status)
+    return JSONResponse({"errors": [{"message": e} for e in errors], "warnings": [{"message": w} for w in warnings]},
+                        status_code=status)
 
 
 def signing_keys(call: Call) -> Response:

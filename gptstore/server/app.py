@@ -21,19 +21,22 @@ from typing import Any, AsyncIterator
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ..errors import GPTStoreError
-from . import api_files, api_repos, api_revisions, api_uploads
+from . import api_files, api_manage, api_repos, api_revisions, api_store, api_uploads, web
 from .accounts import Accounts
 from .auth import UrlSigner
-from .catalog import Catalog
+from .catalog import Catalog, RepoMoved
 from .commits import Committer
-from .context import Handler, State
+from .context import Call, Handler, State
 from .db import connect
 from .http import HubError, on_gptstore_error, on_hub_error, on_validation_error
 from .limits import RequestGuard, guarded_protocol
-from .routing import RawPathRoute
+from .routing import RawPathRoute, route_path, store_state
 from .settings import ServerSettings
 from .storage import Storage
 
@@ -43,17 +46,25 @@ _LFS = r"/(?P<namespace>[^/]+)/(?P<name>[^/]+?)\.git/info/lfs/objects"
 _OID = r"(?P<oid>[0-9a-f]{64})"
 
 #: (methods, pattern over the raw path, handler); the first match wins
-ROUTES: list[tuple[tuple[str, ...], str, Handler]] = [
+ROUTES: list[tuple[tuple[str, ...] | None, str, Handler]] = [
     (("GET",), r"/api/whoami-v2", api_repos.whoami),
     (("GET",), r"/api/agent-harnesses", api_repos.agent_harnesses),
     (("POST",), r"/api/repos/create", api_repos.create_repo),
     (("DELETE",), r"/api/repos/delete", api_repos.delete_repo),
+    (("POST",), r"/api/repos/move", api_manage.move_repo),
+    (("GET",), r"/api/settings/repositories", api_manage.repository_settings),
+    (("GET",), r"/api/organizations/(?P<namespace>[^/]+)/settings/repositories", api_manage.repository_settings),
     (("POST",), r"/api/validate-yaml", api_repos.validate_yaml),
     (("GET",), r"/api/models", api_repos.list_models),
     (("GET",), r"/api/gptstore/keys/(?P<namespace>[^/]+)", api_repos.signing_keys),
+    (("GET",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.list_reviews),
+    (("PUT",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.put_review),
+    (("DELETE",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.delete_review),
     (("GET",), _API, api_repos.model_info),
     (("GET",), _API + r"/revision/(?P<revision>[^/]+)", api_repos.model_info),
     (("PUT",), _API + r"/settings", api_repos.repo_settings),
+    (("POST",), _API + r"/duplicate", api_manage.duplicate_repo),
+    (("GET",), _API + r"/auth-check(?:/(?P<access>write))?", api_manage.auth_check),
     (("GET",), _API + r"/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?", api_revisions.tree),
     (("POST",), _API + r"/paths-info/(?P<revision>[^/]+)", api_revisions.paths_info),
     (("GET",), _API + r"/refs", api_revisions.refs),
@@ -71,13 +82,29 @@ ROUTES: list[tuple[tuple[str, ...], str, Handler]] = [
     (("POST",), _LFS + r"/upload/" + _OID, api_uploads.lfs_complete),
     (("POST",), _LFS + r"/verify", api_uploads.lfs_verify),
     (("GET", "HEAD"), "/" + _REPO + r"/resolve/(?P<revision>[^/]+)/(?P<path>.+)", api_files.resolve),
+    # an id without a namespace (`gpt2`): RepoNotFound, not "no such endpoint", so repo_exists is False
+    (None, r"/api/models/[^/]+(?:/(?:revision|tree|paths-info|refs|commits|tag|branch|preupload|commit|settings"
+           r"|duplicate|auth-check|xet-read-token|xet-write-token)(?:/.*)?)?", api_manage.namespace_less),
+    (("GET", "HEAD"), r"/[^/]+/resolve/.*", api_manage.namespace_less),
 ]
 
 
 def routes(prefix: str = "") -> list[RawPathRoute]:
     """:data:`ROUTES` for a public URL with path ``prefix``, then the catch-all 404."""
-    table = [RawPathRoute(methods, pattern, handler, prefix=prefix) for methods, pattern, handler in ROUTES]
+    table = [RawPathRoute(methods, pattern, handler, prefix=prefix)
+             for methods, pattern, handler in (*ROUTES, *web.ROUTES)]
     return [*table, RawPathRoute(None, r"[\s\S]*", api_repos.not_found, prefix=prefix)]
+
+
+async def on_repo_moved(request: Request, exc: Exception) -> Response:
+    """A lookup named an old id of a moved repo: redirect to its current id (``api_manage.moved``)."""
+    assert isinstance(exc, RepoMoved)
+    state = store_state(request)
+    call = Call(state, request, dict(request.path_params), route_path(request.scope, state.settings.prefix))
+    try:  # the caller's token is checked against the catalog: off the event loop
+        return await run_in_threadpool(api_manage.moved, call, exc.repo)
+    except HubError as error:
+        return error.response()
 
 
 def open_state(settings: ServerSettings) -> State:
@@ -106,7 +133,7 @@ def create_app(settings: ServerSettings, *, access_log: bool = True) -> Starlett
         routes=routes(settings.prefix),
         middleware=[Middleware(RequestGuard, settings=settings, access_log=access_log)],
         exception_handlers={HubError: on_hub_error, ValidationError: on_validation_error,
-                            GPTStoreError: on_gptstore_error},
+                            GPTStoreError: on_gptstore_error, RepoMoved: on_repo_moved},
         lifespan=lifespan,
     )
 

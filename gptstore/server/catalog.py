@@ -4,6 +4,14 @@ A commit row holds its full file list (``files``: path → blob sha256, size, gi
 any revision is one indexed query and a commit never changes after it is written. Commit ids are
 40 random hex digits, never derived from content, so a deleted and re-created repo never reuses
 one. Branches and tags are rows of ``refs``; ``main`` always exists.
+
+Repo ids are matched as on the Hub: stored with their case, compared without it (``Bob/Poet``
+and ``bob/poet`` are one repo). :func:`_same_id` is the one comparison every lookup uses, and the
+writers of ids (create, move, duplicate) refuse an id that matches another repo's inside their
+write transaction, so no two repos can differ by case only. (A catalog written before this rule
+may hold such twins; a lookup then prefers the exact spelling, so each stays reachable.) A moved
+repo leaves a row in ``repo_redirects`` under each old id; a lookup of an old id raises
+:class:`RepoMoved`, which the app answers with a redirect to the new id.
 """
 
 from __future__ import annotations
@@ -13,11 +21,18 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..errors import ConflictError
 from .db import Database
 from .storage import FileRow
 from .timeutil import now
 
 MAIN = "main"
+
+
+def _same_id(table: str = "") -> str:
+    """The one repo-id comparison: ``table``'s namespace and name against two parameters, without case."""
+    prefix = f"{table}." if table else ""
+    return f"{prefix}namespace = ? COLLATE NOCASE AND {prefix}name = ? COLLATE NOCASE"
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,14 @@ class Ref:
     target: str
 
 
+class RepoMoved(Exception):
+    """A lookup named an id the repo had before a move; ``repo`` is the repo under its id now."""
+
+    def __init__(self, repo: Repo) -> None:
+        super().__init__(repo.repo_id)
+        self.repo = repo
+
+
 def new_commit_id() -> str:
     return secrets.token_hex(20)
 
@@ -79,15 +102,53 @@ class Catalog:
         self.db = db
 
     # -- repos -----------------------------------------------------------------------------
-    def repo(self, namespace: str, name: str) -> Repo | None:
-        row = self.db.one("SELECT * FROM repos WHERE namespace = ? AND name = ?", (namespace, name))
-        return repo_from_row(row) if row else None
+    def repo(self, namespace: str, name: str, *, follow_moves: bool = True) -> Repo | None:
+        """The repo ``namespace/name`` names, in any case; None when there is none.
+
+        An id the repo had before a move raises :class:`RepoMoved` (unless ``follow_moves`` is
+        off: creating or deleting a repo never acts through an old id).
+        """
+        row = self.db.one(f"SELECT * FROM repos WHERE {_same_id()} ORDER BY (namespace = ? AND name = ?) DESC LIMIT 1",
+                          (namespace, name, namespace, name))
+        if row is not None:
+            return repo_from_row(row)
+        if follow_moves:
+            moved = self.db.one(f"SELECT r.* FROM repo_redirects m JOIN repos r ON r.id = m.repo "
+                                f"WHERE {_same_id('m')}", (namespace, name))
+            if moved is not None:
+                raise RepoMoved(repo_from_row(moved))
+        return None
+
+    def namespace(self, name: str) -> str | None:
+        """The user or org ``name`` names, spelt as it was created (namespaces match without case)."""
+        row = self.db.one("SELECT name FROM namespaces WHERE name = ? COLLATE NOCASE ORDER BY (name = ?) DESC LIMIT 1",
+                          (name, name))
+        return row["name"] if row else None
+
+    def repos_in(self, namespace: str) -> list[tuple[Repo, int]]:
+        """Every repo of ``namespace`` with its storage: the bytes of the distinct blobs its commits hold."""
+        rows = self.db.all(
+            "SELECT r.*, (SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT f.sha256, f.size FROM files f "
+            "JOIN commits c ON c.id = f.commit_id WHERE c.repo = r.id)) AS storage "
+            "FROM repos r WHERE r.namespace = ? ORDER BY r.name", (namespace,))
+        return [(repo_from_row(row), row["storage"]) for row in rows]
+
+    def _claim(self, namespace: str, name: str, *, owner: int | None = None) -> None:
+        """Inside a write transaction: refuse an id another repo holds (in any case), and drop
+        any redirect under it (the id now names a repo of its own again)."""
+        row = self.db.one(f"SELECT id FROM repos WHERE {_same_id()} AND id IS NOT ?", (namespace, name, owner))
+        if row is not None:
+            raise ConflictError(f"{namespace}/{name} already exists (repo ids do not differ by case only)",
+                                hint="pick another name")
+        self.db.execute(f"DELETE FROM repo_redirects WHERE {_same_id()}", (namespace, name))
 
     def create_repo(self, namespace: str, name: str, *, private: bool, author: str,
                     initial: Iterable[FileRow]) -> Repo:
-        """A new repo with an initial commit on ``main`` holding ``initial``."""
+        """A new repo with an initial commit on ``main`` holding ``initial``; ConflictError when
+        the id is taken (in any case)."""
         created = now()
         with self.db.transaction():
+            self._claim(namespace, name)
             cursor = self.db.execute(
                 "INSERT INTO repos (namespace, name, private, created_at, last_modified) VALUES (?, ?, ?, ?, ?)",
                 (namespace, name, int(private), created, created))
@@ -95,7 +156,52 @@ class Catalog:
             commit = self._insert_commit(repo_id, None, author, "initial commit", "", {f.path: f for f in initial})
             self.db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', ?, ?)",
                             (repo_id, MAIN, commit))
-        found = self.repo(namespace, name)
+        found = self.repo(namespace, name, follow_moves=False)
+        assert found is not None
+        return found
+
+    def move_repo(self, repo: Repo, namespace: str, name: str) -> Repo:
+        """Rename ``repo`` to ``namespace/name`` (ConflictError when another repo has that id);
+        its old id keeps naming it (:class:`RepoMoved`) until another repo takes that id."""
+        with self.db.transaction():
+            self._claim(namespace, name, owner=repo.id)
+            self.db.execute("UPDATE repos SET namespace = ?, name = ? WHERE id = ?", (namespace, name, repo.id))
+            if repo.repo_id.lower() != f"{namespace}/{name}".lower():
+                self.db.execute("INSERT OR REPLACE INTO repo_redirects (namespace, name, repo) VALUES (?, ?, ?)",
+                                (repo.namespace, repo.name, repo.id))
+        found = self.repo(namespace, name, follow_moves=False)
+        assert found is not None
+        return found
+
+    def duplicate_repo(self, source: Repo, namespace: str, name: str, *, private: bool) -> Repo:
+        """A copy of ``source`` as ``namespace/name``: every commit (under new ids, which are never
+        reused), branch and tag, the metadata and search entry; ConflictError when the id is taken."""
+        created = now()
+        with self.db.transaction():
+            self._claim(namespace, name)
+            cursor = self.db.execute(
+                "INSERT INTO repos (namespace, name, private, created_at, last_modified, card, summary, "
+                "library_name, pipeline_tag) SELECT ?, ?, ?, ?, ?, card, summary, library_name, pipeline_tag "
+                "FROM repos WHERE id = ?", (namespace, name, int(private), created, created, source.id))
+            copy = cursor.lastrowid
+            commits = self.db.all("SELECT * FROM commits WHERE repo = ?", (source.id,))
+            ids = {row["id"]: new_commit_id() for row in commits}
+            self.db.executemany(
+                "INSERT INTO commits (id, repo, parent, author, title, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(ids[r["id"]], copy, ids.get(r["parent"], r["parent"]), r["author"], r["title"], r["message"],
+                  r["created_at"]) for r in commits])
+            for old, new in ids.items():
+                self.db.execute("INSERT INTO files (commit_id, path, sha256, size, git_oid, lfs) "
+                                "SELECT ?, path, sha256, size, git_oid, lfs FROM files WHERE commit_id = ?", (new, old))
+            self.db.executemany("INSERT INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?)",
+                                [(copy, ref.kind, ref.name, ids[ref.target]) for ref in self.refs(source)])
+            for table, column in (("repo_tags", "tag"), ("lfs_objects", "oid")):
+                self.db.execute(f"INSERT INTO {table} (repo, {column}) SELECT ?, {column} FROM {table} WHERE repo = ?",
+                                (copy, source.id))
+            self.db.execute("INSERT INTO manifest_fts (rowid, name, description, tags, provider, license, pricing) "
+                            "SELECT ?, name, description, tags, provider, license, pricing FROM manifest_fts "
+                            "WHERE rowid = ?", (copy, source.id))
+        found = self.repo(namespace, name, follow_moves=False)
         assert found is not None
         return found
 
@@ -108,8 +214,17 @@ class Catalog:
     def set_private(self, repo: Repo, private: bool) -> None:
         self.db.execute("UPDATE repos SET private = ? WHERE id = ?", (int(private), repo.id))
 
-    def count_download(self, repo: Repo) -> None:
-        self.db.execute("UPDATE repos SET downloads = downloads + 1 WHERE id = ?", (repo.id,))
+    def count_download(self, repo: Repo, user: str | None = None) -> None:
+        """One download of ``repo``: the total, today's count (UTC; trending sums the last 7 days)
+        and, for a signed-in ``user``, that they downloaded it (reviews show it)."""
+        stamp = now()
+        with self.db.transaction():
+            self.db.execute("UPDATE repos SET downloads = downloads + 1 WHERE id = ?", (repo.id,))
+            self.db.execute("INSERT INTO daily_downloads (repo, day, count) VALUES (?, ?, 1) "
+                            "ON CONFLICT (repo, day) DO UPDATE SET count = count + 1", (repo.id, stamp[:10]))
+            if user is not None:
+                self.db.execute("INSERT OR IGNORE INTO user_downloads (repo, user, first_at) VALUES (?, ?, ?)",
+                                (repo.id, user, stamp))
 
     # -- revisions -------------------------------------------------------------------------
     def resolve(self, repo: Repo, revision: str) -> str | None:

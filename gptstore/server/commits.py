@@ -101,8 +101,10 @@ def check_path(path: str, *, folder: bool = False) -> str:
         raise bad_request("empty path in commit")
     if path.startswith("/"):
         raise bad_request(f"invalid path {path!r}: absolute paths are not allowed")
-    if "\\" in path or any(ord(c) < 32 for c in path):
-        raise bad_request(f"invalid path {path!r}: backslashes and control characters are not allowed")
+    if "\\" in path:  # 422 as on the Hub (a Windows-style "..\\x" would escape a download folder)
+        raise HubError(422, f"invalid path {path!r}: backslashes are not allowed; use / between folders")
+    if any(ord(c) < 32 for c in path):
+        raise bad_request(f"invalid path {path!r}: control characters are not allowed")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise bad_request(f"invalid path {path!r}: empty, '.' and '..' segments are not allowed")
@@ -189,15 +191,15 @@ def apply_operations(files: dict[str, FileRow], operations: list[Operation]) -> 
     for op in operations:
         if isinstance(op, Add):
             result[op.row.path] = op.row
-        elif op.folder:
+        elif op.folder or op.path not in result:  # a deletedFile naming a folder deletes it, as on the Hub
             prefix = op.path + "/"
             doomed = [p for p in result if p.startswith(prefix)]
             if not doomed:
                 raise entry_not_found(op.path)
             for path in doomed:
                 del result[path]
-        elif result.pop(op.path, None) is None:
-            raise entry_not_found(op.path)
+        else:
+            del result[op.path]
     folders = {path.rsplit("/", i)[0] for path in result for i in range(1, path.count("/") + 1)}
     clash = sorted(folders & result.keys())
     if clash:
@@ -237,8 +239,9 @@ class Committer:
                 raise revision_not_found(branch)
             parent = header.parentCommit
             if parent and not (len(parent) >= 7 and head.startswith(parent)):
-                raise HubError(412, f"parent commit {parent} is not the head of {branch} ({head}); "
-                                    "pull the latest revision and retry")
+                raise HubError(412, "The branch was updated since you opened this page. Please refresh and try "
+                                    f"again. (parent commit {parent} is not the head of {branch} ({head}); "
+                                    "pull the latest revision and retry)")
             before = {f.path: f for f in self.catalog.files(head)}
             files = apply_operations(before, operations)
             manifest = self._check_manifest(files)

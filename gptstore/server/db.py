@@ -23,16 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-#: 1: accounts, repos, commits, refs, files, search index; 2: signing_keys.
+#: 1: accounts, repos, commits, refs, files, search index; 2: signing_keys; 3: namespaces.fullname;
+#: 4: repo_redirects (old ids of moved repos) and the case-insensitive repo-id index;
+#: 5: the storefront's catalogue (facets and their full-text index), reviews, per-user and per-day downloads.
 #: Every statement of SCHEMA is idempotent (IF NOT EXISTS), so an older catalog is upgraded by
-#: running the whole script again: only what it lacks is created.
-SCHEMA_VERSION = 2
+#: running the whole script again: only what it lacks is created; a column added to an existing
+#: table is also listed in :data:`ADDED_COLUMNS`, which adds it where it is missing.
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
     name        TEXT PRIMARY KEY,
     kind        TEXT NOT NULL CHECK (kind IN ('user', 'org')),
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    fullname    TEXT             -- display name (schema 3); NULL: the name itself
 );
 CREATE TABLE IF NOT EXISTS members (
     org   TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
@@ -107,10 +111,66 @@ CREATE TABLE IF NOT EXISTS signing_keys (  -- publishers' public keys, per names
     added_at    TEXT NOT NULL,
     PRIMARY KEY (namespace, keyid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repos_id_nocase ON repos (namespace COLLATE NOCASE, name COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS repo_redirects (  -- ids a repo had before a move (schema 4)
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    repo       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    PRIMARY KEY (namespace COLLATE NOCASE, name COLLATE NOCASE)
+);
+CREATE INDEX IF NOT EXISTS repo_redirects_repo ON repo_redirects (repo);
+CREATE TABLE IF NOT EXISTS catalogue (  -- what main's manifest says, for filters and sorts (schema 5; catalogue.py)
+    repo          INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    repo_id       TEXT NOT NULL,     -- namespace/name when refreshed (a move makes the row stale)
+    digest        TEXT NOT NULL,     -- manifest digest it was made from
+    category      TEXT,
+    use_cases     TEXT NOT NULL,     -- JSON list
+    languages     TEXT NOT NULL,     -- JSON list, lower-case
+    license       TEXT NOT NULL,     -- lower-case
+    adapter       INTEGER NOT NULL,  -- 1: an adapter over a base model; 0: a full model
+    parameters    INTEGER NOT NULL,
+    price_model   TEXT NOT NULL,
+    price_amount  REAL NOT NULL,
+    currency      TEXT NOT NULL,
+    signed        INTEGER NOT NULL,  -- main holds a gptstore.sig
+    signer        TEXT,              -- key id of the namespace's registered key it verified with
+    refreshed_at  TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS catalogue_fts USING fts5(  -- rowid = repo id (schema 5)
+    name, description, tags, provider, category, use_cases, tokenize = 'unicode61'
+);
+CREATE TABLE IF NOT EXISTS reviews (  -- one per user per repo (schema 5; reviews.py)
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    stars       INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
+    text        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (repo, user)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_downloads (  -- who downloaded what, for reviews' "downloaded" mark (schema 5)
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    first_at    TEXT NOT NULL,
+    PRIMARY KEY (repo, user)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_downloads (  -- downloads per repo per UTC day, for trending (schema 5)
+    repo   INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    day    TEXT NOT NULL,            -- YYYY-MM-DD
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (repo, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS daily_downloads_day ON daily_downloads (day, repo);
 CREATE VIRTUAL TABLE IF NOT EXISTS manifest_fts USING fts5(
     name, description, tags, provider, license, pricing, tokenize = 'unicode61'
 );
 """
+
+
+#: (table, column, declaration) of columns added to tables of an older schema (see SCHEMA_VERSION)
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("namespaces", "fullname", "TEXT"),
+)
 
 
 #: seconds a connection waits for another thread's or process's write transaction to end
@@ -226,6 +286,9 @@ def connect(path: Path) -> Database:
         conn.execute("BEGIN IMMEDIATE")
         for statement in _statements(SCHEMA):
             conn.execute(statement)
+        for table, column, declaration in ADDED_COLUMNS:
+            if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     return Database(path, conn)

@@ -125,6 +125,112 @@ def _json_key(key: Any) -> str:
     return str(_json_safe(key))
 
 
+# -- the Hub's model-card metadata rules (what validate-yaml checks) --------------------------
+#: the warning the Hub gives a card without metadata (``HfApi`` shows it as a UserWarning)
+NO_METADATA_WARNING = ("Empty or missing yaml metadata in repo card "
+                       "(https://huggingface.co/docs/hub/model-cards#model-card-metadata)")
+#: fields that hold one string
+STRING_FIELDS = ("license", "license_name", "license_link", "library_name", "pipeline_tag", "thumbnail",
+                 "new_version", "base_model_relation")
+#: fields that hold a string or a list of strings
+STRINGS_FIELDS = ("language", "datasets", "metrics", "base_model")
+BASE_MODEL_RELATIONS = ("adapter", "merge", "quantized", "finetune")
+#: a model id as ``base_model`` names it: ``name`` or ``namespace/name`` (huggingface_hub's rules)
+_MODEL_ID = re.compile(r"(?:[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?/)?[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?",
+                       re.ASCII)
+#: most problems one answer lists
+MAX_PROBLEMS = 20
+
+
+def card_problems(card: dict[str, Any]) -> list[str]:
+    """What is wrong with a model card's metadata by the Hub's rules, in the Hub's (Joi) wording:
+    ``"license" must be a string``, ``"tags" must be an array``, ``"model-index[0].name" is
+    required``, … (empty when nothing is). A field left empty (YAML null) counts as unset."""
+    problems: list[str] = []
+    for key in STRING_FIELDS:
+        if card.get(key) is not None and not isinstance(card[key], str):
+            problems.append(f'"{key}" must be a string')
+    relation = card.get("base_model_relation")
+    if isinstance(relation, str) and relation not in BASE_MODEL_RELATIONS:
+        problems.append(f'"base_model_relation" must be one of [{", ".join(BASE_MODEL_RELATIONS)}]')
+    for key in STRINGS_FIELDS:
+        value = card.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, list):
+            problems.append(f'"{key}" must be one of [string, array]')
+        else:
+            problems += [f'"{key}[{i}]" must be a string' for i, item in enumerate(value) if not isinstance(item, str)]
+    base = card.get("base_model")
+    for i, item in enumerate([base] if isinstance(base, str) else base if isinstance(base, list) else []):
+        if isinstance(item, str) and (not _MODEL_ID.fullmatch(item) or ".." in item or "--" in item):
+            where = "base_model" if isinstance(base, str) else f"base_model[{i}]"
+            problems.append(f'"{where}" with value "{item[:200]}" is not valid: name a model on the Hub '
+                            "(namespace/name), not a local path")
+    tags = card.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list):
+            problems.append('"tags" must be an array')
+        else:
+            problems += [f'"tags[{i}]" must be a string' for i, tag in enumerate(tags) if not isinstance(tag, str)]
+    if card.get("widget") is not None and not isinstance(card["widget"], list):
+        problems.append('"widget" must be an array')
+    if card.get("inference") is not None and not isinstance(card["inference"], (bool, dict)):
+        problems.append('"inference" must be one of [boolean, object]')
+    emissions = card.get("co2_eq_emissions")
+    if emissions is not None and (isinstance(emissions, bool) or not isinstance(emissions, (int, float, dict))):
+        problems.append('"co2_eq_emissions" must be one of [number, object]')
+    if "model-index" in card:
+        problems += _model_index_problems(card["model-index"])
+    return problems[:MAX_PROBLEMS]
+
+
+def _model_index_problems(index: Any) -> list[str]:
+    """The model-index rules: models with a ``name`` and ``results``; each result a ``task``
+    (with a ``type``), optionally a ``dataset`` (``type`` and ``name``), and ``metrics`` (each a
+    ``type`` and a ``value``)."""
+    if not isinstance(index, list):
+        return ['"model-index" must be an array']
+    problems: list[str] = []
+
+    def need(obj: dict[str, Any], key: str, where: str, kind: type | None = str) -> Any:
+        if obj.get(key) is None:
+            problems.append(f'"{where}.{key}" is required')
+        elif kind is not None and not isinstance(obj[key], kind):
+            problems.append(f'"{where}.{key}" must be {"a string" if kind is str else "an array"}')
+        return obj.get(key)
+
+    for m, model in enumerate(index):
+        where = f"model-index[{m}]"
+        if not isinstance(model, dict):
+            problems.append(f'"{where}" must be of type object')
+            continue
+        need(model, "name", where)
+        results = need(model, "results", where, list)
+        for r, result in enumerate(results if isinstance(results, list) else []):
+            at = f"{where}.results[{r}]"
+            if not isinstance(result, dict):
+                problems.append(f'"{at}" must be of type object')
+                continue
+            for key, fields in (("task", ("type",)), ("dataset", ("type", "name"))):
+                part = result.get(key)
+                if part is None and key == "task":
+                    problems.append(f'"{at}.task" is required')
+                elif part is not None and not isinstance(part, dict):
+                    problems.append(f'"{at}.{key}" must be of type object')
+                elif part is not None:
+                    for field in fields:
+                        need(part, field, f"{at}.{key}")
+            metrics = need(result, "metrics", at, list)
+            for i, metric in enumerate(metrics if isinstance(metrics, list) else []):
+                if not isinstance(metric, dict):
+                    problems.append(f'"{at}.metrics[{i}]" must be of type object')
+                    continue
+                need(metric, "type", f"{at}.metrics[{i}]")
+                need(metric, "value", f"{at}.metrics[{i}]", None)
+    return problems
+
+
 def summarize(manifest: Manifest, digest: str) -> dict[str, Any]:
     """The part of a manifest search results show, without another request."""
     provider = manifest.provider.model_dump(exclude_none=True) if manifest.provider else None

@@ -51,6 +51,12 @@ class SearchHit:
     digest: str | None = None
     #: the manifest's pricing as ``{model, amount, currency}`` (``price`` is its label)
     pricing: dict[str, Any] = field(default_factory=lambda: {"model": "free", "amount": 0.0, "currency": "USD"})
+    #: the catalogue: the manifest's category; what a store server adds (average stars and how many
+    #: reviews; signed by a key registered for the namespace)
+    category: str | None = None
+    rating: float | None = None
+    reviews: int = 0
+    verified: bool = False
 
     @classmethod
     def of(cls, manifest: Manifest, digest: str | None = None, downloads: int = 0) -> SearchHit:
@@ -60,13 +66,19 @@ class SearchHit:
                    license=manifest.license, price=manifest.pricing.label(), downloads=downloads,
                    tags=list(manifest.tags), digest=digest,
                    pricing={"model": manifest.pricing.model, "amount": float(manifest.pricing.amount),
-                            "currency": manifest.pricing.currency})
+                            "currency": manifest.pricing.currency}, category=manifest.category)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-Sort = Literal["downloads", "recent"]
+#: downloads and recent work everywhere; the others need a store server's catalogue
+Sort = Literal["downloads", "recent", "trending", "rating", "newest", "price"]
+#: what a store server ranks that the library cannot
+SERVER_SORTS = ("trending", "rating", "newest", "price")
+#: ``search(filters=…)`` keys (see ``gptstore.sdk.search``); ``verified`` needs a store server
+FILTERS = ("category", "license", "min_price", "max_price", "min_parameters", "max_parameters", "format",
+           "verified", "language")
 
 
 class Store(ABC):
@@ -76,8 +88,9 @@ class Store(ABC):
 
     @abstractmethod
     def search(self, query: str = "", *, tag: str | None = None, sort: Sort = "recent",
-               limit: int = 50) -> list[SearchHit]:
-        """Models whose name, description, provider or tags match ``query``."""
+               limit: int = 50, filters: dict[str, Any] | None = None) -> list[SearchHit]:
+        """Models whose name, description, provider or tags match ``query`` and that pass
+        ``filters`` (keys of :data:`FILTERS`, checked by ``gptstore.sdk.search``)."""
 
     @abstractmethod
     def locate(self, ref: Reference, *, revision: str | None = None, allow_unsafe: bool = False) -> Located:

@@ -320,11 +320,17 @@ class HubStore(Store):
         return tags
 
     def search(self, query: str = "", *, tag: str | None = None, sort: Sort = "recent",
-               limit: int = 50) -> list[SearchHit]:
+               limit: int = 50, filters: dict[str, Any] | None = None) -> list[SearchHit]:
+        """``list_models`` with the catalogue's filters and sorts as query parameters (a store
+        server applies them; the Hub ignores what it does not know)."""
         self._check_online("search")
         params: list[tuple[str, str]] = [("filter", "gptstore")] + ([("filter", tag)] if tag else [])
         params += [("search", query)] if query else []
-        params += [("sort", "downloads" if sort == "downloads" else "lastModified"), ("limit", str(limit))]
+        params += [("sort", _HUB_SORTS.get(sort, sort)), ("limit", str(limit))]
+        for name, value in (filters or {}).items():
+            values = [value] if isinstance(value, (str, int, float)) else list(value or ())
+            params += [(name, str(item).lower() if isinstance(item, bool) else str(item)) for item in values
+                       if item is not None and item is not False]
         url: str = f"{self.endpoint}/api/models"
         query_params: Any = params
         hits: list[SearchHit] = []
@@ -378,6 +384,10 @@ def check_version(ref: Reference, manifest: Manifest, where: str) -> None:
                             hint="tell the store's operator; pin an exact release with @sha256:<digest>")
 
 
+#: the Hub's names of the sorts it also has (rating and price are a store server's own)
+_HUB_SORTS = {"recent": "lastModified", "trending": "trendingScore", "newest": "createdAt"}
+
+
 def _text(value: Any, limit: int = 200) -> str:
     return one_line(value, limit) if isinstance(value, str) else ""
 
@@ -406,6 +416,8 @@ def _hit(info: Any) -> SearchHit | None:
     downloads = info.get("downloads")
     digest = summary.get("digest")
     tags = summary.get("tags")
+    rating = _dict(summary.get("rating"))
+    average, reviews = rating.get("average"), rating.get("count")
     return SearchHit(reference=f"{repo_id}:{version}" if version else repo_id, version=version,
                      description=_text(summary.get("description"), 2000),
                      provider=_text(_dict(summary.get("provider")).get("name")) or None,
@@ -413,7 +425,12 @@ def _hit(info: Any) -> SearchHit | None:
                      pricing={"model": priced.model, "amount": float(priced.amount), "currency": priced.currency},
                      downloads=downloads if isinstance(downloads, int) and not isinstance(downloads, bool) else 0,
                      tags=[_text(t, 64) for t in tags[:50] if isinstance(t, str)] if isinstance(tags, list) else [],
-                     digest=digest if is_sha256(digest) else None)
+                     digest=digest if is_sha256(digest) else None,
+                     category=_text(summary.get("category"), 32) or None,
+                     rating=float(average) if isinstance(average, (int, float)) and not isinstance(average, bool)
+                     and math.isfinite(average) else None,
+                     reviews=reviews if isinstance(reviews, int) and not isinstance(reviews, bool) else 0,
+                     verified=summary.get("verified") is True)
 
 
 def _factory(url: str, **options: Any) -> HubStore:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
-from .base import Located, SearchHit, Sort, Store
+from ..errors import UsageError
+from .base import SERVER_SORTS, Located, SearchHit, Sort, Store
 
 if TYPE_CHECKING:
     from ..blobs import BlobWriter
@@ -23,6 +24,21 @@ def _matches(manifest: Manifest, query: str) -> bool:
     return all(word in text for word in query.lower().split())
 
 
+def _passes(manifest: Manifest, filters: dict[str, Any]) -> bool:
+    """Whether a library model passes the catalogue ``filters`` (as a store server applies them)."""
+    checks = {
+        "category": lambda v: manifest.category in ([v] if isinstance(v, str) else list(v)),
+        "license": lambda v: manifest.license.lower() == v.lower(),
+        "min_price": lambda v: manifest.pricing.amount >= v,
+        "max_price": lambda v: manifest.pricing.amount <= v,
+        "min_parameters": lambda v: manifest.format.parameters >= v,
+        "max_parameters": lambda v: manifest.format.parameters <= v,
+        "format": lambda v: ("adapter" if manifest.format.base else "full") == v,
+        "language": lambda v: v.lower() in (language.lower() for language in manifest.languages),
+    }
+    return all(checks[name](value) for name, value in filters.items() if name in checks)
+
+
 class LocalStore(Store):
     def __init__(self, root: Path | str | None = None) -> None:
         from ..library import Library
@@ -31,13 +47,18 @@ class LocalStore(Store):
         self.url = f"file://{self.library.root}"
 
     def search(self, query: str = "", *, tag: str | None = None, sort: Sort = "recent",
-               limit: int = 50) -> list[SearchHit]:
+               limit: int = 50, filters: dict[str, Any] | None = None) -> list[SearchHit]:
+        filters = {k: v for k, v in (filters or {}).items() if v is not None and v is not False}
+        if sort in SERVER_SORTS or "verified" in filters:
+            asked = f"--sort {sort}" if sort in SERVER_SORTS else "--verified"
+            raise UsageError(f"{asked} needs a store server's catalogue; the local library has no ratings, "
+                             "download history or registered keys", hint="search a store: --store URL")
         latest: dict[str, Manifest] = {}
         digests: dict[str, str] = {}
         for entry, manifest in self.library.iter_models():
             if entry.tag != "latest" or not _matches(manifest, query):
                 continue
-            if tag and tag not in manifest.tags:
+            if (tag and tag not in manifest.tags) or not _passes(manifest, filters):
                 continue
             latest[entry.repo_id] = manifest
             digests[entry.repo_id] = entry.digest

@@ -59,7 +59,7 @@ def test_the_app_is_starlette_with_raw_path_routes_and_a_catch_all(settings):
     assert isinstance(app, Starlette)
     assert all(isinstance(route, RawPathRoute) for route in app.routes)
     assert app.routes[-1].name == "not_found" and app.routes[-1].methods is None
-    assert len(app.routes) == len(app_module.ROUTES) + 1
+    assert len(app.routes) == len(app_module.ROUTES) + len(app_module.web.ROUTES) + 1
 
 
 def test_an_encoded_slash_stays_inside_one_revision_and_one_path():

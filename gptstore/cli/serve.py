@@ -42,11 +42,17 @@ Then, e.g. with the openai package:
                    "it with keep_alive.")
 @click.option("--max-queue", type=click.IntRange(1), default=16, show_default=True,
               help="Requests queued or running per model; beyond it requests get 503.")
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True,
+              help="Rows (prompts × n) concurrent requests to one model may share in one batch; 1: no batching.")
+@click.option("--batch-window-ms", type=click.FloatRange(0, 1000), default=5, show_default=True,
+              help="Milliseconds a model waits for more requests to batch with the first.")
+@click.option("--max-memory", default=None, metavar="SIZE",
+              help="Bytes the loaded models' weights may take (e.g. 8GiB); least recently used unloaded first.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 @click.option("--hash-key", is_flag=True, help="Read a key on stdin, print its hash for --api-keys, and exit.")
 def serve(refs, host, port, max_models, device, api_keys, pull, store_url, token, insecure, keep_alive, max_queue,
-          log_level, hash_key):
+          max_batch, batch_window_ms, max_memory, log_level, hash_key):
     """Serve library models over an OpenAI-compatible API.
 
     Models are addressed by reference ("model": "acme/poet:1.0.0"), verified before their first
@@ -67,5 +73,6 @@ def serve(refs, host, port, max_models, device, api_keys, pull, store_url, token
 
     settings = ServeSettings(refs=list(refs), host=host, port=port, max_models=max_models, device=device,
                              api_keys=api_keys, pull=pull, store=store_url, token=token, insecure=insecure,
-                             keep_alive=None if keep_alive < 0 else keep_alive, max_queue=max_queue)
+                             keep_alive=None if keep_alive < 0 else keep_alive, max_queue=max_queue,
+                             max_batch=max_batch, batch_window_ms=batch_window_ms, max_memory=max_memory)
     run_server(settings, log_level=log_level, announce=lambda line: click.echo(line, err=True))

@@ -62,6 +62,22 @@ class Runner(Protocol):
     def close(self) -> None:
         """Free the weights (and accelerator memory)."""
 
+    # Optional, for ``gptstore eval --tasks`` (lm-evaluation-harness, :mod:`gptstore.harness`); a
+    # runner without them can still generate, and the harness says which method it lacks:
+    #   loglikelihood(pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]
+    #       log P(continuation | context) in nats, and whether greedy decoding gives it;
+    #   loglikelihood_rolling(texts: list[str]) -> list[float]
+    #       log P(text) in nats, every token scored once (texts longer than the context in windows).
+
+    # Optional capabilities (looked up with getattr; an engine may leave them out):
+    #
+    # - ``batched_streams = True`` with ``stream_batch(prompts, params, cancelled) -> Iterator`` of
+    #   ``("piece", row, text)`` / ``("end", row, Completion)``: several prompts streamed as one
+    #   batch, a row whose ``cancelled[row]`` event is set dropped (see the transformers engine).
+    #   ``gptstore serve`` batches concurrent streams with it; without it, streams run one by one.
+    # - ``memory_bytes() -> int``: what the loaded weights take, for ``gptstore serve --max-memory``;
+    #   without it the size of the package's weight files is used.
+
 
 class Engine(Protocol):
     name: str

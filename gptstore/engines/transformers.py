@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 from ..errors import PackageError, UsageError
 from ..hookspecs import hookimpl
 from ..perplexity import perplexity as measure_perplexity
+from ..perplexity import score_tokens
 from .base import PieceEmitter, check_device, check_dtype, cut_at_stop
 
 if TYPE_CHECKING:
@@ -121,12 +122,13 @@ class _Monitor:
     a stop string, and stops everything once ``cancel`` is set."""
 
     def __init__(self, runner: TransformersRunner, start: float, prompt_width: int, stop: list[str],
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, rows: list[threading.Event] | None = None) -> None:
         self.runner = runner
         self.start = start
         self.prompt_width = prompt_width
         self.stop = stop
         self.cancel = cancel
+        self.rows = rows  #: per-row cancel events (a batched stream): a set one ends that row only
         self.first_token_s: float | None = None
         # a token holds at least one byte, a character at most four
         self.window = 4 * max((len(s) for s in stop), default=0) + 4
@@ -139,11 +141,12 @@ class _Monitor:
         rows = input_ids.shape[0]
         if self.cancel is not None and self.cancel.is_set():
             return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+        dropped = [event.is_set() for event in self.rows] if self.rows is not None else [False] * rows
         if not self.stop:
-            return torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+            return torch.tensor(dropped, dtype=torch.bool, device=input_ids.device)
         begin = max(self.prompt_width, input_ids.shape[1] - self.window)
         tails = input_ids[:, begin:].tolist()
-        hits = [cut_at_stop(self.runner.decode(tail), self.stop)[1] for tail in tails]
+        hits = [gone or cut_at_stop(self.runner.decode(tail), self.stop)[1] for gone, tail in zip(dropped, tails)]
         return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
@@ -168,6 +171,8 @@ class TransformersRunner:
     """A transformers model and tokenizer on one device."""
 
     engine = "transformers"
+    #: this runner has :meth:`stream_batch` (see :class:`~gptstore.engines.base.Runner`)
+    batched_streams = True
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str, dtype: str, context_length: int) -> None:
         self.model = model
@@ -328,10 +333,143 @@ class TransformersRunner:
             yield piece
         return completion
 
+    def stream_batch(self, prompts: list[str], params: GenerationParams,
+                     cancelled: list[threading.Event]) -> Iterator[tuple[str, int, Any]]:
+        """Stream several prompts as one left-padded batch (one forward pass per step for all).
+
+        Yields ``("piece", row, text)`` as each row's text grows and ``("end", row, Completion)``
+        as soon as that row is finished (end token, stop string, length). A row whose event in
+        ``cancelled`` is set stops being generated and yields nothing more (no ``end``); the batch
+        stops when every row is finished or cancelled, or when the generator is closed. Not for
+        beam search (its text is final only at the end: use :meth:`generate`).
+        """
+        if params.strategy == "beam":
+            raise UsageError("beam search cannot be streamed as a batch", hint="stream beams one by one")
+        if len(cancelled) != len(prompts):
+            raise UsageError("stream_batch needs one cancel event per prompt")
+        start = perf_counter()
+        batch = self._prepare(prompts, params)
+        width = batch.input_ids.shape[1]
+        sink: queue.SimpleQueue = queue.SimpleQueue()
+        stop_all = threading.Event()
+        monitor = _Monitor(self, start, width, params.stop or [], stop_all, rows=cancelled)
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                result["output"] = self._run(batch, params, monitor, _QueueStreamer(sink))
+            except BaseException as exc:  # handed to the caller's thread
+                result["error"] = exc
+            finally:
+                sink.put(_DONE)
+
+        worker = threading.Thread(target=work, name="gptstore-generate-batch", daemon=True)
+        worker.start()
+        stop = params.stop or []
+        emitters = [PieceEmitter(self.decode, stop) for _ in prompts]
+        ids: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+
+        def finish(row: int) -> Iterator[tuple[str, int, Any]]:
+            done[row] = True
+            completion = self._completion(ids[row], batch.lengths[row], params, monitor.first_token_s,
+                                          perf_counter() - start)
+            piece = emitters[row].rest(completion.text)
+            if piece:
+                yield "piece", row, piece
+            yield "end", row, completion
+
+        try:
+            while (tokens := sink.get()) is not _DONE:
+                for row, token in enumerate(tokens):
+                    if done[row]:
+                        continue
+                    if cancelled[row].is_set():
+                        done[row] = True  # dropped: the others go on
+                        continue
+                    ids[row].append(token)
+                    if token in self.end_ids:
+                        yield from finish(row)
+                        continue
+                    piece = emitters[row].add([token])
+                    if piece:
+                        yield "piece", row, piece
+                    if len(ids[row]) >= batch.budget:
+                        yield from finish(row)
+        finally:
+            stop_all.set()
+            worker.join()
+        if "error" in result:
+            raise result["error"]
+        for row in range(len(prompts)):  # rows ended by a stop string on the last step
+            if not done[row] and not cancelled[row].is_set():
+                yield from finish(row)
+
+    def count_tokens(self, prompts: list[str]) -> list[int]:
+        """Tokens each prompt takes (as ``generate`` encodes it)."""
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]
+        return [max(1, len(ids)) for ids in encoded]
+
+    def memory_bytes(self) -> int:
+        """Bytes the weights take on the device (parameters and buffers × their dtype's size)."""
+        if self.model is None:
+            return 0
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def perplexity(self, texts: list[str], *, batch_size: int = 8) -> float:
         refuse_empty(texts, what="text")
         return measure_perplexity(self.model, self.tokenizer, texts, block_size=self.context_length,
                                   batch_size=batch_size)
+
+    # -- token log-likelihoods (lm-evaluation-harness requests, gptstore.harness) --------------
+    def _encode(self, text: str) -> list[int]:
+        with self._tokenizer_lock:
+            return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def _prefix(self) -> int:
+        """The token an empty context stands for: the start token, else the end-of-text token."""
+        token = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else min(self.eos_ids)
+        return int(token)
+
+    def loglikelihood(self, pairs: list[tuple[str, str]], *, batch_size: int = 8) -> list[tuple[float, bool]]:
+        """For each (context, continuation): log P(continuation | context) in nats, and whether
+        greedy decoding would produce it. As the harness's own HF model: trailing spaces of the
+        context move to the continuation, the pair is tokenized whole and split at the context's
+        tokens, an empty context is the start token, and a too-long context loses its left end."""
+        sequences = []
+        for context, continuation in pairs:
+            if context:
+                spaces = len(context) - len(context.rstrip())
+                if spaces:
+                    context, continuation = context[:-spaces], context[-spaces:] + continuation
+                whole, head = self._encode(context + continuation), self._encode(context)
+                tail = whole[len(head):] if whole[:len(head)] == head else self._encode(continuation)
+            else:
+                head, tail = [self._prefix()], self._encode(continuation)
+            if not tail:
+                raise UsageError(f"continuation {continuation!r} has no tokens to score")
+            if len(tail) >= self.context_length:
+                raise UsageError(f"a continuation of {len(tail)} tokens does not fit the model's context "
+                                 f"({self.context_length})", hint="shorten the task's targets")
+            ids = (head + tail)[-self.context_length:]
+            sequences.append((ids, len(ids) - len(tail)))
+        return score_tokens(self.model, sequences, batch_size=batch_size)
+
+    def loglikelihood_rolling(self, texts: list[str], *, batch_size: int = 8) -> list[float]:
+        """log P(text) in nats for each text: ``[start] text`` in blocks of the model's context that
+        overlap by one token (as :mod:`gptstore.perplexity`), so every token is scored once."""
+        from ..perplexity import blocks_of
+
+        spans, sequences = [], []
+        for text in texts:
+            blocks = blocks_of([self._prefix()] + self._encode(text), self.context_length)
+            blocks = [b for b in blocks if len(b) > 1]
+            spans.append((len(sequences), len(sequences) + len(blocks)))
+            sequences.extend((b, 1) for b in blocks)
+        scores = score_tokens(self.model, sequences, batch_size=batch_size) if sequences else []
+        return [sum(s for s, _ in scores[a:b]) for a, b in spans]
 
     def close(self) -> None:
         import gc

@@ -9,11 +9,12 @@ in-process. The modules, bottom up:
 - :mod:`.settings` — what ``gptstore serve`` was started with, and the API key file;
 - :mod:`.schemas` — the request bodies (pydantic), validated before anything heavy runs;
 - :mod:`.failures` — OpenAI-shaped errors (``{"error": {message, type, param, code}}``);
-- :mod:`.pool` — loaded models (at most ``--max-models``, least recently used evicted), each with
-  its own worker thread and job queue (where a batching queue can slot in later);
 - :mod:`.chat` — messages to one prompt (chat template, manifest template, plain fallback);
 - :mod:`.generation` — a request to generate params and prompts, run on a model's worker, and
   the answers (whole or as server-sent events);
+- :mod:`.batching` — compatible jobs that arrived together, run as one batched generation or stream;
+- :mod:`.pool` — loaded models (at most ``--max-models`` and ``--max-memory``, least recently used
+  evicted), each with its own worker thread and job queue that collects batches;
 - :mod:`.metrics` — Prometheus metrics (``GET /metrics``);
 - :mod:`.app` — the Starlette app and :func:`~.app.serve` (uvicorn).
 

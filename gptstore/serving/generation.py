@@ -88,11 +88,16 @@ def generate(model: Model, plan: Plan, logprobs: int | None = None) -> tuple[lis
                        param="logprobs")
     batch = [prompt for prompt in plan.prompts for _ in range(plan.n)]
     completions = model.generate(batch, plan.params, raw=plan.raw)
-    scores = []
-    if logprobs is not None:
-        rendered = [prompt if plan.raw else model.manifest.render(prompt) for prompt in batch]
-        scores = [completion_logprobs(model, p, c, logprobs) for p, c in zip(rendered, completions)]
-    return completions, scores
+    return completions, scores_of(model, plan, completions, logprobs)
+
+
+def scores_of(model: Model, plan: Plan, completions: list[Completion], logprobs: int | None) -> list[Any]:
+    """The logprobs of a plan's completions (prompt-major), or ``[]`` when not asked for."""
+    if logprobs is None:
+        return []
+    batch = [prompt for prompt in plan.prompts for _ in range(plan.n)]
+    rendered = [prompt if plan.raw else model.manifest.render(prompt) for prompt in batch]
+    return [completion_logprobs(model, p, c, logprobs) for p, c in zip(rendered, completions)]
 
 
 Emit = Callable[[tuple[str, int, Any]], None]

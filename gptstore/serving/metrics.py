@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 #: distinct model labels kept; later ones are counted as "other" (a client naming a new model in
 #: every request must not grow the metrics without bound)
 MAX_MODEL_LABELS = 100
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -38,6 +39,10 @@ class Metrics:
         self.latency = prom.Histogram("gptstore_serve_request_duration_seconds",
                                       "Seconds from a generation request's arrival to its last byte.",
                                       ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = prom.Histogram("gptstore_serve_batch_size",
+                                         "Requests a model's worker ran together (1: alone).",
+                                         buckets=BATCH_BUCKETS, registry=self.registry)
+        pool.on_batch = self.batch_size.observe
         queue = prom.Gauge("gptstore_serve_queue_depth", "Requests queued or running on loaded models.",
                            registry=self.registry)
         queue.set_function(pool.queue_depth)

@@ -6,9 +6,13 @@ least recently used (its worker finishes what is queued, then closes the model w
 (``keep_alive`` as ollama has it: ``0`` unloads it after the answer, a negative value keeps it until
 evicted, a number of seconds or a duration such as ``"5m"`` unloads it once idle that long).
 
-All model work runs in a model's :class:`ModelWorker` thread, never on the event loop, one job at a
-time from that model's own queue: the place where a dynamic batching queue (collect the jobs that
-arrive within a few milliseconds, run them as one batch) can slot in without touching the app.
+All model work runs in a model's :class:`ModelWorker` thread, never on the event loop, from that
+model's own queue. Batching is dynamic: the worker takes a job, then collects the compatible jobs
+queued already or arriving within ``--batch-window-ms`` (restarted by each job that joins, at most
+four windows in all), up to ``--max-batch`` rows, and runs them
+as one batch (:mod:`.batching`); jobs it cannot add wait, in order, for the next turn.
+Memory stays bounded by ``--max-models`` and, optionally, ``--max-memory`` (the loaded models'
+weights: parameters × their dtype's size as the engine reports it, else the weight files' size).
 Loading goes through :func:`gptstore.load`, so a model is verified before its first load exactly
 as in-process; a model missing from the library is pulled first (verified) only with ``--pull``.
 """
@@ -18,7 +22,8 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from pathlib import Path
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from time import monotonic
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import usage
 from ..errors import ModelNotFound, UsageError
 from ..library import Library
+from .batching import run_batch, run_solo
 from .failures import APIError, overloaded
 
 if TYPE_CHECKING:
@@ -63,6 +69,11 @@ class Job:
     key: str  #: the API key name the usage log records
     future: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)  #: the client went away
+    batch: Any = None  #: a :class:`~.batching.Batchable` when the job may share a batch
+
+    @property
+    def rows(self) -> int:
+        return self.batch.rows if self.batch is not None else 1
 
 
 class _Retired(Exception):
@@ -72,9 +83,15 @@ class _Retired(Exception):
 class ModelWorker:
     """One loaded model, its job queue and the thread that runs the jobs in order."""
 
-    def __init__(self, model: Model, *, max_queue: int, after_job: Callable[[], None]) -> None:
+    def __init__(self, model: Model, *, max_queue: int, after_job: Callable[[], None], max_batch: int = 1,
+                 batch_window: float = 0.0, on_batch: Callable[[int], None] | None = None,
+                 memory: int = 0) -> None:
         self.model = model
         self.max_queue = max_queue
+        self.max_batch = max_batch  #: rows one batch may hold
+        self.batch_window = batch_window  #: seconds to wait for more jobs to batch
+        self.on_batch = on_batch  #: told how many requests ran together
+        self.memory = memory  #: bytes its weights take
         self.pending = 0  #: jobs queued or running
         self.last_used = monotonic()
         self.idle_ttl: float | None = None  #: keep_alive of the latest request
@@ -86,7 +103,7 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._loop, name=f"gptstore-serve {model.name}", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[Model, Job], Any], key: str, *, idle_ttl: Any = ...) -> Job:
+    def submit(self, work: Callable[[Model, Job], Any], key: str, *, idle_ttl: Any = ..., batch: Any = None) -> Job:
         """Queue ``work``; ``idle_ttl`` (when given) becomes the model's keep_alive."""
         with self._lock:
             if self._retired:
@@ -97,7 +114,7 @@ class ModelWorker:
             self.last_used = monotonic()
             if idle_ttl is not ...:
                 self.idle_ttl = idle_ttl
-        job = Job(work, key)
+        job = Job(work, key, batch=batch)
         self._jobs.put(job)
         return job
 
@@ -117,19 +134,64 @@ class ModelWorker:
         self._jobs.put(None)
 
     def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            if job.future.set_running_or_notify_cancel():
-                try:
-                    with usage.attributed_to(job.key):
-                        job.future.set_result(job.work(self.model, job))
-                except BaseException as exc:  # handed to the request
-                    job.future.set_exception(exc)
+        held: deque[Job | None] = deque()  # taken off the queue but not batchable with the last batch
+        while (job := held.popleft() if held else self._jobs.get()) is not None:
+            jobs = self._collect(job, held)
+            running = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if running:
+                if self.on_batch is not None:
+                    self.on_batch(len(running))
+                with usage.attributed_to(job.key):
+                    if len(running) == 1 and running[0].batch is None:
+                        run_solo(self.model, running[0])
+                    else:
+                        try:
+                            run_batch(self.model, running)
+                        except BaseException as exc:  # pragma: no cover - run_batch sets every future
+                            for j in running:
+                                if not j.future.done():
+                                    j.future.set_exception(exc)
             with self._lock:
-                self.pending -= 1
+                self.pending -= len(jobs)
                 self.last_used = monotonic()
             self._after_job()
         self.model.close()
         self.closed.set()
+
+    def _collect(self, first: Job, held: deque[Job | None]) -> list[Job]:
+        """``first`` and the jobs that may join its batch: held ones first, then what is queued or
+        arrives within the batch window, up to ``max_batch`` rows. Others are held, in order."""
+        if first.batch is None or self.max_batch <= 1 or first.rows >= self.max_batch:
+            return [first]
+        jobs, rows = [first], first.rows
+
+        def fits(job: Job | None) -> bool:
+            return (job is not None and job.batch is not None and job.key == first.key
+                    and job.batch.group == first.batch.group and rows + job.rows <= self.max_batch)
+
+        for job in list(held):
+            if job is None:
+                break
+            if fits(job):
+                held.remove(job)
+                jobs.append(job)
+                rows += job.rows
+        # the window restarts with each request that joins (clients of one burst rarely arrive
+        # within a few ms of each other on a busy machine), up to 4 windows in all
+        start = monotonic()
+        deadline = start + self.batch_window
+        while rows < self.max_batch and (not held or held[-1] is not None):
+            try:
+                job = self._jobs.get(timeout=max(0.0, deadline - monotonic()))
+            except queue.Empty:
+                break
+            if fits(job):
+                jobs.append(job)
+                rows += job.rows
+                deadline = min(monotonic() + self.batch_window, start + 4 * self.batch_window)
+            else:
+                held.append(job)
+        return jobs
 
 
 class ModelPool:
@@ -141,6 +203,7 @@ class ModelPool:
         self._lock = threading.RLock()  # the dict; held only briefly
         self._loading = threading.Lock()  # one load at a time
         self.library = Library()
+        self.on_batch: Callable[[int], None] | None = None  #: set by the metrics: requests per batch run
 
     # -- lookups ---------------------------------------------------------------------------------
     def resolve(self, reference: str) -> tuple[str, str]:
@@ -159,19 +222,23 @@ class ModelPool:
         with self._lock:
             return dict(self.workers)
 
+    def memory_used(self) -> int:
+        return sum(worker.memory for worker in self.loaded().values())
+
     def queue_depth(self) -> int:
         return sum(worker.pending for worker in self.loaded().values())
 
     # -- work ------------------------------------------------------------------------------------
     def submit(self, reference: str, work: Callable[[Model, Job], Any], *, key: str,
-               keep_alive: float | None = None, keep_alive_given: bool = False) -> Job:
+               keep_alive: float | None = None, keep_alive_given: bool = False, batch: Any = None) -> Job:
         """Queue ``work`` on the model ``reference`` names, loading it first when needed. Blocking
         (resolving, pulling, loading): call it from a thread, not the event loop."""
         pinned, digest = self.resolve(reference)
         for _ in range(3):
             worker = self._worker(pinned, digest)
             try:
-                return worker.submit(work, key, **({"idle_ttl": keep_alive} if keep_alive_given else {}))
+                return worker.submit(work, key, batch=batch,
+                                     **({"idle_ttl": keep_alive} if keep_alive_given else {}))
             except _Retired:
                 continue
         raise overloaded(f"{reference} is being unloaded and loaded again")
@@ -187,13 +254,28 @@ class ModelPool:
                 worker = self.workers.get(digest)
                 if worker is not None:
                     return worker
-                while len(self.workers) >= self.settings.max_models:  # make room first: memory stays bounded
+            budget = self.settings.max_memory
+            estimate = weights_bytes(self.library.get(pinned).path) if budget else 0
+            if budget and estimate > budget:
+                raise overloaded(f"{pinned.split('@')[0]} needs about {estimate} bytes but --max-memory is {budget}")
+            evicted = []
+            with self._lock:
+                while self.workers and (len(self.workers) >= self.settings.max_models  # make room first:
+                                        or (budget and self.memory_used() + estimate > budget)):  # memory stays bounded
                     _, old = self.workers.popitem(last=False)
                     old.retire()
+                    evicted.append(old)
+            if budget:
+                for old in evicted:  # their weights are freed (queued work done) before the next load
+                    old.closed.wait(timeout=60)
             from ..model import load
 
             model = load(pinned, device=self.settings.device)
-            worker = ModelWorker(model, max_queue=self.settings.max_queue, after_job=self.reap)
+            measure = getattr(model.runner, "memory_bytes", None)
+            worker = ModelWorker(model, max_queue=self.settings.max_queue, after_job=self.reap,
+                                 max_batch=self.settings.max_batch, batch_window=self.settings.batch_window_ms / 1000,
+                                 on_batch=lambda n: self.on_batch(n) if self.on_batch else None,
+                                 memory=measure() if measure is not None else estimate)
             worker.idle_ttl = self.settings.keep_alive
             with self._lock:
                 self.workers[digest] = worker
@@ -224,3 +306,16 @@ class ModelPool:
             worker.retire()
         for worker in workers:
             worker.closed.wait(timeout=30)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx")
+
+
+def weights_bytes(path: Path) -> int:
+    """Bytes of a package's weight files (top level and one folder down): what its weights take
+    once loaded, give or take a dtype conversion; the engine's own figure replaces it after load."""
+    total = 0
+    for item in list(path.glob("*")) + list(path.glob("*/*")):
+        if item.suffix in WEIGHT_SUFFIXES and item.is_file():
+            total += item.stat().st_size
+    return total

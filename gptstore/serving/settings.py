@@ -63,6 +63,20 @@ def load_keys(path: Path) -> dict[str, str]:
     return keys
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*", re.IGNORECASE)
+_SIZE_UNIT = {None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as ``8GiB``, ``500MB`` or ``1048576``."""
+    found = _SIZE.fullmatch(text or "")
+    if not found or float(found.group(1)) <= 0:
+        raise UsageError(f"--max-memory {text!r} is not a size", hint="write e.g. 8GiB, 500MB or a number of bytes")
+    unit = found.group(2).lower() if found.group(2) else None
+    return int(float(found.group(1)) * _SIZE_UNIT[unit])
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -90,10 +104,19 @@ class ServeSettings:
     max_body: int = 4 * 1024 * 1024  #: largest request body, bytes
     keep_alive: float | None = None  #: seconds an idle model stays loaded; None = until evicted
     keys: dict[str, str] = field(default_factory=dict)  #: {sha256 hex: name}, from api_keys
+    max_batch: int = 8  #: rows (prompts × n) one batched generation may hold; 1 turns batching off
+    batch_window_ms: float = 5.0  #: how long a model's worker waits for more requests to batch
+    max_memory: int | None = None  #: bytes the loaded models' weights may take (besides max_models)
 
     def __post_init__(self) -> None:
         if self.max_models < 1:
             raise UsageError(f"--max-models must be at least 1 (got {self.max_models})")
+        if self.max_batch < 1:
+            raise UsageError(f"--max-batch must be at least 1 (got {self.max_batch})")
+        if not 0 <= self.batch_window_ms <= 1000:
+            raise UsageError(f"--batch-window-ms must be between 0 and 1000 (got {self.batch_window_ms})")
+        if isinstance(self.max_memory, str):
+            self.max_memory = parse_size(self.max_memory)
         if self.api_keys is not None:
             self.keys = load_keys(self.api_keys)
         elif not self.insecure and not is_loopback(self.host):

@@ -5,6 +5,7 @@ Layout::
     blobs/sha256/<hex>              file contents, one blob serves every model that holds it
     manifests/sha256/<hex>          canonical manifest JSON, named by the manifest digest
     manifests/sha256/<hex>.sig      the package signature, when there is one
+    manifests/sha256/<hex>.oms      its OpenSSF model.sig (gptstore.oms), when there is one
     refs/<namespace>/<name>/<tag>   "<manifest digest>" — written last
     snapshots/<hex>/...             the package as a directory, files hard-linked to the (read-only) blobs
     stamps/<hex>.json               verification stamp cache
@@ -40,10 +41,13 @@ from .errors import (ConflictError, DigestMismatch, IntegrityError, InvalidRefer
                      UsageError)
 from .fsutil import atomic_write, fsync_dir, link_or_copy
 from .integrity import StampCache, check_integrity
-from .manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, dumps, load_manifest, parse_bytes
+from .manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest, dumps, load_manifest, parse_bytes
 from .origins import ORIGIN_SUFFIX
 from .refs import DEFAULT_TAG, Reference, is_digest, parse_reference
 from .safety import check_safety, read_model_config
+
+#: beside ``manifests/sha256/<hex>``: the package's OpenSSF ``model.sig``
+OMS_SUFFIX = ".oms"
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,13 @@ class Library:
         except FileNotFoundError:
             return None
 
+    def oms_signature(self, digest: str) -> bytes | None:
+        """The OpenSSF ``model.sig`` kept with a manifest (:mod:`gptstore.oms`), None when none."""
+        try:
+            return self._manifest_path(digest).with_suffix(OMS_SUFFIX).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def resolve(self, reference: str | Reference) -> tuple[Reference, str]:
         """(parsed reference, manifest digest); a pinned digest wins over the tag."""
         ref = parse_reference(reference) if isinstance(reference, str) else reference
@@ -254,6 +265,8 @@ class Library:
         atomic_write(tmp / MANIFEST_FILE, dumps(manifest))
         if (sig := self.signature(digest)) is not None:
             atomic_write(tmp / SIGNATURE_FILE, sig)
+        if (oms := self.oms_signature(digest)) is not None:
+            atomic_write(tmp / OMS_SIGNATURE_FILE, oms)
         try:
             os.replace(tmp, path)
         except OSError:  # another process built it first
@@ -302,12 +315,14 @@ class Library:
         check_integrity(package_dir, manifest, mode="listing", reference=str(package_dir)).raise_first()
         sig_path = package_dir / SIGNATURE_FILE
         signature = sig_path.read_bytes() if sig_path.is_file() else None
+        oms_path = package_dir / OMS_SIGNATURE_FILE
+        oms = oms_path.read_bytes() if oms_path.is_file() else None
         tags = tags or [manifest.version, DEFAULT_TAG]
         with self.lock():
             self._check_tags(manifest, tags, force)
             added = self._ingest(package_dir, manifest)
             try:
-                model = self._commit(manifest, signature, tags)
+                model = self._commit(manifest, signature, tags, oms)
             except BaseException:
                 for sha in added:
                     self.blobs.delete(sha)
@@ -358,7 +373,7 @@ class Library:
         return added
 
     def stage(self, manifest: Manifest, *, signature: bytes | None = None,
-              hashed: Collection[str] = ()) -> LocalModel:
+              hashed: Collection[str] = (), oms_signature: bytes | None = None) -> LocalModel:
         """Write the manifest, signature and snapshot of a model whose blobs are in the store, but
         no ref: a pull verifies the staged model before :meth:`add` makes it appear.
 
@@ -367,17 +382,17 @@ class Library:
         blobs that were already here.
         """
         with self.lock():
-            model = self._stage(manifest, signature)
+            model = self._stage(manifest, signature, oms_signature)
             self._stamp(model, set(hashed))
             return model
 
     def add(self, manifest: Manifest, *, signature: bytes | None = None, tags: list[str] | None = None,
-            force: bool = False) -> LocalModel:
+            force: bool = False, oms_signature: bytes | None = None) -> LocalModel:
         """Record a manifest whose blobs are already in the store (used by pull)."""
         tags = tags or [manifest.version, DEFAULT_TAG]
         with self.lock():
             self._check_tags(manifest, tags, force)
-            return self._commit(manifest, signature, tags)
+            return self._commit(manifest, signature, tags, oms_signature)
 
     def _stamp(self, model: LocalModel, hashed: set[str]) -> None:
         """Add the snapshot files that are hard links to ``hashed`` blobs to the stamp cache."""
@@ -411,28 +426,31 @@ class Library:
             for sha in doomed:
                 self.blobs.delete(sha)
 
-    def _stage(self, manifest: Manifest, signature: bytes | None) -> LocalModel:
+    def _stage(self, manifest: Manifest, signature: bytes | None, oms: bytes | None = None) -> LocalModel:
         digest = manifest.digest
         for entry in manifest.files:
             if not self.blobs.has(entry.sha256):
                 raise IntegrityError(f"blob of {entry.path} is missing", path=entry.path)
         mpath = self._manifest_path(digest)
         atomic_write(mpath, manifest.canonical_json())
-        if signature is not None:
-            atomic_write(mpath.with_suffix(".sig"), signature)
+        for data, suffix, name in ((signature, ".sig", SIGNATURE_FILE), (oms, OMS_SUFFIX, OMS_SIGNATURE_FILE)):
+            if data is None:
+                continue
+            atomic_write(mpath.with_suffix(suffix), data)
             try:
-                current = (self.snapshot_path(digest) / SIGNATURE_FILE).read_bytes()
+                current = (self.snapshot_path(digest) / name).read_bytes()
             except OSError:
                 current = None
-            if current != signature:  # rebuilt to carry the new signature
+            if current != data:  # rebuilt to carry the new signature
                 shutil.rmtree(self.snapshot_path(digest), ignore_errors=True)
         # stamps stay: they name inodes, and a rebuilt snapshot links the same blobs (a copy does not match)
         path = self.snapshot(digest, manifest)
         ref = Reference(manifest.namespace, manifest.name, manifest.version, None, True)
         return LocalModel(ref, digest, manifest, path)
 
-    def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str]) -> LocalModel:
-        staged = self._stage(manifest, signature)
+    def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str],
+                oms: bytes | None = None) -> LocalModel:
+        staged = self._stage(manifest, signature, oms)
         for tag in tags:  # refs last
             atomic_write(self._ref_path(manifest.repo_id, tag), f"{staged.digest}\n".encode())
         ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
@@ -483,7 +501,7 @@ class Library:
                 keep.update(f.sha256 for f in self.manifest(name).files)
                 continue
             (folder / name).unlink()
-            for suffix in (".sig", ORIGIN_SUFFIX):  # its signature, its origin (gptstore.origins)
+            for suffix in (".sig", OMS_SUFFIX, ORIGIN_SUFFIX):  # its signature, its origin (gptstore.origins)
                 (folder / f"{name}{suffix}").unlink(missing_ok=True)
             shutil.rmtree(self.snapshot_path(name), ignore_errors=True)
             self.stamps(name).clear()

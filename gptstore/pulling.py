@@ -71,7 +71,8 @@ class PullResult:
         return {"reference": self.model.name, "digest": f"sha256:{self.model.digest}",
                 "fetched_files": self.fetched_files, "fetched_bytes": self.fetched_bytes,
                 "reused_files": self.reused_files, "repaired_files": self.repaired_files,
-                "resumed_bytes": self.resumed_bytes}
+                "resumed_bytes": self.resumed_bytes,
+                "path": str(self.model.path)}  # the snapshot: a plain directory (model_signing verify runs on it)
 
 
 class _Counting:
@@ -183,18 +184,18 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
                                 token=token, workers=workers, progress=progress)
         fetched += _fetch_missing(source, located, library, fetched, workers=workers, progress=progress)
         # verified as `load` will verify it, before the ref makes it appear
-        staged = library.stage(manifest, signature=located.signature,
+        staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
                                hashed={entry.sha256 for entry, count in fetched if count[2]})
         report = verify(staged, library=library, allow_unsafe=allow_unsafe, strict=False)
         repaired: Fetched = []
         if report.integrity is not None and not report.integrity.ok:
             repaired = _fetch_damaged(source, located, library, report.integrity)
             fetched += repaired
-            staged = library.stage(manifest, signature=located.signature,
+            staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
                                    hashed={entry.sha256 for entry, _count in repaired})
         if not report.ok:
             report = verify(staged, library=library, allow_unsafe=allow_unsafe)  # strict: raises what is still wrong
-        model = library.add(manifest, signature=located.signature, tags=tags)
+        model = library.add(manifest, signature=located.signature, oms_signature=located.oms_signature, tags=tags)
         record_origin(library.root, located.digest, source.url)  # what `gptstore lock` pins by default
     counts = [count for _entry, count in fetched]
     files = sum(1 for c in counts if c[2])

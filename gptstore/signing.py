@@ -1,15 +1,17 @@
 """Signing keys, and DSSE signatures over the manifest digest.
 
-**Keys** are Ed25519, under ``GPTSTORE_HOME/keys/``: ``NAME.key`` (PKCS#8 PEM, mode 0600,
+**Keys** are Ed25519 (the default) or ECDSA P-256 (``--type ec-p256``: the kind the OpenSSF
+``model_signing`` tool signs with, see :mod:`gptstore.oms`), under ``GPTSTORE_HOME/keys/``: ``NAME.key`` (PKCS#8 PEM, mode 0600,
 optionally encrypted with a passphrase) and ``NAME.pub`` (SubjectPublicKeyInfo PEM). A private
 key file that others may read is refused, as ssh does. A key's **key id** is the first 16 hex
-characters of the sha256 of its raw 32-byte public key.
+characters of the sha256 of its raw 32-byte public key (Ed25519) or of its DER
+SubjectPublicKeyInfo (P-256).
 
 **Signatures** (``gptstore.sig`` beside ``gptstore.json``) are DSSE envelopes::
 
     {"payloadType": "application/vnd.gptstore.manifest+json",
      "payload": "<base64 of the statement>",
-     "signatures": [{"keyid": "<key id>", "sig": "<base64 Ed25519 signature>"}]}
+     "signatures": [{"keyid": "<key id>", "sig": "<base64 Ed25519 or ECDSA-SHA256 signature>"}]}
 
 The signature is over DSSE's ``PAE(payloadType, payload)``; the statement is canonical JSON
 ``{"digest": "sha256:<manifest digest>", "reference": "namespace/name:version",
@@ -46,6 +48,7 @@ from .signed_digest import MAX_BYTES as MAX_SIGNATURE_BYTES  # one cap for every
 PAYLOAD_TYPE = "application/vnd.gptstore.manifest+json"
 STATEMENT_VERSION = 1
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEY_TYPES = ("ed25519", "ec-p256")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 
 
@@ -60,6 +63,7 @@ class KeyInfo:
     public_key: str  # PEM
     encrypted: bool
     path: Path  # the private key file
+    type: str = "ed25519"  # one of KEY_TYPES
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,11 +91,39 @@ def check_key_name(name: str) -> str:
     return name
 
 
+def key_type(key: Any) -> str:
+    """``ed25519`` or ``ec-p256`` for a public or private key object."""
+    _, ed25519 = _crypto()
+    return "ed25519" if isinstance(key, (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)) else "ec-p256"
+
+
 def key_id(public_key: Any) -> str:
-    """First 16 hex of sha256 over the raw 32-byte Ed25519 public key."""
+    """First 16 hex of sha256 over the raw 32-byte Ed25519 public key, or a P-256 key's DER SPKI."""
     serialization, _ = _crypto()
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if key_type(public_key) == "ed25519":
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    else:
+        raw = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign_bytes(private_key: Any, message: bytes) -> bytes:
+    """Ed25519, or ECDSA with SHA-256 (DER) for a P-256 key."""
+    if key_type(private_key) == "ed25519":
+        return private_key.sign(message)
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    return private_key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def verify_bytes(public_key: Any, signature: bytes, message: bytes) -> None:
+    """Raise ``cryptography.exceptions.InvalidSignature`` unless ``signature`` signs ``message``."""
+    if key_type(public_key) == "ed25519":
+        public_key.verify(signature, message)
+        return
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
 
 
 def public_key_pem(public_key: Any) -> str:
@@ -101,7 +133,7 @@ def public_key_pem(public_key: Any) -> str:
 
 
 def load_public_key(text: str | bytes, *, source: str = "public key") -> Any:
-    """An Ed25519 public key from PEM text (explanatory lines around the block are ignored)."""
+    """An Ed25519 or P-256 public key from PEM text (explanatory lines around the block are ignored)."""
     serialization, ed25519 = _crypto()
     data = text.encode() if isinstance(text, str) else text
     match = _PEM_BLOCK.search(data)
@@ -113,9 +145,14 @@ def load_public_key(text: str | bytes, *, source: str = "public key") -> Any:
     except ValueError as exc:
         raise TrustError(f"{source} is not a readable public key ({exc})",
                          hint="give the file that `gptstore keys export NAME` wrote") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise TrustError(f"{source} is a {type(key).__name__.removeprefix('_')}, not an Ed25519 key",
-                         hint="gptstore signs with Ed25519 keys; make one with `gptstore keys generate NAME`")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name != "secp256r1":
+        raise TrustError(f"{source} is an EC key on curve {key.curve.name}, not P-256 (secp256r1)",
+                         hint="make one with `gptstore keys generate NAME --type ec-p256`")
+    if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+        raise TrustError(f"{source} is a {type(key).__name__.removeprefix('_')}, not an Ed25519 or P-256 key",
+                         hint="gptstore signs with Ed25519 or P-256 keys; make one with `gptstore keys generate NAME`")
     return key
 
 
@@ -128,13 +165,18 @@ def _info(name: str) -> KeyInfo:
     private, public = _paths(name)
     pem = public.read_text()
     encrypted = b"ENCRYPTED" in private.read_bytes()[:64]
-    return KeyInfo(name, key_id(load_public_key(pem, source=str(public))), pem, encrypted, private)
+    key = load_public_key(pem, source=str(public))
+    return KeyInfo(name, key_id(key), pem, encrypted, private, key_type(key))
 
 
-def generate_key(name: str, *, passphrase: str | None = None, force: bool = False) -> KeyInfo:
-    """Make an Ed25519 key pair ``NAME.key`` (0600) / ``NAME.pub`` under the keys directory."""
+def generate_key(name: str, *, passphrase: str | None = None, force: bool = False,
+                 type: str = "ed25519") -> KeyInfo:
+    """Make a key pair ``NAME.key`` (0600) / ``NAME.pub`` under the keys directory:
+    Ed25519, or ECDSA P-256 (``type="ec-p256"``, which ``model_signing`` also signs with)."""
     serialization, ed25519 = _crypto()
     check_key_name(name)
+    if type not in KEY_TYPES:
+        raise UsageError(f"unknown key type {type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
     private_path, public_path = _paths(name)
     if private_path.exists() and not force:
         raise ConflictError(f"a key named {name!r} already exists ({private_path})",
@@ -143,7 +185,11 @@ def generate_key(name: str, *, passphrase: str | None = None, force: bool = Fals
     private_path.parent.mkdir(parents=True, exist_ok=True)
     if os.name != "nt":
         os.chmod(private_path.parent, 0o700)
-    key = ed25519.Ed25519PrivateKey.generate()
+    if type == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        key = ec.generate_private_key(ec.SECP256R1())
     encryption = (serialization.BestAvailableEncryption(passphrase.encode())
                   if passphrase else serialization.NoEncryption())
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
@@ -187,7 +233,7 @@ def check_permissions(path: Path) -> None:
 
 
 def load_private_key(name: str, passphrase: str | None = None) -> tuple[Any, KeyInfo]:
-    """(Ed25519 private key, info); the passphrase defaults to ``GPTSTORE_KEY_PASSPHRASE``."""
+    """(private key, info); the passphrase defaults to ``GPTSTORE_KEY_PASSPHRASE``."""
     serialization, _ = _crypto()
     info = get_key(name)
     check_permissions(info.path)
@@ -231,7 +277,7 @@ def make_envelope(manifest: Manifest, private_key: Any, *, signed_at: datetime |
     statement = {"schema_version": STATEMENT_VERSION, "digest": f"sha256:{manifest.digest}",
                  "reference": reference_of(manifest), "signed_at": when.isoformat().replace("+00:00", "Z")}
     payload = canonical_json(statement)
-    signature = private_key.sign(pae(PAYLOAD_TYPE, payload))
+    signature = sign_bytes(private_key, pae(PAYLOAD_TYPE, payload))
     envelope = {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode("ascii"),
                 "signatures": [{"keyid": key_id(private_key.public_key()),
                                 "sig": base64.b64encode(signature).decode("ascii")}]}
@@ -334,7 +380,7 @@ def check_signature(manifest: Manifest, data: bytes | None, trusted: dict[str, s
         candidates = [keyid] if keyid in trusted else ([] if keyid else list(trusted))
         for candidate in candidates:
             try:
-                load_public_key(trusted[candidate], source=f"trusted key {candidate}").verify(sig, message)
+                verify_bytes(load_public_key(trusted[candidate], source=f"trusted key {candidate}"), sig, message)
             except InvalidSignature:
                 if keyid:
                     forged = forged or candidate
@@ -385,20 +431,18 @@ class SignResult:
     digest: str
     key: str
     keyid: str
+    #: every signature file written: gptstore.sig and/or model.sig (``--format``)
+    paths: tuple[Path, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)
+        data["paths"] = [str(p) for p in (self.paths or (self.path,))]
         return data
 
 
-def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
-    """Write ``package_dir/gptstore.sig`` after checking every file against the manifest."""
-    root = Path(package_dir)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory", hint="give the package directory to sign")
-    manifest = load_manifest(root)
-    private_key, info = load_private_key(key, passphrase)
+def check_package(root: Path, manifest: Manifest) -> None:
+    """Refuse to sign a directory whose files do not match its manifest (every file hashed)."""
     report = check_integrity(root, manifest, mode="full", reference=str(root))
     if not report.ok:
         first = report.problems[0]
@@ -407,14 +451,27 @@ def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = 
                           expected=first.expected, actual=first.actual,
                           hint=f"run `gptstore package {root} --name {manifest.repo_id} --version "
                                f"{manifest.version}` again to record the files, then sign")
+
+
+def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None,
+                 checked: bool = False) -> SignResult:
+    """Write ``package_dir/gptstore.sig`` after checking every file against the manifest
+    (``checked``: the caller just did)."""
+    root = Path(package_dir)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="give the package directory to sign")
+    manifest = load_manifest(root)
+    private_key, info = load_private_key(key, passphrase)
+    if not checked:
+        check_package(root, manifest)
     target = root / SIGNATURE_FILE
     atomic_write(target, make_envelope(manifest, private_key))
-    return SignResult(target, reference_of(manifest), manifest.digest, info.name, info.keyid)
+    return SignResult(target, reference_of(manifest), manifest.digest, info.name, info.keyid, (target,))
 
 
 __all__ = [
     "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "SignatureCheck",
     "generate_key", "list_keys", "get_key", "export_public_key", "load_private_key", "load_public_key",
-    "key_id", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package", "reference_of",
+    "key_id", "key_type", "KEY_TYPES", "sign_bytes", "verify_bytes", "check_package", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package", "reference_of",
     "MAX_SIGNATURE_BYTES",
 ]

@@ -177,7 +177,8 @@ class TrustStore:
 
     # -- changes ------------------------------------------------------------------------------
     def add_key(self, namespace: str, public_key: str | bytes, *, source: str = "public key") -> tuple[TrustedKey, bool]:
-        """Trust an Ed25519 public key (PEM) for a namespace; returns (key, newly added)."""
+        """Trust an Ed25519 or P-256 public key (PEM) for a namespace; returns (key, newly added).
+        A P-256 key also verifies OpenSSF ``model.sig`` bundles (:mod:`gptstore.oms`)."""
         from .signing import key_id, load_public_key, public_key_pem
 
         check_namespace(namespace)
@@ -247,15 +248,16 @@ def read_signature(path: Path | str) -> bytes | None:
 
 
 def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override: str | None = None,
-                 store: TrustStore | None = None) -> CheckResult:
-    """Check a manifest's signature (the bytes of its ``gptstore.sig``, ``None`` if it has none)
-    under the trust policy of its namespace.
+                 store: TrustStore | None = None, oms_signature: bytes | None = None) -> CheckResult:
+    """Check a manifest's signature (the bytes of its ``gptstore.sig``, ``None`` if it has none;
+    ``oms_signature``: of its OpenSSF ``model.sig``) under the trust policy of its namespace.
+    Either signature verifying by a key trusted for the namespace is enough (:func:`gptstore.oms.check_any`).
 
     Under ``require`` a problem raises :class:`~gptstore.errors.TrustError`; under ``warn`` the
     result is ``ok`` with ``warning=True`` and ``note`` set to the one line to show (nothing is
     logged: the caller shows it); ``off`` checks nothing.
     """
-    from .signing import SignatureCheck, check_signature, reference_of
+    from .signing import SignatureCheck, reference_of
 
     store = store if store is not None else TrustStore.load()
     namespace = manifest.namespace
@@ -268,23 +270,28 @@ def authenticity(manifest: Manifest, signature: bytes | None, *, policy_override
     if policy == "off":
         return CheckResult("authenticity", True, "not checked (policy off)", details | {"signed": None})
     imported = manifest.provenance.imported_from if manifest.provenance else None
-    if signature is None:
+    if signature is None and oms_signature is None:
         allowed = store.allows_unsigned(namespace)
         if imported or allowed:
             return _unsigned(manifest, imported, policy, details, allowed=allowed)
     trusted = {k.keyid: k.public_key for k in store.keys_for(namespace)}
+    which = "gptstore.sig" if signature is not None or oms_signature is None else "model.sig"
     try:
-        result = check_signature(manifest, signature, trusted, namespace=namespace)
+        from .oms import check_any
+
+        result, which = check_any(manifest, signature, oms_signature, trusted, namespace=namespace)
     except MissingDependency as exc:
         if policy == "require":
             raise
         result = SignatureCheck(False, f"could not be checked: {exc}", "signature not checked")
-    if not result.ok and result.short.startswith("signed by untrusted key"):
+    if not result.ok and result.short.startswith("signed by untrusted key") and which == "gptstore.sig":
         result = _for_another_manifest(manifest, signature, result)
-    details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted)}
+    details |= {"signed": result.signed, "keyid": result.keyid, "trusted_keys": sorted(trusted),
+                "signature_file": which}
     if result.ok:
+        via = "" if which == "gptstore.sig" else f"{which}, "
         return CheckResult("authenticity", True,
-                           f"signed by key {result.keyid} (trusted: {namespace}), policy {policy}", details)
+                           f"signed by key {result.keyid} ({via}trusted: {namespace}), policy {policy}", details)
     text = f"{reference_of(manifest)} {result.problem}"
     details["problem"] = text
     if policy == "require":
@@ -335,8 +342,10 @@ def _for_another_manifest(manifest: Manifest, signature: bytes | None, result: A
 # -- the built-in verifier ------------------------------------------------------------------------
 
 def authenticity_verifier(manifest: Manifest, path: Path) -> CheckResult:
-    """``check(manifest, path)`` for ``register_verifiers``: the directory's signature under the policy."""
-    return authenticity(manifest, read_signature(path))
+    """``check(manifest, path)`` for ``register_verifiers``: the directory's signatures under the policy."""
+    from .oms import read_oms
+
+    return authenticity(manifest, read_signature(path), oms_signature=read_oms(path))
 
 
 @hookimpl(trylast=True)  # a built-in: plugins registering the same name override it

@@ -140,7 +140,7 @@ def verify_located(located: Located, *, allow_unsafe: bool = False) -> list[Chec
     manifest = located.manifest
     where = f"{manifest.repo_id}:{manifest.version}"
     safety = check_safety([f.path for f in manifest.files], allow_unsafe=allow_unsafe, where=where)
-    return [safety, authenticity(manifest, located.signature)]
+    return [safety, authenticity(manifest, located.signature, oms_signature=located.oms_signature)]
 
 
 def show_warnings(lines: Iterable[str]) -> None:

@@ -38,7 +38,8 @@ def test_keys_generate_list_export(run_cli, gptstore_home, tmp_path):
     assert [(k["name"], k["keyid"], k["encrypted"]) for k in listed] == [("release", keyid, False)]
     assert listed[0]["path"] == str(gptstore_home / "keys" / "release.key")
     table = run_cli("keys", "list").output.splitlines()
-    assert table[0].split() == ["NAME", "KEYID", "PASSPHRASE", "PATH"] and table[1].split()[:3] == ["release", keyid, "no"]
+    assert table[0].split() == ["NAME", "TYPE", "KEYID", "PASSPHRASE", "PATH"]
+    assert table[1].split()[:4] == ["release", "ed25519", keyid, "no"]
 
     exported = run_cli("keys", "export", "release")
     assert exported.exit_code == 0

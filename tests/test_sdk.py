@@ -89,7 +89,7 @@ def test_push_search_pull_verify(store_server, tiny_gpt_dir, tmp_path, monkeypat
     assert pulled.model.digest == model.digest and pulled.fetched_files == len(model.manifest.files)
     assert pulled.to_dict() | {"fetched_bytes": 0} == {
         "reference": pulled.model.name, "digest": f"sha256:{model.digest}", "fetched_files": len(model.manifest.files),
-        "fetched_bytes": 0, "reused_files": 0, "repaired_files": 0, "resumed_bytes": 0}
+        "fetched_bytes": 0, "reused_files": 0, "repaired_files": 0, "resumed_bytes": 0, "path": str(pulled.model.path)}
     assert [c.name for c in pulled.checks] == ["integrity", "authenticity", "safety"]
     assert gptstore.verify("alice/front", full=True).ok
     assert gptstore.pull("alice/front:1.0.0", store=store_server.url).fetched_files == 0

@@ -101,10 +101,16 @@ def test_bad_input_is_refused_clearly(tmp_path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    ec_pem = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    with pytest.raises(TrustError, match="not an Ed25519 key"):
+    with pytest.raises(TrustError, match="not P-256"):  # P-256 keys are accepted (OpenSSF model.sig)
         store.add_key("acme", ec_pem)
+    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(TrustError, match="not an Ed25519 or P-256 key"):
+        store.add_key("acme", rsa_pem)
 
 
 def test_a_damaged_trust_file_is_an_error_not_an_empty_policy():

@@ -29,12 +29,13 @@ Examples:
   gptstore keys generate release --passphrase      # prompts for a passphrase
   gptstore keys export release > release.pub       # hand this file to your users
   gptstore sign ./my-model --key release
+  gptstore keys generate oms --type ec-p256        # also signs OpenSSF model.sig
 """
 
 
 @click.group(cls=SuggestingGroup, epilog=KEYS_EXAMPLES)
 def keys() -> None:
-    """Make, list and export Ed25519 signing keys.
+    """Make, list and export Ed25519 or P-256 signing keys.
 
     They are kept in GPTSTORE_HOME/keys.
     """
@@ -44,18 +45,21 @@ def keys() -> None:
 @click.argument("name")
 @_passphrase_option(confirm=True)
 @click.option("--force", is_flag=True, help="Replace an existing key of that name.")
+@click.option("--type", "key_type", type=click.Choice(["ed25519", "ec-p256"]), default="ed25519", show_default=True,
+              help="Key type; ec-p256 can also sign OpenSSF model.sig (`gptstore sign --format oms`).")
 @json_option
-def keys_generate(name, passphrase, force, as_json):
+def keys_generate(name, passphrase, force, key_type, as_json):
     """Make a key pair NAME.key (mode 0600) and NAME.pub."""
     from .. import config
     from ..signing import generate_key
 
-    info = generate_key(name, passphrase=passphrase or config.key_passphrase(), force=force)
+    info = generate_key(name, passphrase=passphrase or config.key_passphrase(), force=force, type=key_type)
     if as_json:
         echo_json(info.to_dict())
         return
     protected = "passphrase-protected" if info.encrypted else "no passphrase"
-    click.echo(f"Generated key {info.name} (keyid {info.keyid}, {protected}) at {info.path}")
+    kind = f", {info.type}" if info.type != "ed25519" else ""
+    click.echo(f"Generated key {info.name} (keyid {info.keyid}, {protected}{kind}) at {info.path}")
     click.echo(f"Share the public key: gptstore keys export {info.name} > {info.name}.pub")
 
 
@@ -72,8 +76,8 @@ def keys_list(as_json):
     if not found:
         click.echo("No keys. Make one with `gptstore keys generate NAME`.")
         return
-    table(["NAME", "KEYID", "PASSPHRASE", "PATH"],
-          [(k.name, k.keyid, "yes" if k.encrypted else "no", k.path) for k in found])
+    table(["NAME", "TYPE", "KEYID", "PASSPHRASE", "PATH"],
+          [(k.name, k.type, k.keyid, "yes" if k.encrypted else "no", k.path) for k in found])
 
 
 @keys.command("export")
@@ -95,6 +99,7 @@ SIGN_EXAMPLES = """
 Examples:
   gptstore sign ./my-model --key release
   GPTSTORE_KEY_PASSPHRASE=... gptstore sign ./my-model --key release --json
+  gptstore sign ./my-model --key oms --format both   # also model.sig (OpenSSF), a P-256 key
 """
 
 
@@ -102,9 +107,11 @@ Examples:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--key", "key_name", required=True, metavar="NAME", help="Signing key (see `gptstore keys list`).")
 @_passphrase_option(confirm=False)
+@click.option("--format", "fmt", type=click.Choice(["gptstore", "oms", "both"]), default="gptstore", show_default=True,
+              help="gptstore.sig, model.sig (OpenSSF model signing; needs an ec-p256 key), or both.")
 @json_option
-def sign(directory, key_name, passphrase, as_json):
-    """Sign a package directory (writes DIRECTORY/gptstore.sig).
+def sign(directory, key_name, passphrase, fmt, as_json):
+    """Sign a package directory (writes DIRECTORY/gptstore.sig and/or model.sig).
 
     Every file is checked against gptstore.json first.
     """
@@ -114,12 +121,12 @@ def sign(directory, key_name, passphrase, as_json):
 
     if passphrase is None and config.key_passphrase() is None and get_key(key_name).encrypted:
         passphrase = click.prompt(f"Passphrase for key {key_name}", hide_input=True, err=True)
-    result = sign_package(directory, key=key_name, passphrase=passphrase)
+    result = sign_package(directory, key=key_name, passphrase=passphrase, format=fmt)
     if as_json:
         echo_json(result.to_dict())
         return
     click.echo(f"Signed {result.reference} (sha256:{result.digest[:12]}) with key {result.key} "
-               f"({result.keyid}): {result.path}")
+               f"({result.keyid}): {', '.join(str(p) for p in result.paths)}")
 
 
 TRUST_EXAMPLES = """

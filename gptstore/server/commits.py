@@ -30,8 +30,9 @@ import anyio
 from pydantic import Field, ValidationError
 
 from ..errors import ManifestError
-from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
+from ..manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest, parse_bytes
 from .catalog import MAIN, Catalog, Repo
+from .gating import gate_paid_by_default
 from .http import Body, HubError, bad_request, conflict, entry_not_found, revision_not_found, validation_message
 from .keys import MAX_SIGNATURE, SigningKeys, check_signed, needs_signature
 from .metadata import parse_card, repo_metadata, summarize
@@ -262,6 +263,8 @@ class Committer:
                 self.catalog.set_metadata(repo, card=card, summary=summary, tags=meta.tags,
                                           library_name=meta.library_name, pipeline_tag=meta.pipeline_tag)
                 index_manifest(db, repo.id, summary)
+                if manifest is not None and manifest.pricing.model != "free":
+                    gate_paid_by_default(db, repo.id)  # a paid model is gated unless its owner chose
         return commit
 
     def _version_tag(self, repo: Repo, before: dict[str, FileRow], manifest: Manifest) -> str | None:
@@ -311,13 +314,15 @@ class Committer:
         return manifest
 
     def _check_signature(self, repo: Repo, manifest: Manifest, files: dict[str, FileRow]) -> None:
-        """TrustError (→ 400) unless the revision's gptstore.sig is valid for a registered key."""
-        row = files.get(SIGNATURE_FILE)
-        data = None
-        if row is not None:  # at most one byte past the limit: enough to call it oversized
-            with self.storage.blobs.open(row.sha256) as handle:
-                data = handle.read(MAX_SIGNATURE + 1)
-        check_signed(manifest, repo.repo_id, data, self.keys.trusted(manifest.namespace))
+        """TrustError (→ 400) unless the revision's gptstore.sig or model.sig is valid for a registered key."""
+        found: list[bytes | None] = []
+        for name in (SIGNATURE_FILE, OMS_SIGNATURE_FILE):
+            row, data = files.get(name), None
+            if row is not None:  # at most one byte past the limit: enough to call it oversized
+                with self.storage.blobs.open(row.sha256) as handle:
+                    data = handle.read(MAX_SIGNATURE + 1)
+            found.append(data)
+        check_signed(manifest, repo.repo_id, found[0], self.keys.trusted(manifest.namespace), oms=found[1])
 
     def _card(self, files: dict[str, FileRow]) -> dict:
         row = files.get(README)

@@ -1,13 +1,14 @@
 """Publishers' public keys registered per namespace, and the ``--require-signed`` commit check.
 
-The operator registers Ed25519 public keys (PEM, as ``gptstore keys export`` prints them) for a
+The operator registers Ed25519 or P-256 public keys (PEM, as ``gptstore keys export`` prints them) for a
 namespace with ``gptstore server key add NAMESPACE PUBKEY_FILE``; they live in the catalog's
 ``signing_keys`` table, so they survive restarts and apply at once to a running server.
 
 A server started with ``--require-signed`` refuses a commit that adds or changes
-``gptstore.json`` or ``gptstore.sig`` on any branch unless the resulting revision carries a
-``gptstore.sig`` that :func:`gptstore.signing.check_signature` accepts against the keys of the
-manifest's namespace, and the manifest names the repo it is committed to. The refusal is a
+``gptstore.json``, ``gptstore.sig`` or ``model.sig`` on any branch unless the resulting revision
+carries a ``gptstore.sig`` (:func:`gptstore.signing.check_signature`) or an OpenSSF ``model.sig``
+(:func:`gptstore.oms.check_oms`, a P-256 key) that verifies against the keys of the manifest's
+namespace, and the manifest names the repo it is committed to. The refusal is a
 :class:`~gptstore.errors.TrustError`, which the app answers with ``400`` and the one-line message
 (``X-Error-Message`` and the JSON ``error``) that the Hub client shows; the commit's transaction
 rolls back, so nothing is written.
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError, TrustError, UsageError
-from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest
+from ..manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest
 from ..signing import MAX_SIGNATURE_BYTES as MAX_SIGNATURE
 from .db import Database
 from .timeutil import now
@@ -51,7 +52,7 @@ class SigningKeys:
         self.db = db
 
     def add(self, namespace: str, pem: str | bytes, *, source: str = "public key") -> RegisteredKey:
-        """Register an Ed25519 public key (PEM) for an existing user or org namespace."""
+        """Register an Ed25519 or P-256 public key (PEM) for an existing user or org namespace."""
         from ..signing import key_id, load_public_key, public_key_pem
 
         data = pem.encode() if isinstance(pem, str) else pem
@@ -108,7 +109,7 @@ def needs_signature(before: dict[str, Any], after: dict[str, Any]) -> bool:
     it has a manifest and the commit added, changed or removed the manifest or its signature."""
     if MANIFEST_FILE not in after:
         return False
-    return any(_sha(before, path) != _sha(after, path) for path in (MANIFEST_FILE, SIGNATURE_FILE))
+    return any(_sha(before, path) != _sha(after, path) for path in (MANIFEST_FILE, SIGNATURE_FILE, OMS_SIGNATURE_FILE))
 
 
 def _sha(files: dict[str, Any], path: str) -> str | None:
@@ -120,10 +121,13 @@ def _refuse(problem: str, hint: str) -> TrustError:
     return TrustError(f"this store accepts signed packages only: {problem}", hint=hint)
 
 
-def check_signed(manifest: Manifest, repo_id: str, signature: bytes | None, trusted: dict[str, str]) -> None:
+def check_signed(manifest: Manifest, repo_id: str, signature: bytes | None, trusted: dict[str, str], *,
+                 oms: bytes | None = None) -> None:
     """Raise :class:`TrustError` (one line: what is wrong; what to do) unless ``signature`` is a
-    valid ``gptstore.sig`` for ``manifest`` by one of ``trusted`` and the manifest names ``repo_id``."""
-    from ..signing import check_signature, reference_of
+    valid ``gptstore.sig`` (or ``oms`` a valid ``model.sig``) for ``manifest`` by one of ``trusted``
+    and the manifest names ``repo_id``."""
+    from ..oms import check_any
+    from ..signing import reference_of
 
     if manifest.repo_id != repo_id:
         raise _refuse(f"{MANIFEST_FILE} names {manifest.repo_id}, not this repo {repo_id}",
@@ -134,10 +138,20 @@ def check_signed(manifest: Manifest, repo_id: str, signature: bytes | None, trus
     if signature is not None and len(signature) > MAX_SIGNATURE:
         raise _refuse(f"{reference} has a malformed signature ({SIGNATURE_FILE}: larger than 1 MiB)",
                       "sign it again with `gptstore sign DIR --key NAME`")
-    result = check_signature(manifest, signature, trusted, namespace=namespace)
+    if oms is not None and len(oms) > MAX_SIGNATURE:
+        raise _refuse(f"{reference} has a malformed signature ({OMS_SIGNATURE_FILE}: larger than 1 MiB)",
+                      "sign it again with `gptstore sign DIR --key NAME --format oms`")
+    result, which = check_any(manifest, signature, oms, trusted, namespace=namespace)
     if result.ok:
         return
     short = result.short  # check_signature's reason in a few words; reworded here for the uploader
+    if which == OMS_SIGNATURE_FILE:
+        if short.startswith("signed by untrusted key"):
+            raise _refuse(f"{reference} is signed ({OMS_SIGNATURE_FILE}) by a key that is not registered for "
+                          f"{namespace} on this store", f"ask the store's operator to run `gptstore server key add "
+                          f"{namespace} PUBKEY_FILE` with your P-256 public key, or sign with a registered key")
+        raise _refuse(f"{reference} {result.problem}", "sign it again with a key registered for "
+                      f"{namespace} (`gptstore sign DIR --key NAME --format oms`, an ec-p256 key)")
     if short.startswith("signed by untrusted key"):
         shown = short.removeprefix("signed by untrusted key").strip()
         what = (f"which is not registered for {namespace} on this store" if trusted

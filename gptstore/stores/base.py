@@ -34,6 +34,7 @@ class Located:
     digest: str
     signature: bytes | None
     revision: str  # a hub commit id, or the manifest digest for a library
+    oms_signature: bytes | None = None  # the OpenSSF model.sig beside the manifest (gptstore.oms)
 
 
 @dataclass

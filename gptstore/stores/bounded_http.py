@@ -199,7 +199,8 @@ def not_hub_compatible(endpoint: str, what: str, status: int) -> StoreError:
 
 
 class BoundedHTTP:
-    """GET requests to one store (``endpoint``) with caps, time limits and safe redirects."""
+    """GET requests (and the JSON POST of a usage report) to one store (``endpoint``) with caps, time
+    limits and safe redirects."""
 
     def __init__(self, endpoint: str, token: str | None) -> None:
         self.endpoint = endpoint.rstrip("/")
@@ -329,6 +330,40 @@ class BoundedHTTP:
         except (ValueError, RecursionError):
             if data.lstrip()[:1] == b"<":  # an HTML page: a web server, not a Hub API
                 raise not_hub_compatible(self.endpoint, what, 200) from None
+            raise StoreError(f"{self.endpoint} answered {what} with invalid JSON",
+                             hint="the store is broken or hostile") from None
+
+    def post_json(self, url: str, body: bytes, *, what: str, limit: int = MAX_API_BYTES) -> tuple[int, Any]:
+        """(status, parsed JSON answer) of ``POST url`` with a JSON ``body``, to the store's own
+        origin only and never redirected (a redirect would resend the body and the token
+        elsewhere); an error status raises the ``huggingface_hub`` error for it, like :meth:`open`."""
+        import httpx2
+        from huggingface_hub.utils import get_session
+
+        if origin(url) != self._origin:
+            raise StoreError(f"refusing to send {what} to {one_line(url, 100)}: not the store {self.endpoint}")
+        session = get_session()
+        headers = self._headers(url, {"Content-Type": "application/json"})
+        try:
+            request = session.build_request("POST", url, headers=headers, content=body, timeout=self._timeout())
+            response = session.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.is_redirect:
+                    raise StoreError(f"{self.endpoint} redirected {what}; refusing to send it elsewhere",
+                                     hint="give the store's own URL (--store)")
+                if response.status_code >= 400:
+                    error = self._read(response, MAX_ERROR_BYTES, what, truncate=True)
+                    if is_non_hub_answer(response.status_code, response.headers, error):
+                        raise not_hub_compatible(self.endpoint, what, response.status_code)
+                    _raise_http_error(response, error)
+                data, status = self._read(response, limit, what), response.status_code
+            finally:
+                response.close()
+        except httpx2.TimeoutException as exc:
+            raise self._timed_out(exc, what) from exc
+        try:
+            return status, json.loads(data)
+        except (ValueError, RecursionError):
             raise StoreError(f"{self.endpoint} answered {what} with invalid JSON",
                              hint="the store is broken or hostile") from None
 

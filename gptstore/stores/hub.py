@@ -159,8 +159,9 @@ class HubStore(Store):
     # -- errors ------------------------------------------------------------------------------
     def _fail(self, exc: Exception, what: str, *, write: bool = False) -> GPTStoreError:
         """Turn a huggingface_hub error into one that says which problem it is and what to do."""
-        from huggingface_hub.errors import (HfHubHTTPError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
+                                            RemoteEntryNotFoundError, RepositoryNotFoundError,
+                                            RevisionNotFoundError)
 
         login = f"pass --token, set GPTSTORE_TOKEN, or run `gptstore login --store {self.url}`"
         if isinstance(exc, GPTStoreError):
@@ -170,6 +171,13 @@ class HubStore(Store):
                               hint="unset GPTSTORE_OFFLINE / HF_HUB_OFFLINE, or use a model already pulled")
         if isinstance(exc, (RevisionNotFoundError, RemoteEntryNotFoundError)):
             return ModelNotFound(what, where=self.url, hint="check the version with `gptstore search`")
+        if isinstance(exc, GatedRepoError):  # before RepositoryNotFoundError, its base class
+            page = f"{self.url if self.url != 'hf://' else self.endpoint}/{exc.repo_id or what}"
+            if exc.response is not None and exc.response.status_code == 401:
+                return AuthError(f"{what} is gated on {self.url}: sign in, then request access at {page}",
+                                 hint=login)
+            return AuthError(f"{what} is gated on {self.url}: request access at {page}",
+                             hint="the provider approves requests; pull again once access is granted")
         if isinstance(exc, RepositoryNotFoundError):
             hint = ("it does not exist, or it is private and you are not authorised: " + login)
             return ModelNotFound(what, where=self.url, hint=hint)
@@ -262,7 +270,7 @@ class HubStore(Store):
 
         A plain repo (no manifest) is imported; ``allow_unsafe`` lets it bring pickle-only weights.
         """
-        from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, parse_bytes
+        from ..manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, parse_bytes
 
         self._check_online(f"resolving {ref}")
         what = str(ref)
@@ -276,6 +284,8 @@ class HubStore(Store):
                 commit = self._find_digest(ref) if ref.digest else self.commit_of(ref.repo_id, revision_of(ref))
             data = self.read_file(ref.repo_id, MANIFEST_FILE, commit, limit=MAX_MANIFEST_BYTES)
             signature = self.read_file(ref.repo_id, SIGNATURE_FILE, commit, limit=MAX_SIGNATURE_BYTES)
+            oms = (self.read_file(ref.repo_id, OMS_SIGNATURE_FILE, commit, limit=MAX_SIGNATURE_BYTES)
+                   if data is not None else None)
         except Exception as exc:
             raise self._fail(exc, what) from exc
         if data is None:  # a plain Hub repo (e.g. openai-community/gpt2): imported as an unsigned package
@@ -289,7 +299,7 @@ class HubStore(Store):
             raise ModelNotFound(what, where=self.url,
                                 hint=f"the store has sha256:{manifest.digest[:12]}… at that revision")
         check_version(ref, manifest, self.url)
-        return Located(ref, manifest, manifest.digest, signature, commit)
+        return Located(ref, manifest, manifest.digest, signature, commit, oms)
 
     def _find_digest(self, ref: Reference) -> str:
         """The commit whose manifest has the pinned digest: the tag first, then every tag and main."""

@@ -73,7 +73,7 @@ def _ensure_repo(store: HubStore, repo_id: str, *, private: bool) -> None:
 def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, dumps
+    from ..manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, dumps
     from .card import CARD_FILE, model_card
 
     manifest = model.manifest
@@ -99,6 +99,10 @@ def push(store: HubStore, model: LocalModel, *, private: bool = False) -> str:
         if signature.is_file():
             ops.append(CommitOperationAdd(path_in_repo=SIGNATURE_FILE, path_or_fileobj=signature.read_bytes()))
             keep.add(SIGNATURE_FILE)  # an older signature must not stay beside a manifest it does not sign
+        if (model.path / OMS_SIGNATURE_FILE).is_file():  # the OpenSSF model.sig (gptstore.oms), likewise
+            ops.append(CommitOperationAdd(path_in_repo=OMS_SIGNATURE_FILE,
+                                          path_or_fileobj=(model.path / OMS_SIGNATURE_FILE).read_bytes()))
+            keep.add(OMS_SIGNATURE_FILE)
         if manifest.file(CARD_FILE) is None:  # the package's own README.md is a pinned file: never replaced
             card = model_card(manifest, model.digest).encode()
             ops.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card))

@@ -68,7 +68,8 @@ class LocalStore(Store):
     def locate(self, ref: Reference, *, revision: str | None = None, allow_unsafe: bool = False) -> Located:
         # allow_unsafe only matters to importing stores; a library holds packages with manifests
         digest = revision or self.library.resolve(ref)[1]
-        return Located(ref, self.library.manifest(digest), digest, self.library.signature(digest), digest)
+        return Located(ref, self.library.manifest(digest), digest, self.library.signature(digest), digest,
+                       self.library.oms_signature(digest))
 
     def tags(self, repo_id: str) -> dict[str, str]:
         return self.library.tags(repo_id)

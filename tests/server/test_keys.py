@@ -16,7 +16,7 @@ from huggingface_hub import CommitOperationDelete
 from huggingface_hub.errors import BadRequestError
 
 from gptstore.cli.main import cli
-from gptstore.manifest import MANIFEST_FILE, SIGNATURE_FILE
+from gptstore.manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE
 from gptstore.packaging import package
 from gptstore.server.db import SCHEMA_VERSION, connect
 from gptstore.server.keys import SigningKeys, needs_signature
@@ -318,3 +318,56 @@ def test_needs_signature_only_when_manifest_or_signature_change():
     assert needs_signature(base, {MANIFEST_FILE: manifest})  # signature removed
     assert needs_signature(base, {**base, SIGNATURE_FILE: regular_row(SIGNATURE_FILE, b"t", "9" * 64)})
     assert not needs_signature(base, {})  # no manifest left: not a package
+
+
+# -- OpenSSF model.sig (gptstore.oms) under --require-signed ------------------------------------------
+
+def make_oms_package(tiny_gpt_dir: Path, root: Path, name: str, key: str) -> Path:
+    from gptstore.oms import sign_package as sign_formats
+
+    folder = make_package(tiny_gpt_dir, root, name)
+    sign_formats(folder, key=key, format="oms")
+    assert not (folder / SIGNATURE_FILE).exists()
+    return folder
+
+
+def make_p256_key(name: str, tmp_path: Path) -> Path:
+    generate_key(name, type="ec-p256")
+    pub = tmp_path / f"{name}.pub"
+    pub.write_text(export_public_key(name))
+    return pub
+
+
+def test_a_package_signed_only_with_model_sig_by_a_registered_key_is_accepted(signed_store, tiny_gpt_dir, tmp_path):
+    register(signed_store, "alice", make_p256_key("alice-oms", tmp_path))
+    folder = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-poet", "alice-oms")
+    upload(signed_store, folder, "alice/oms-poet")
+    model = signed_store.api("alice").model_info("alice/oms-poet", revision="v1.0.0")
+    assert {MANIFEST_FILE, OMS_SIGNATURE_FILE} <= {s.rfilename for s in model.siblings}
+
+
+def test_model_sig_by_an_unregistered_key_is_refused(signed_store, tiny_gpt_dir, tmp_path):
+    make_p256_key("stranger-oms", tmp_path)
+    folder = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-stranger", "stranger-oms")
+    refused(signed_store, folder, "alice/oms-stranger", "model.sig")
+
+
+def test_model_sig_of_an_edited_manifest_or_other_files_is_refused(signed_store, tiny_gpt_dir, tmp_path):
+    register(signed_store, "alice", make_p256_key("oms-editor", tmp_path))
+    folder = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-edited", "oms-editor")
+    package(folder, name="alice/oms-edited", version="1.0.0", description="Now free of charge!", license="mit")
+    message = refused(signed_store, folder, "alice/oms-edited", "has a manifest that differs from the signed one")
+    assert "model.sig" in message
+    one = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-one", "oms-editor")
+    two = make_package(tiny_gpt_dir, tmp_path, "alice/oms-two", description="another poet")
+    shutil.copy(one / OMS_SIGNATURE_FILE, two / OMS_SIGNATURE_FILE)
+    refused(signed_store, two, "alice/oms-two", "model.sig")
+
+
+def test_changing_or_removing_model_sig_needs_a_signed_revision():
+    manifest, oms = (regular_row(p, d, f"{i}" * 64) for i, (p, d) in
+                     enumerate([(MANIFEST_FILE, b"m"), (OMS_SIGNATURE_FILE, b"o")], 1))
+    base = {r.path: r for r in (manifest, oms)}
+    assert needs_signature(base, {MANIFEST_FILE: manifest})  # model.sig removed
+    assert needs_signature(base, {**base, OMS_SIGNATURE_FILE: regular_row(OMS_SIGNATURE_FILE, b"p", "9" * 64)})
+    assert not needs_signature(base, dict(base))

@@ -38,7 +38,8 @@ from .verification import verify
 if TYPE_CHECKING:
     from .manifest import Manifest, Metric
 
-__all__ = ["DEFAULT_TOLERANCE", "ClaimCheck", "ClaimMismatch", "EvalReport", "evaluate_model", "perplexity_claim"]
+__all__ = ["DEFAULT_TOLERANCE", "ClaimCheck", "ClaimMismatch", "EvalReport", "claim_status", "evaluate_model",
+           "perplexity_claim"]
 
 #: ``gptstore eval --check`` accepts a measured perplexity within this relative distance of the claim
 DEFAULT_TOLERANCE = 0.02
@@ -106,6 +107,33 @@ def perplexity_claim(manifest: Manifest, sha256: str | None = None) -> Metric | 
     claims = [m for m in manifest.metrics if m.name == "perplexity"
               and (sha256 is None or m.dataset_sha256 == sha256)]
     return claims[-1] if claims else None
+
+
+def claim_status(metric: Metric) -> tuple[bool, str]:
+    """Whether a manifest metric can be re-checked by ``gptstore eval --check``, and how (or why not).
+
+    Pure (reads the metric only), for ``gptstore show`` and the storefront's model page:
+    ``(True, "harness task tiny_mc v1.0 (lm-eval 0.4.13), 0-shot, limit 4, seed 1234, data sha256 ab12…")``
+    or ``(False, "the claim records no sha256 of its data")``.
+    """
+    if metric.task is not None:
+        missing = [what for what, value in (("task version", metric.task_version), ("task hash", metric.task_hash),
+                                            ("data sha256", metric.dataset_sha256)) if value is None]
+        if missing:
+            return False, f"the harness claim records no {' or '.join(missing)}"
+        parts = [f"harness task {metric.task} v{metric.task_version}"
+                 + (f" ({metric.harness})" if metric.harness else ""), f"{metric.num_fewshot or 0}-shot"]
+        if metric.limit is not None:
+            parts.append(f"limit {metric.limit}")
+        if metric.seed is not None:
+            parts.append(f"seed {metric.seed}")
+        return True, ", ".join(parts) + f", data sha256 {metric.dataset_sha256[:12]}…"
+    if metric.name not in ("perplexity", "loss"):
+        return False, f"gptstore does not measure {metric.name!r} and it names no harness task"
+    if metric.dataset_sha256 is None:
+        return False, "the claim records no sha256 of its data"
+    return True, (f"gptstore eval --data {metric.dataset or 'its data'}, "
+                  f"data sha256 {metric.dataset_sha256[:12]}…")
 
 
 def _claim_for(manifest: Manifest | None, target: str, dataset: str, sha256: str) -> Metric:

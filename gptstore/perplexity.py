@@ -160,3 +160,37 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str] | str, *, block_
                batch_size: int = 8) -> float:
     """exp(mean token cross-entropy) of ``texts``; see :func:`evaluate`."""
     return evaluate(model, tokenizer, texts, block_size=block_size, batch_size=batch_size).perplexity
+
+
+def score_tokens(model: Any, sequences: Sequence[tuple[list[int], int]], *,
+                 batch_size: int = 8) -> list[tuple[float, bool]]:
+    """For each ``(ids, first)``: the summed log-probability (nats) of ``ids[first:]`` given the
+    tokens before each, and whether every one of them is the model's greedy choice.
+
+    The scoring behind the harness's ``loglikelihood`` and ``loglikelihood_rolling`` requests
+    (:mod:`gptstore.harness`); ``first`` is at least 1 and each sequence fits the model's context.
+    Sequences run right-padded and masked, ``batch_size`` per forward pass, logits in float32.
+    """
+    import torch
+
+    if any(not 1 <= first < len(ids) for ids, first in sequences):
+        raise UsageError("each scored sequence needs a context token and at least one token to score")
+    device = next(model.parameters()).device
+    results: list[tuple[float, bool]] = []
+    with torch.inference_mode():
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start:start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            input_ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (ids, _) in enumerate(chunk):
+                input_ids[row, :len(ids)] = torch.tensor(ids)
+                mask[row, :len(ids)] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            for row, (ids, first) in enumerate(chunk):
+                targets = torch.tensor(ids[first:])
+                scores = logprobs[row, first - 1:len(ids) - 1]
+                picked = scores.gather(1, targets.unsqueeze(1)).squeeze(1)
+                results.append((float(picked.sum().item()), bool((scores.argmax(-1) == targets).all().item())))
+    return results

@@ -150,3 +150,27 @@ def after_generate(model: Model, completions: list[Completion]) -> list[Completi
     :param completions: the :class:`gptstore.Completion` objects, one per prompt.
     :return: replacement completions (same length), or None to keep them.
     """
+
+
+# -- store server hooks -------------------------------------------------------------------------
+
+@hookspec
+def decide_access(repo_id: str, user: str, fields: dict[str, Any], gated: str,
+                  pricing: dict[str, Any] | None) -> str | None:
+    """Decide a request for access to a gated model on ``gptstore server`` (e.g. after a payment).
+
+    Called by the store when a user requests access (``POST /api/models/{id}/ask-access`` or the
+    model page's "Request access" form), in call order, until one plugin decides. Runs in the
+    server's worker thread: keep it quick (check a payment, do not wait for one); a plugin that
+    raises is reported and skipped, and the request stays as the store's own rule leaves it.
+
+    :param repo_id: the model, ``namespace/name``.
+    :param user: the requesting user's name on the store.
+    :param fields: what the user filled in with the request (strings only; may be empty), e.g. a
+        payment reference.
+    :param gated: the model's setting, ``"auto"`` or ``"manual"``.
+    :param pricing: the manifest's pricing at ``main`` (``{"model", "amount", "currency"}``), or
+        None when main has no manifest.
+    :return: ``"accepted"`` or ``"rejected"`` to decide, or None to leave it undecided (then
+        ``"auto"`` accepts at once and ``"manual"`` waits for a namespace member).
+    """

@@ -45,8 +45,10 @@ MAX_USE_CASES = 16
 MAX_USE_CASE_CHARS = 80
 MANIFEST_FILE = "gptstore.json"
 SIGNATURE_FILE = "gptstore.sig"
+#: the OpenSSF model-signing (OMS v1.0) signature, a Sigstore bundle (:mod:`gptstore.oms`)
+OMS_SIGNATURE_FILE = "model.sig"
 #: files that live beside the package's content but are not part of ``files``
-METADATA_FILES = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
+METADATA_FILES = frozenset({MANIFEST_FILE, SIGNATURE_FILE, OMS_SIGNATURE_FILE})
 
 #: the largest manifest read, and the largest :func:`validate` lets through (as :func:`dumps` writes it)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -151,6 +153,16 @@ class Metric(_Model):
     dataset: Line | None = Field(None, max_length=4096, description="Name or path of the evaluation data.")
     dataset_sha256: Hex64 | None = Field(None, description="sha256 of the evaluation data file.")
     split: Short | None = Field(None, description="Which part of the data, e.g. 'held-out'.")
+    # lm-evaluation-harness claims (``gptstore eval --tasks``): None when unset, so manifests
+    # without them keep their canonical JSON (and digest). gptstore.evaluation.claim_status reads them.
+    task: Short | None = Field(None, description="lm-evaluation-harness task the value was measured on.")
+    task_version: Short | None = Field(None, description="The task's version (its YAML's metadata.version).")
+    task_hash: Hex64 | None = Field(None, description="The harness's task hash: sha256 over every evaluated "
+                                    "document, prompt and target (as lm-eval's task_hashes).")
+    num_fewshot: int | None = Field(None, ge=0, le=1024, description="Few-shot examples per prompt.")
+    limit: int | None = Field(None, ge=1, le=2**31 - 1, description="Documents evaluated (the harness's --limit).")
+    seed: int | None = Field(None, ge=0, lt=2**63, description="Random seed of the evaluation (few-shot sampling).")
+    harness: Short | None = Field(None, description="What measured it, e.g. 'lm-eval 0.4.13'.")
 
 
 class DatasetRecord(_Model):
@@ -358,6 +370,9 @@ class Manifest(_Model):
     def _schema_fields(self) -> Manifest:
         if self.schema_version < 2 and (self.category is not None or self.use_cases is not None):
             raise ValueError("category and use_cases need schema_version 2 (package again with this gptstore)")
+        if self.schema_version < 2 and any(m.task is not None or m.task_hash is not None for m in self.metrics):
+            raise ValueError("harness metrics (task, task_hash) need schema_version 2 (package again with this "
+                             "gptstore)")
         if self.use_cases is not None and len(set(self.use_cases)) != len(self.use_cases):
             raise ValueError("use_cases lists one phrase twice")
         return self

@@ -264,8 +264,9 @@ def search(query: str = "", *, store: str | None = None, token: str | None = Non
     return found.search(query, tag=tag, sort=sort, limit=limit, **extra)  # type: ignore[arg-type]
 
 
-def sign(directory: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
-    """Sign a package directory: writes ``DIRECTORY/gptstore.sig`` over its manifest digest.
+def sign(directory: Path | str, *, key: str, passphrase: str | None = None, format: str = "gptstore") -> SignResult:
+    """Sign a package directory: writes ``DIRECTORY/gptstore.sig`` over its manifest digest, and/or
+    (``format="oms"`` or ``"both"``, a P-256 key) ``DIRECTORY/model.sig``, the OpenSSF model signature.
 
     Every file is checked against ``gptstore.json`` first, so the one signature covers every byte.
 
@@ -273,13 +274,14 @@ def sign(directory: Path | str, *, key: str, passphrase: str | None = None) -> S
         directory: a package directory (``gptstore.package`` wrote its manifest).
         key: the name of one of your signing keys (``gptstore keys generate NAME``).
         passphrase: the key's passphrase, when it has one (default: ``GPTSTORE_KEY_PASSPHRASE``).
+        format: ``gptstore`` (gptstore.sig), ``oms`` (model.sig, :mod:`gptstore.oms`) or ``both``.
 
     Returns:
-        :class:`~gptstore.signing.SignResult` (path, reference, digest, key name and keyid).
+        :class:`~gptstore.signing.SignResult` (path(s), reference, digest, key name and keyid).
     """
-    from .signing import sign_package
+    from .oms import sign_package
 
-    return sign_package(directory, key=key, passphrase=passphrase)
+    return sign_package(directory, key=key, passphrase=passphrase, format=format)
 
 
 def finetune(base: str | Path, data: Path | str | Iterable[Path | str], out: Path | str, *,

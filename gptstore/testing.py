@@ -23,6 +23,9 @@ filtering every generation) cannot change what a test sees unless the test asks 
 
 And :func:`tree_state` — ``{relative path: sha256}`` of a directory, to assert that a failed
 operation left the library exactly as it was.
+For a running store: :func:`publish_package` uploads a tiny gptstore package (manifest fields,
+signature, card of your choice), :func:`register_key` registers a namespace's signing key and
+:func:`signing_key` makes one.
 
 Nothing heavy is imported until a fixture that needs it runs.
 """
@@ -270,6 +273,64 @@ def start_store(root: Path, args: list[str] = SMALL) -> StoreServer:
     return server
 
 
+
+
+#: the ``format`` of the tiny packages :func:`publish_package` uploads
+PACKAGE_FORMAT = {"adapter": "transformers", "architecture": "GPT2LMHeadModel", "context_length": 64,
+                  "dtype": "float32"}
+#: the base an adapter package made by :func:`publish_package` names
+PACKAGE_BASE = {"reference": "alice/helpdesk:1.0.0", "digest": "b" * 64}
+
+
+def signing_key() -> Any:
+    """A fresh Ed25519 private key (needs the ``cryptography`` package)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate()
+
+
+def register_key(server: StoreServer, namespace: str, key: Any, tmp: Path) -> str:
+    """Register ``key``'s public half for ``namespace`` on ``server``; its key id."""
+    from .signing import key_id, public_key_pem
+
+    pub = Path(tmp) / f"{namespace}-{key_id(key.public_key())}.pub"
+    pub.write_text(public_key_pem(key.public_key()))
+    server.admin("key", "add", namespace, str(pub))
+    return key_id(key.public_key())
+
+
+def publish_package(server: StoreServer, tmp: Path, repo_id: str, *, user: str, key: Any = None,
+                    private: bool = False, readme: str | None = None, version: str = "1.0.0",
+                    create: bool = True, **fields: Any) -> None:
+    """A tiny gptstore package (one data file, its manifest, signed with ``key``, a ``README.md``
+    when given) uploaded to ``server`` as ``user`` with the stock client; ``fields`` go into the
+    manifest (``parameters=`` and ``adapter=True`` into its format). ``create=False`` commits a
+    new ``version`` to an existing repo."""
+    import hashlib
+
+    from .manifest import dumps, validate
+    from .signing import make_envelope
+
+    namespace, name = repo_id.split("/")
+    folder = Path(tmp) / f"{repo_id.replace('/', '--')}-{version}"
+    folder.mkdir(parents=True)
+    data = f"weights of {repo_id} {version}".encode()
+    (folder / "weights.bin").write_bytes(data)
+    fmt = {**PACKAGE_FORMAT, "parameters": fields.pop("parameters", 1000)}
+    if fields.pop("adapter", False):
+        fmt["base"] = PACKAGE_BASE
+    entry = {"path": "weights.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = validate({"namespace": namespace, "name": name, "version": version, "format": fmt,
+                         "files": [entry], **fields})
+    (folder / "gptstore.json").write_bytes(dumps(manifest))
+    if key is not None:
+        (folder / "gptstore.sig").write_bytes(make_envelope(manifest, key))
+    if readme is not None:
+        (folder / "README.md").write_text(readme)
+    api = server.api(user)
+    if create:
+        api.create_repo(repo_id, private=private)
+    api.upload_folder(folder_path=folder, repo_id=repo_id)
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,11 @@ def show(reference, store_url, token, as_json):
         data["price"] = json_price(manifest.pricing)
         data["digest"] = f"sha256:{digest}"
         data["signed"] = signature is not None
+        from ..evaluation import claim_status
+
+        for metric, shown in zip(manifest.metrics, data.get("metrics", [])):
+            checkable, how = claim_status(metric)
+            shown["recheck"] = {"checkable": checkable, "how": how}
         echo_json(data)
         return
     m = manifest
@@ -176,9 +181,13 @@ def show(reference, store_url, token, as_json):
     click.echo(f"  signed:     {'yes' if signature else 'no'}    created: {m.created_at:%Y-%m-%d %H:%M}Z")
     if m.tags:
         click.echo(f"  tags:       {', '.join(m.tags)}")
+    from ..evaluation import claim_status
+
     for metric in m.metrics:
-        where = f" on {metric.dataset}" if metric.dataset else ""
+        where = f" on {metric.task or metric.dataset}" if metric.task or metric.dataset else ""
+        checkable, how = claim_status(metric)
         click.echo(f"  metric:     {metric.name} = {metric.value:.4g}{where}")
+        click.echo(f"              {'re-checkable' if checkable else 'cannot be re-checked'}: {how}")
     if m.provenance:
         p = m.provenance
         base = p.base_reference or (f"sha256:{short(p.base_digest)}" if p.base_digest else "-")

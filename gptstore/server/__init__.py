@@ -11,6 +11,10 @@ Modules, one concept each:
     catalogue     the storefront's facets of each model (category, use cases, price, verified
                   publisher, …), refreshed from main's manifest and signature; rating and trending
     reviews       ratings and reviews, one per user per model; per-user downloads mark them
+    gating        gated and paid access: each repo's `gated` setting, access requests, who may
+                  read files (the Hub's GatedRepo answer); the decide_access plugin hook
+    metering      usage reports consumers send (taken once per id), per model, consumer and day;
+                  usage and revenue for the namespace's members and the provider dashboard
     metadata      README card and manifest summary of a repo
     gitpatterns   .gitattributes (which paths go LFS) and .gitignore patterns, as git reads them
     storage       blobs (the library's engine), git ids, multipart staging
@@ -21,7 +25,8 @@ Modules, one concept each:
     limits        slow or oversized requests and stalled downloads (timeouts, header size)
     api_*         the handlers (api_manage: move, duplicate, repo lists, access checks and the
                   redirect from a moved repo's old id; it reuses api_repos' repo-id check;
-                  api_store: the storefront's reviews API)
+                  api_store: the storefront's reviews API; api_access: access requests;
+                  api_metering: usage reports in, usage and revenue out)
     routing       routes on the raw (percent-encoded) path; plain handlers in the threadpool
     app           the Starlette app: routes, exception handlers, lifespan, middleware; serve()
     timeutil      timestamps in the one format the Hub client parses
@@ -33,11 +38,11 @@ runs ``lint-imports``)::
     app
     routing | limits
     api_manage
-    api_files | api_repos | api_revisions | api_store | api_uploads
+    api_access | api_files | api_metering | api_repos | api_revisions | api_store | api_uploads
     context
     commits
     auth | search
-    catalogue | reviews
+    catalogue | reviews | gating | metering
     accounts | keys | catalog
     db | http | storage | settings | metadata | gitpatterns | timeutil
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from ..manifest import MANIFEST_FILE
 from .context import Call
+from .gating import require_access
 from .http import FileStream, entry_not_found, parse_range
 
 CONFIG_FILE = "config.json"
@@ -27,6 +28,7 @@ CONFIG_FILE = "config.json"
 
 def resolve(call: Call) -> Response:
     repo = call.repo()
+    require_access(call.state.db, call.principal, repo, f"{call.base_url}/{repo.repo_id}")
     sha = call.revision(repo)
     path = call.params["path"]
     catalog = call.state.catalog

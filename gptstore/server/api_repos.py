@@ -13,6 +13,7 @@ from ..refs import check_segment
 from .auth import require_repo_write, require_write
 from .catalog import MAIN, Repo
 from .context import Call
+from .gating import gated, gated_many, set_gated
 from .gitpatterns import HUB_GITATTRIBUTES
 from .http import Body, HubError, bad_request, conflict, next_link, repo_not_found, unauthorized
 from .metadata import NO_METADATA_WARNING, card_problems, parse_card, repo_metadata
@@ -159,12 +160,13 @@ def delete_repo(call: Call) -> Response:
 def repo_settings(call: Call) -> Response:
     body = call.model(RepoSettings)
     repo, _ = call.writable_repo()
-    if body.gated not in (None, False):
-        raise bad_request("gated repos are not supported by this store")
     private = body.visibility == "private" if body.visibility else body.private
     if private is not None:
         call.state.catalog.set_private(repo, private)
-    return JSONResponse({"private": repo.private if private is None else private})
+    if body.gated is not None:
+        set_gated(call.state.db, repo.id, body.gated)
+    return JSONResponse({"private": repo.private if private is None else private,
+                         "gated": gated(call.state.db, repo.id)})
 
 
 def model_info(call: Call) -> Response:
@@ -178,6 +180,7 @@ def model_info(call: Call) -> Response:
     refresh(call.state.db, call.state.storage)
     entry = model_entry(repo, sha, last_modified=commit.created_at, card=True,
                         store=facets(call.state.db, [repo.id]).get(repo.id))
+    entry["gated"] = gated(call.state.db, repo.id)
     entry["siblings"] = [sibling(row, blobs) for row in files]
     if blobs:
         entry["usedStorage"] = sum(row.size for row in files)
@@ -213,11 +216,13 @@ def list_models(call: Call) -> Response:
     refresh(call.state.db, call.state.storage)
     rows = query_models(call.state.db, query, visible=principal.namespaces if principal else ())
     store = facets(call.state.db, [repo.id for repo, _ in rows[:page]])
+    gates = gated_many(call.state.db, [repo.id for repo, _ in rows[:page]])
     full = _flag(call, "full")
     card = full or _flag(call, "cardData")
     entries = []
     for repo, sha in rows[:page]:
         entry = model_entry(repo, sha, card=card, store=store.get(repo.id))
+        entry["gated"] = gates.get(repo.id, False)
         if full:
             entry["siblings"] = [sibling(row, False) for row in call.state.catalog.files(sha)]
         entries.append(entry)

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import GPTStoreError
-from . import api_files, api_manage, api_repos, api_revisions, api_store, api_uploads, web
+from . import (api_access, api_files, api_manage, api_metering, api_repos, api_revisions, api_store, api_uploads,
+               web)
 from .accounts import Accounts
 from .auth import UrlSigner
 from .catalog import Catalog, RepoMoved
@@ -60,9 +61,16 @@ ROUTES: list[tuple[tuple[str, ...] | None, str, Handler]] = [
     (("GET",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.list_reviews),
     (("PUT",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.put_review),
     (("DELETE",), r"/api/gptstore/models/" + _REPO + r"/reviews", api_store.delete_review),
+    (("POST",), r"/api/gptstore/usage", api_metering.post_usage),
+    (("GET",), r"/api/gptstore/usage/(?P<namespace>[^/]+)", api_metering.namespace_usage),
     (("GET",), _API, api_repos.model_info),
     (("GET",), _API + r"/revision/(?P<revision>[^/]+)", api_repos.model_info),
     (("PUT",), _API + r"/settings", api_repos.repo_settings),
+    (("POST",), _API + r"/ask-access", api_access.ask_access),
+    (("DELETE",), _API + r"/user-access-request", api_access.withdraw_request),
+    (("GET",), _API + r"/user-access-request/(?P<status>pending|accepted|rejected)", api_access.list_requests),
+    (("POST",), _API + r"/user-access-request/handle", api_access.handle_request),
+    (("POST",), _API + r"/user-access-request/grant", api_access.grant_access),
     (("POST",), _API + r"/duplicate", api_manage.duplicate_repo),
     (("GET",), _API + r"/auth-check(?:/(?P<access>write))?", api_manage.auth_check),
     (("GET",), _API + r"/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?", api_revisions.tree),

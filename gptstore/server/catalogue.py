@@ -10,7 +10,7 @@ search. Rows are made by :func:`refresh` from the stored manifest and signature,
 was registered for the namespace after a signature that did not verify was checked. The listing
 and model-info handlers call :func:`refresh` before they read, so commits, moves, duplicates,
 key registrations and catalogs upgraded from schema 4 all show up without a hook in the commit
-path; with nothing stale, it is one indexed query.
+path; while nothing was committed since the last refresh, it is two cheap statements.
 
 "Verified" is read live: the signer must still be registered for the repo's namespace, so
 removing a key (``gptstore server key remove``) removes the mark at once.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -66,13 +67,27 @@ def trending_since(today: datetime | None = None) -> str:
     return (today - timedelta(days=TRENDING_DAYS - 1)).strftime("%Y-%m-%d")
 
 
+#: per thread: ``{id(db): db.version()}`` when :func:`refresh` last left nothing to do there
+_checked = threading.local()
+
+
 def refresh(db: Database, storage: Storage) -> int:
-    """Bring every stale catalogue row up to date (see the module doc); the number refreshed."""
+    """Bring every stale catalogue row up to date (see the module doc); the number refreshed.
+
+    Finding stale rows scans every repo (~25 ms at 10,000), so it is skipped while nothing was
+    committed to the catalog since this thread's last refresh (``Database.version``): staleness
+    depends on the catalog's content only, so an unchanged catalog has nothing new to refresh."""
+    marks = getattr(_checked, "marks", None)
+    if marks is None:
+        marks = _checked.marks = {}
+    if marks.get(id(db)) == db.version():
+        return 0
     seen: set[int] = set()
     keys = SigningKeys(db)
     while True:
         rows = [row for row in db.all(_STALE) if row["id"] not in seen]
         if not rows:  # none left, or only ones that stay stale (a manifest that no longer parses)
+            marks[id(db)] = db.version()
             return len(seen)
         with db.transaction():
             for row in rows:

@@ -26,10 +26,12 @@ from typing import Any, Iterator, Sequence
 #: 1: accounts, repos, commits, refs, files, search index; 2: signing_keys; 3: namespaces.fullname;
 #: 4: repo_redirects (old ids of moved repos) and the case-insensitive repo-id index;
 #: 5: the storefront's catalogue (facets and their full-text index), reviews, per-user and per-day downloads.
+#: 6: gated access: repo_gating (the repo's ``gated`` setting) and access_requests (gating.py).
+#: 7: metering: usage_reports (reports taken, by id) and usage_daily (tokens and cost per repo, consumer, day).
 #: Every statement of SCHEMA is idempotent (IF NOT EXISTS), so an older catalog is upgraded by
 #: running the whole script again: only what it lacks is created; a column added to an existing
 #: table is also listed in :data:`ADDED_COLUMNS`, which adds it where it is missing.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -161,6 +163,44 @@ CREATE TABLE IF NOT EXISTS daily_downloads (  -- downloads per repo per UTC day,
     PRIMARY KEY (repo, day)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS daily_downloads_day ON daily_downloads (day, repo);
+CREATE TABLE IF NOT EXISTS repo_gating (  -- the repo's `gated` setting; no row: never set (schema 6; gating.py)
+    repo        INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    mode        TEXT NOT NULL CHECK (mode IN ('off', 'auto', 'manual')),
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS access_requests (  -- one per user per gated repo (schema 6; gating.py)
+    id          TEXT PRIMARY KEY,
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+    fields      TEXT,             -- JSON object the requester filled in, or NULL
+    reason      TEXT,             -- why it was rejected, or NULL
+    decided_by  TEXT,             -- who (or which plugin) decided it last, or NULL
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    UNIQUE (repo, user)
+);
+CREATE INDEX IF NOT EXISTS access_requests_status ON access_requests (repo, status);
+CREATE TABLE IF NOT EXISTS usage_reports (  -- usage reports taken, so a re-sent one counts once (schema 7; metering.py)
+    user         TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    id           TEXT NOT NULL,     -- the client's report id (64 hex)
+    digest       TEXT NOT NULL,     -- sha256 of its rows: the same id with other rows is refused
+    rows         INTEGER NOT NULL,
+    received_at  TEXT NOT NULL,
+    PRIMARY KEY (user, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_daily (  -- reported usage per repo, consumer and UTC day (schema 7; metering.py)
+    repo               INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    user               TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+    day                TEXT NOT NULL,     -- YYYY-MM-DD
+    currency           TEXT NOT NULL,
+    calls              INTEGER NOT NULL,
+    prompt_tokens      INTEGER NOT NULL,
+    completion_tokens  INTEGER NOT NULL,
+    cost               REAL NOT NULL,
+    PRIMARY KEY (repo, user, day, currency)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_daily_user ON usage_daily (user, repo);
 CREATE VIRTUAL TABLE IF NOT EXISTS manifest_fts USING fts5(
     name, description, tags, provider, license, pricing, tokenize = 'unicode61'
 );
@@ -249,6 +289,13 @@ class Database:
             holder.conn.execute("COMMIT")
         finally:
             holder.depth = 0
+
+    def version(self) -> tuple[int, int, int]:
+        """A mark of the catalog's state as this thread's connection sees it: equal marks mean
+        no write was committed in between, by this connection (``total_changes``) or by any other
+        connection or process (``PRAGMA data_version``). Lets a reader skip work it already did."""
+        conn = self._holder.conn
+        return id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
 
     def close(self) -> None:
         """Close every thread's connection (at shutdown); later use raises."""

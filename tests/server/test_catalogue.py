@@ -11,13 +11,9 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from gptstore.manifest import dumps, validate
-from gptstore.testing import SMALL, start_store
+from gptstore.testing import SMALL, publish_package, register_key, signing_key, start_store
 
 pytest.importorskip("cryptography")
-
-FORMAT = {"adapter": "transformers", "architecture": "GPT2LMHeadModel", "context_length": 64, "dtype": "float32"}
-BASE = {"reference": "alice/helpdesk:1.0.0", "digest": "b" * 64}
 
 
 @pytest.fixture(scope="module")
@@ -27,44 +23,8 @@ def shop(tmp_path_factory):
     server.stop()
 
 
-def _key():
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    return Ed25519PrivateKey.generate()
-
-
-def _register(shop, namespace: str, key, tmp: Path) -> str:
-    from gptstore.signing import key_id, public_key_pem
-
-    pub = tmp / f"{namespace}-{key_id(key.public_key())}.pub"
-    pub.write_text(public_key_pem(key.public_key()))
-    shop.admin("key", "add", namespace, str(pub))
-    return key_id(key.public_key())
-
-
-def publish(shop, tmp: Path, repo_id: str, *, user: str, key=None, private: bool = False, **fields) -> None:
-    """A tiny package (one data file and its manifest; signed with ``key``) uploaded as ``user``."""
-    import hashlib
-
-    from gptstore.signing import make_envelope
-
-    namespace, name = repo_id.split("/")
-    folder = tmp / repo_id.replace("/", "--")
-    folder.mkdir(parents=True)
-    data = f"weights of {repo_id}".encode()
-    (folder / "weights.bin").write_bytes(data)
-    fmt = {**FORMAT, "parameters": fields.pop("parameters", 1000)}
-    if fields.pop("adapter", False):
-        fmt["base"] = BASE
-    entry = {"path": "weights.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    manifest = validate({"namespace": namespace, "name": name, "version": "1.0.0", "format": fmt, "files": [entry],
-                         **fields})
-    (folder / "gptstore.json").write_bytes(dumps(manifest))
-    if key is not None:
-        (folder / "gptstore.sig").write_bytes(make_envelope(manifest, key))
-    api = shop.api(user)
-    api.create_repo(repo_id, private=private)
-    api.upload_folder(folder_path=folder, repo_id=repo_id)
+# the package helpers live in gptstore.testing (the storefront's page tests use them too)
+_key, _register, publish = signing_key, register_key, publish_package
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +51,10 @@ def _publish_all(shop, tmp, alice_key, stranger_key):
             parameters=100_000, pricing={"model": "flat", "amount": 10, "currency": "EUR"})
     publish(shop, tmp, "bob/secret", user="bob", private=True, category="chat", use_cases=["customer-support"])
     shop.api("bob").create_repo("bob/plain")
+    # priced models are gated "manual" from their first commit (test_gating.py); these tests download
+    # them as consumers, so their providers open them
+    shop.api("alice").update_repo_settings("alice/helpdesk", gated=False)
+    shop.api("carol").update_repo_settings("acme/lawyer", gated=False)
 
 
 def listing(shop, user: str | None = None, **params) -> list[dict]:

@@ -11,6 +11,9 @@ blob that ``has()`` would trust. That fsync used to be the measured cost of a pu
 written back at the end, with the downloader waiting); now the writer asks the kernel to start
 writing back every :data:`WRITEBACK_STEP` bytes as they arrive (Linux ``sync_file_range``, which
 waits for nothing), so by the final fsync little is left to write. Same invariant, a shorter wait.
+Large pieces (an upload's 8 MiB buffers) skip the page cache altogether (O_DIRECT, see
+:meth:`BlobWriter._write_large`): copying into fresh page-cache pages was the slowest stage of an
+upload; the final fsync still comes (file size, the device's cache).
 
 A committed blob is read-only (mode 0444). Unfinished writes live in ``<root>/tmp`` and can be
 resumed by name.
@@ -22,6 +25,7 @@ never grows past it (an endless or oversized download fails instead of filling t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -39,6 +43,11 @@ CHUNK = 4 * 1024 * 1024
 WRITEBACK_STEP = 8 * 1024 * 1024
 #: pieces at least this large are hashed and written at the same time (see BlobWriter.write)
 OVERLAP_MIN = 1024 * 1024
+#: large pieces are written past the page cache (O_DIRECT) in blocks of this alignment
+DIRECT_ALIGN = 4096
+#: the page-aligned staging buffer a writer copies large pieces into for O_DIRECT
+DIRECT_STAGE = 8 * 1024 * 1024
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RESUME_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DISK_WRITER: ThreadPoolExecutor | None = None
@@ -147,6 +156,9 @@ class BlobWriter:
             self.path = Path(name)
             self._file = os.fdopen(fd, "wb")
         self._done = False
+        #: large pieces go past the page cache (see :meth:`_write_large`) until the filesystem refuses
+        self._direct = bool(_O_DIRECT) and sys.platform.startswith("linux")
+        self._stage: Any = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``; a piece of :data:`OVERLAP_MIN` bytes or more is written by another
@@ -157,7 +169,7 @@ class BlobWriter:
             raise DigestMismatch(f"blob: more than the expected {self.expected_size} bytes arrived",
                                  expected=str(self.expected_size), actual=f">{self.expected_size}")
         if len(data) >= OVERLAP_MIN:
-            written = _disk_writer().submit(self._file.write, data)
+            written = _disk_writer().submit(self._write_large, data, self.size)
             try:
                 self._hash.update(data)
             finally:
@@ -170,6 +182,56 @@ class BlobWriter:
             self._file.flush()
             start_writeback(self._file.fileno(), self._written_back, self.size - self._written_back)
             self._written_back = self.size
+
+    def _write_large(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """A large piece at ``offset``: past the page cache where the filesystem allows, else through it.
+
+        Measured on the 256 MB upload of ``bench/server.py``: writing into the page cache (fresh
+        pages, then their write-back) ran at ~400 MiB/s and was the slowest stage of the upload,
+        below hashing (~1.9 GiB/s); an O_DIRECT write of the same bytes ran at ~3 GiB/s and leaves
+        nothing for the final fsync to flush. The piece is copied into a page-aligned buffer (one
+        memcpy) in whole blocks; a tail under a block, and everything after it, goes through the
+        page cache. ``commit`` still fsyncs (file size, the device's cache): same durability."""
+        if self._direct and offset % DIRECT_ALIGN == 0 and len(data) >= DIRECT_ALIGN:
+            view = memoryview(data).cast("B")
+            body = len(view) - len(view) % DIRECT_ALIGN
+            try:
+                self._write_direct(view[:body])
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self._direct = False  # this filesystem refuses O_DIRECT: the page cache from here on
+                self._file.seek(offset)
+                self._file.truncate()
+                self._file.write(data)
+                return
+            if body < len(view):
+                self._file.write(view[body:])
+            return
+        self._file.write(data)
+
+    def _write_direct(self, view: memoryview) -> None:
+        import fcntl
+        import mmap
+
+        self._file.flush()
+        fd = self._file.fileno()
+        if self._stage is None:
+            self._stage = mmap.mmap(-1, DIRECT_STAGE)  # anonymous mappings are page-aligned
+        stage = memoryview(self._stage)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+        try:
+            for start in range(0, len(view), DIRECT_STAGE):
+                piece = view[start:start + DIRECT_STAGE]
+                stage[:len(piece)] = piece
+                done = 0
+                while done < len(piece):
+                    done += os.write(fd, stage[done:len(piece)])
+        finally:
+            stage.release()
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        self._file.seek(0, os.SEEK_END)  # the buffered file object learns the new end
 
     def restart(self) -> None:
         """Drop what was written so far (e.g. a server that ignored a Range request)."""

@@ -12,9 +12,14 @@ Layout::
     pins/<id>.pin                   blobs a running pull needs (garbage collection keeps them)
     library.lock                    serialises writers across processes
 
-Writes are atomic (temp file, fsync, rename) and a ref is written only after every blob, the
-manifest and the snapshot are in place, so a model appears whole or not at all. Publishing and
-removing hold ``library.lock``.
+Writes are atomic (temp file, rename) and a ref is written only after every blob, the
+manifest and the snapshot are in place *and durable*, so a model appears whole or not at all, also
+after a crash or a power loss. Blobs are fsynced one by one as they are committed (other pulls
+trust a blob that is in place). The small files of a model (manifest, signatures, snapshot,
+stamps: some twenty) are written in a :func:`~gptstore.fsutil.durable_batch` — no fsync each, one
+``syncfs`` when the batch ends — and only then are the refs written (and synced, with the batch
+around them). A crash before that sync leaves files no ref names (garbage collection's business),
+never a ref that names missing or torn data. Publishing and removing hold ``library.lock``.
 
 A pull writes blobs before it holds the lock (downloads take long), so it first *pins* the blobs
 of its manifest (:meth:`Library.pin`): a pin file whose lock the pulling process holds. Garbage
@@ -39,7 +44,7 @@ from . import config
 from .blobs import BlobStore, hash_file
 from .errors import (ConflictError, DigestMismatch, IntegrityError, InvalidReference, ModelNotFound, PackageError,
                      UsageError)
-from .fsutil import atomic_write, fsync_dir, link_or_copy
+from .fsutil import atomic_write, durable_batch, fsync_dir, link_or_copy, sync_barrier, sync_later
 from .integrity import StampCache, check_integrity
 from .manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest, dumps, load_manifest, parse_bytes
 from .origins import ORIGIN_SUFFIX
@@ -105,7 +110,7 @@ class Pin:
         self.path = folder / f"{name}.pin"
         self._lock = FileLock(str(folder / f"{name}.lock"))
         self._lock.acquire()
-        atomic_write(self.path, "\n".join(shas).encode())
+        atomic_write(self.path, "\n".join(shas).encode(), durable=False)  # means something only while we run
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -272,6 +277,9 @@ class Library:
         except OSError:  # another process built it first
             shutil.rmtree(tmp, ignore_errors=True)
         fsync_dir(path.parent)
+        # in a durable batch without syncfs each file is synced by name: name them where they are now
+        sync_later(files=[path / MANIFEST_FILE, path / SIGNATURE_FILE, path / OMS_SIGNATURE_FILE],
+                   dirs=[Path(d) for d, _subdirs, _files in os.walk(path)])
         return path
 
     def base_of(self, manifest: Manifest) -> LocalModel:
@@ -381,7 +389,7 @@ class Library:
         snapshot files go into the stamp cache, so the verification that follows reads only the
         blobs that were already here.
         """
-        with self.lock():
+        with self.lock():  # a pull stages inside a durable_batch: synced once, before add() writes the refs
             model = self._stage(manifest, signature, oms_signature)
             self._stamp(model, set(hashed))
             return model
@@ -450,9 +458,12 @@ class Library:
 
     def _commit(self, manifest: Manifest, signature: bytes | None, tags: list[str],
                 oms: bytes | None = None) -> LocalModel:
-        staged = self._stage(manifest, signature, oms)
-        for tag in tags:  # refs last
-            atomic_write(self._ref_path(manifest.repo_id, tag), f"{staged.digest}\n".encode())
+        """Stage, make durable, then write the refs (synced when the outermost batch ends)."""
+        with durable_batch(self.root):  # joins a pull's batch
+            staged = self._stage(manifest, signature, oms)
+            sync_barrier()  # everything the model needs is durable (one syncfs) before a ref names it
+            for tag in tags:  # refs last
+                atomic_write(self._ref_path(manifest.repo_id, tag), f"{staged.digest}\n".encode())
         ref = Reference(manifest.namespace, manifest.name, tags[0], None, True)
         return LocalModel(ref, staged.digest, manifest, staged.path)
 

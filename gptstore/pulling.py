@@ -38,6 +38,7 @@ from filelock import FileLock
 from .blobs import BlobWriter, hash_file, is_sha256
 from .checks import CheckResult
 from .errors import ConflictError, ManifestError
+from .fsutil import durable_batch
 from .integrity import IntegrityReport
 from .library import Library, LocalModel
 from .manifest import FileEntry
@@ -45,7 +46,7 @@ from .origins import record_origin
 from .refs import DEFAULT_TAG, Reference, parse_reference
 from .safety import CONFIG_FILE, MAX_CONFIG_BYTES, check_safety, parse_model_config
 from .stores.base import Located, Store, get_store
-from .verification import show_warnings, verify, verify_located
+from .verification import VerificationReport, show_warnings, verify, verify_located
 
 
 @dataclass
@@ -183,20 +184,13 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
             base_result = _pull(pinned, store=source, library=library, allow_unsafe=allow_unsafe, revision=None,
                                 token=token, workers=workers, progress=progress)
         fetched += _fetch_missing(source, located, library, fetched, workers=workers, progress=progress)
-        # verified as `load` will verify it, before the ref makes it appear
-        staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
-                               hashed={entry.sha256 for entry, count in fetched if count[2]})
-        report = verify(staged, library=library, allow_unsafe=allow_unsafe, strict=False)
-        repaired: Fetched = []
-        if report.integrity is not None and not report.integrity.ok:
-            repaired = _fetch_damaged(source, located, library, report.integrity)
-            fetched += repaired
-            staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
-                                   hashed={entry.sha256 for entry, _count in repaired})
-        if not report.ok:
-            report = verify(staged, library=library, allow_unsafe=allow_unsafe)  # strict: raises what is still wrong
-        model = library.add(manifest, signature=located.signature, oms_signature=located.oms_signature, tags=tags)
-        record_origin(library.root, located.digest, source.url)  # what `gptstore lock` pins by default
+        # the small files (manifest, snapshot, stamps, origin) without an fsync each: add() syncs
+        # them all at once before it writes the refs, the refs and origin are synced when this ends
+        with durable_batch(library.root):
+            report, repaired, model = _stage_verify_add(source, located, library, fetched, tags,
+                                                        allow_unsafe=allow_unsafe)
+            record_origin(library.root, located.digest, source.url)  # what `gptstore lock` pins by default
+        fetched += repaired
     counts = [count for _entry, count in fetched]
     files = sum(1 for c in counts if c[2])
     return PullResult(model, located, files, sum(c[0] for c in counts), len(manifest.files) - files,
@@ -205,6 +199,24 @@ def _pull(reference: str | Reference, *, store: str | Store | None, library: Lib
 
 
 Fetched = list[tuple[FileEntry, tuple[int, int, bool]]]
+
+
+def _stage_verify_add(source: Store, located: Located, library: Library, fetched: Fetched, tags: list[str], *,
+                      allow_unsafe: bool) -> tuple[VerificationReport, Fetched, LocalModel]:
+    """Verified as ``load`` will verify it (damaged blobs fetched again), before the ref makes it appear."""
+    manifest = located.manifest
+    staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
+                           hashed={entry.sha256 for entry, count in fetched if count[2]})
+    report = verify(staged, library=library, allow_unsafe=allow_unsafe, strict=False)
+    repaired: Fetched = []
+    if report.integrity is not None and not report.integrity.ok:
+        repaired = _fetch_damaged(source, located, library, report.integrity)
+        staged = library.stage(manifest, signature=located.signature, oms_signature=located.oms_signature,
+                               hashed={entry.sha256 for entry, _count in repaired})
+    if not report.ok:
+        report = verify(staged, library=library, allow_unsafe=allow_unsafe)  # strict: raises what is still wrong
+    model = library.add(manifest, signature=located.signature, oms_signature=located.oms_signature, tags=tags)
+    return report, repaired, model
 
 
 def _fetch_missing(source: Store, located: Located, library: Library, ahead: Fetched, *, workers: int,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import gptstore.blobs as blobs
-from gptstore.blobs import WRITEBACK_STEP, BlobStore
+from gptstore.blobs import WRITEBACK_STEP, BlobStore, BlobWriter
 
 MiB = 1024 * 1024
 
@@ -91,3 +91,43 @@ def test_a_forked_child_writes_large_blobs_too(tmp_path):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("a forked child hung writing a blob")
+
+
+def _piecewise(store: BlobStore, data: bytes, piece: int) -> str:
+    with store.writer(expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data)) as writer:
+        for start in range(0, len(data), piece):
+            writer.write(data[start:start + piece])
+        direct = writer._direct
+        digest = writer.commit()
+    assert store.read_bytes(digest) == data
+    return direct
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="no O_DIRECT on this platform")
+def test_large_pieces_go_past_the_page_cache_and_land_byte_exact(tmp_path, monkeypatch):
+    """An upload's 8 MiB buffers are written with O_DIRECT (in whole blocks; the odd tail through
+    the page cache), and the blob is byte-exact, tail and all."""
+    calls = []
+    real = BlobWriter._write_direct
+
+    def counting(self, view):
+        calls.append(len(view))
+        real(self, view)
+
+    monkeypatch.setattr(BlobWriter, "_write_direct", counting)
+    data = os.urandom(3 * 8 * MiB + 4096 * 3 + 17)  # a tail of blocks, then a few odd bytes
+    assert _piecewise(BlobStore(tmp_path / "blobs"), data, 8 * MiB) is True
+    assert calls[:3] == [8 * MiB] * 3 and all(n % blobs.DIRECT_ALIGN == 0 for n in calls)
+
+
+def test_a_filesystem_that_refuses_o_direct_gets_the_page_cache(tmp_path, monkeypatch):
+    """EINVAL from the direct write (tmpfs on older kernels, some network filesystems): the piece is
+    written again through the page cache, and so is everything after it."""
+    import errno
+
+    def refuse(self, view):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(BlobWriter, "_write_direct", refuse)
+    data = os.urandom(2 * 8 * MiB + 5)
+    assert _piecewise(BlobStore(tmp_path / "blobs"), data, 8 * MiB) is False

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import print_table  # noqa: E402
+from _util import print_table, publish_bench_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Return the value of the object, or raise an error when the file cannot be read"
@@ -55,21 +55,6 @@ encoded = tokenizer(["Return the"], return_tensors="pt").to(model.device)
 model.generate(**encoded, max_new_tokens=1, do_sample=False)
 print(time.perf_counter() - start)
 """
-
-
-def prepare(base: Path) -> None:
-    """Build and publish the model once (kept in ``base``)."""
-    from gptstore.library import Library
-    from gptstore.packaging import package
-    from gptstore.training.tiny import build_tiny_gpt
-
-    model_dir = base / "model"
-    if not (model_dir / "gptstore.json").is_file():
-        build_tiny_gpt(model_dir, n_layer=4, n_head=4, n_embd=256, context_length=512, seed=0)
-        package(model_dir, name="bench/gpt", version="1.0.0")
-    library = Library()
-    if not library.tags("bench/gpt"):
-        library.publish(model_dir)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
@@ -105,7 +90,7 @@ def main() -> None:
     os.environ["GPTSTORE_HOME"] = str(args.dir / "home")
     os.environ.pop("GPTSTORE_NO_USAGE_LOG", None)
     logging.getLogger("gptstore.trust").setLevel(logging.ERROR)  # the bench model is unsigned
-    prepare(args.dir)
+    publish_bench_model(args.dir)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

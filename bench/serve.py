@@ -34,27 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import print_table  # noqa: E402
+from _util import print_table, publish_bench_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ["Return the", "A long prompt about many things in the standard library, such as", "x",
            "The value of the object", "Raise an error if", "import os and then", "If the file", "Open a"]
 NEW_TOKENS = 32
-
-
-def prepare(base: Path) -> None:
-    """Build and publish the model once (kept in ``base``)."""
-    from gptstore.library import Library
-    from gptstore.packaging import package
-    from gptstore.training.tiny import build_tiny_gpt
-
-    model_dir = base / "model"
-    if not (model_dir / "gptstore.json").is_file():
-        build_tiny_gpt(model_dir, n_layer=4, n_head=4, n_embd=256, context_length=512, seed=0)
-        package(model_dir, name="bench/gpt", version="1.0.0")
-    library = Library()
-    if not library.tags("bench/gpt"):
-        library.publish(model_dir)
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
@@ -134,7 +119,7 @@ def main() -> None:
     os.environ.pop("GPTSTORE_STORE", None)
     logging.getLogger("gptstore.trust").setLevel(logging.ERROR)  # the bench model is unsigned
     logging.getLogger("gptstore.verification").setLevel(logging.ERROR)
-    prepare(args.dir)
+    publish_bench_model(args.dir)
     from openai import OpenAI
 
     proc, url = start_server(args)

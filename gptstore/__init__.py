@@ -9,8 +9,8 @@ imports torch or transformers until a model is loaded.
     >>> gptstore.verify("acme/poet", full=True).ok                  # doctest: +SKIP
 
 Each step of a flow is one function here (the front door, :mod:`gptstore.sdk`): ``search``,
-``pull``, ``verify``, ``load`` for consumers; ``finetune``, ``evaluate``, ``package``, ``sign``,
-``Library().publish``, ``push`` for providers. The CLI calls the same functions.
+``pull``, ``verify``, ``load`` for consumers; ``finetune``, ``evaluate``, ``evaluate_tasks``,
+``check_claims``, ``package``, ``sign``, ``Library().publish``, ``push`` for providers. The CLI calls the same functions.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     "sign": "gptstore.sdk",
     "finetune": "gptstore.sdk",
     "evaluate": "gptstore.sdk",
+    "evaluate_tasks": "gptstore.sdk",
+    "check_claims": "gptstore.sdk",
     "VerificationReport": "gptstore.verification",
     "CheckResult": "gptstore.checks",
     "GenerationParams": "gptstore.engines.params",
@@ -60,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .packaging import package
     from .refs import Reference
     from .refs import parse_reference
-    from .sdk import evaluate, finetune, pull, push, search, sign
+    from .sdk import check_claims, evaluate, evaluate_tasks, finetune, pull, push, search, sign
     from .verification import VerificationReport, verify
 
 

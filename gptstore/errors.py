@@ -24,6 +24,7 @@ actual digests) and also inherit the matching built-in, so generic ``except`` cl
      ├── TrustError                              signature missing, untrusted or invalid
      │    └── MalformedSignature                 a gptstore.sig that is not a gptstore DSSE envelope
      ├── StoreError (OSError)                    a remote store failed or refused
+     │    ├── ReportRefused                      a store refused a usage report for good
      │    └── AuthError (PermissionError)        not authorised / token lacks scope
      ├── PluginError                             a plugin failed; names the plugin
      ├── PluginInstallError                      pip failed, or what was named is not an installed plugin
@@ -173,6 +174,15 @@ class MalformedSignature(TrustError):
 
 class StoreError(GPTStoreError, OSError):
     """A store (remote or local) failed or refused the request."""
+
+
+class ReportRefused(StoreError):
+    """A store refused a usage report for good (a definitive 4xx); ``report_id`` names it, so
+    ``gptstore usage report --drop-pending ID`` can let later reports through."""
+
+    def __init__(self, message: str, *, hint: str, report_id: str) -> None:
+        super().__init__(message, hint=hint)
+        self.report_id = report_id
 
 
 class AuthError(StoreError, PermissionError):

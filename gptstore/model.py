@@ -248,6 +248,61 @@ class Model:
         self._record([completion.usage], perf_counter() - start)
         return completion
 
+    def stream_batch(self, prompts: Sequence[str], params: GenerationParams | dict | None = None, *,
+                     cancelled: Sequence[threading.Event] | None = None, raw: bool = False,
+                     **kwargs: Any) -> Iterator[tuple[str, int, Any]]:
+        """Stream several prompts as one batch (one forward pass per step for every row), for a
+        server that answers concurrent streaming clients at once (``gptstore serve``).
+
+        Yields ``("piece", row, text)`` as row ``row``'s text grows, ``("end", row, Completion)``
+        when that row is finished, and ``("dropped", row, Usage)`` when ``cancelled[row]`` was
+        set (its client went away): that row stops, the others go on. Per row, the pieces joined
+        equal the ``end`` completion's text, as with :meth:`stream`.
+
+        As every generation does, it applies the prompt template (unless ``raw=True``), runs
+        ``before_generate`` on all prompts and ``after_generate`` on each finished row (what it
+        changes lands in the ``end`` completion; pieces already yielded cannot be taken back), and
+        writes one usage-log row for the batch once the iterator ends or is closed, with the
+        tokens of every row, dropped rows' tokens included (closing the iterator early loses
+        only the rows still unfinished then). Not for beam search. Raises
+        :class:`~gptstore.errors.UsageError` when the engine cannot stream a batch (a runner
+        without ``batched_streams``): use :meth:`stream` per prompt then.
+        """
+        resolved = self.params(params, **kwargs)
+        prompts = _prompt_list(prompts)
+        events = list(cancelled) if cancelled is not None else [threading.Event() for _ in prompts]
+        if len(events) != len(prompts):
+            raise UsageError(f"stream_batch got {len(prompts)} prompt(s) but {len(events)} cancel event(s)",
+                             hint="pass one threading.Event per prompt, or none")
+        runner = self.runner
+        if not getattr(runner, "batched_streams", False):
+            raise UsageError(f"the {self.engine} engine cannot stream a batch", hint="use stream() per prompt")
+        if not prompts:
+            return iter(())
+        return self._relay_batch(runner, prompts, resolved, events, raw)
+
+    def _relay_batch(self, runner: Runner, prompts: list[str], resolved: GenerationParams,
+                     cancelled: list[threading.Event], raw: bool) -> Iterator[tuple[str, int, Any]]:
+        start = perf_counter()
+        usages: list[Usage] = []
+        inner = None
+        try:
+            rendered = self._before(self._render(prompts, raw), resolved)
+            inner = runner.stream_batch(rendered, resolved, cancelled)
+            for what, row, value in inner:
+                if what == "end":
+                    value.timings.load_s = self.load_s
+                    value = self._after([value])[0]
+                    usages.append(value.usage)
+                elif what == "dropped":
+                    usages.append(value)
+                yield what, row, value
+        finally:
+            if inner is not None:
+                inner.close()
+            if usages:
+                self._record(usages, perf_counter() - start)
+
     def perplexity(self, texts: str | Sequence[str], *, batch_size: int = 8) -> float:
         """exp(mean token cross-entropy) over ``texts`` (no template), in blocks of the model's
         context, ``batch_size`` blocks per forward pass; see :mod:`gptstore.perplexity`."""

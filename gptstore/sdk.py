@@ -48,8 +48,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .claims import ClaimsReport, TasksReport
     from .evaluation import EvalReport
     from .library import Library
+    from .manifest import Manifest
     from .pulling import PullResult
     from .refs import Reference
     from .signing import SignResult
@@ -57,7 +59,8 @@ if TYPE_CHECKING:
     from .training.config import FinetuneConfig
     from .training.finetune import FinetuneResult
 
-__all__ = ["PushResult", "evaluate", "finetune", "pull", "push", "search", "sign"]
+__all__ = ["PushResult", "SignatureStatus", "check_claims", "evaluate", "evaluate_tasks", "finetune", "pull", "push",
+           "search", "sign", "signature_status"]
 
 #: what ``search`` can order by (trending, rating, newest and price need a store server)
 SORTS = ("downloads", "recent", "trending", "rating", "newest", "price")
@@ -351,3 +354,103 @@ def evaluate(target: str | Path, data: Path | str | Iterable[Path | str], *, che
 
     return evaluate_model(target, data, check=check, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
                           device=device, batch_size=batch_size)
+
+
+def evaluate_tasks(target: str | Path, tasks: str | Iterable[str], include_path: Path | str, *,
+                   num_fewshot: int | None = None, limit: int | None = None, seed: int | None = None,
+                   device: str = "auto", batch_size: int = 8, record: bool = True) -> TasksReport:
+    """Run EleutherAI lm-evaluation-harness tasks on a model through its own engine, and (for a
+    package directory) record the scores as claims in its ``gptstore.json``.
+
+    Args:
+        target: a library reference (loaded verified in full) or a package or plain model directory.
+        tasks: task names (a list, or one string ``"a,b"``), defined by YAML files under
+            ``include_path`` over local data files (no hub access).
+        num_fewshot: few-shot examples per prompt (default: each task's own, else 0).
+        limit: documents per task (default: all).
+        seed: seeds python, numpy, torch and the few-shot sampler (default 1234).
+        device, batch_size: as for :func:`evaluate`.
+        record: write the metrics into ``target/gptstore.json`` (package directories only: a
+            library model is immutable); a stale signature is removed, so sign again after.
+
+    Returns:
+        :class:`~gptstore.claims.TasksReport`: per task its version, task hash, few-shot count,
+        data sha256 and scores; ``recorded`` names the manifest written, if any.
+    """
+    from .claims import DEFAULT_SEED, evaluate_tasks as run
+
+    names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    return run(target, names, include_path, num_fewshot=num_fewshot, limit=limit,
+               seed=DEFAULT_SEED if seed is None else seed, device=device, batch_size=batch_size, record=record)
+
+
+def check_claims(target: str | Path, data: Path | str | Iterable[Path | str] = (),
+                 include_path: Path | str | None = None, *, tolerance: float | None = None,
+                 device: str = "auto", batch_size: int = 8) -> ClaimsReport:
+    """Re-run every claim a model's manifest makes (perplexity, loss and harness tasks), as
+    ``gptstore eval REF --check`` does.
+
+    Args:
+        target: a library reference or a package directory.
+        data: the files the ``perplexity`` / ``loss`` claims were measured on (matched by sha256).
+        include_path: the directory with the YAML of the harness tasks the claims name.
+        tolerance: relative distance from each claim that still holds (default 0.02, i.e. 2%).
+
+    Returns:
+        :class:`~gptstore.claims.ClaimsReport`; ``report.raise_for_claims()`` raises
+        :class:`~gptstore.errors.ClaimMismatch` naming the first claim that is off or that
+        "cannot be re-checked" (its task version, task hash or data sha256 differs from what it
+        names): such a claim never counts as passed.
+    """
+    from .claims import check_claims as run
+    from .evaluation import DEFAULT_TOLERANCE
+
+    files = [data] if isinstance(data, (str, Path)) else list(data)
+    return run(target, files, include_path, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+               device=device, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """What one signature file beside a manifest says, under this machine's trust store."""
+
+    file: str  #: ``gptstore.sig`` or ``model.sig`` (OpenSSF model signing)
+    present: bool
+    verified: bool  #: signed by a key trusted for the namespace, over exactly this manifest's files
+    keyid: str | None = None
+    problem: str = ""  #: in a few words, when present but not verified ("signed by untrusted key")
+
+    def describe(self) -> str:
+        """One phrase: ``"none"``, ``"key 1a2b… (trusted)"``, ``"signed by untrusted key"``."""
+        if not self.present:
+            return "none"
+        if self.verified:
+            return f"key {self.keyid} (trusted)"
+        return self.problem + (f" (key {self.keyid})" if self.keyid and self.keyid not in self.problem else "")
+
+
+def signature_status(manifest: Manifest, signature: bytes | None,
+                     oms_signature: bytes | None) -> list[SignatureStatus]:
+    """Each signature format's status for a manifest (``gptstore show``): its ``gptstore.sig``
+    and its OpenSSF ``model.sig``, each checked on its own against the keys the trust store
+    trusts for the namespace (the policy is not applied: this reports, it refuses nothing).
+    ``model.sig`` needs the ``model-signing`` library; without it the status says so."""
+    from .errors import MissingDependency
+    from .manifest import OMS_SIGNATURE_FILE, SIGNATURE_FILE
+    from .oms import check_oms
+    from .signing import check_signature
+    from .trust import TrustStore
+
+    trusted = {k.keyid: k.public_key for k in TrustStore.load().keys_for(manifest.namespace)}
+    statuses = []
+    for file, data, check in ((SIGNATURE_FILE, signature, check_signature), (OMS_SIGNATURE_FILE, oms_signature, check_oms)):
+        if data is None:
+            statuses.append(SignatureStatus(file, False, False))
+            continue
+        try:
+            result = check(manifest, data, trusted)
+        except MissingDependency as exc:
+            statuses.append(SignatureStatus(file, True, False, problem=f"not checked ({exc.message})"))
+            continue
+        statuses.append(SignatureStatus(file, True, result.ok, result.keyid, "" if result.ok else result.short))
+    return statuses

@@ -14,6 +14,14 @@ repeated one with ``duplicate: true`` without counting it again, so a client kil
 store took a report but before it wrote that down sends the same report again next time and
 nothing is counted twice; a pending report is always sent before a new one is built.
 
+**Refused for good.** A store that refuses a report in a way re-sending cannot change (400, 403,
+404 — e.g. the model was deleted on the store —, 409, 413, 422) would block every later report to
+it, since the pending one goes first. The error names the report and the way out:
+``gptstore usage report --drop-pending ID`` (:func:`drop_pending`) marks it dropped — its rows
+are never reported, to that store or again — and the next run sends the reports after it. It is
+the user's explicit choice, never automatic: a refusal that the store's operator can fix (a
+model made private by mistake) must not silently cost the provider the usage.
+
 **Flat pricing** (``amount`` once per model version) is charged in the first report to a store
 that holds the version (``usage_reported_versions``); later reports carry its tokens at cost 0.
 
@@ -31,13 +39,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import config, usage
-from .errors import AuthError, GPTStoreError, StoreError, UsageError
+from .errors import AuthError, GPTStoreError, ReportRefused, StoreError, UsageError
 from .origins import read_origin
 
 #: the most rows (model × day) one report holds; the store refuses more (``gptstore.server.metering``)
 MAX_REPORT_ROWS = 500
 #: the path of the store's usage endpoint
 ENDPOINT = "/api/gptstore/usage"
+#: store answers that sending the same report again cannot change (see "Refused for good")
+REFUSED_FOR_GOOD = frozenset({400, 403, 404, 409, 413, 422})
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS usage_reports (
@@ -48,7 +58,8 @@ _SCHEMA = (
         last_hash TEXT NOT NULL,        -- the chain hash of last_row when the report was built
         body TEXT NOT NULL,             -- the JSON sent (re-sent as is while pending)
         created_at TEXT NOT NULL,
-        sent_at TEXT                    -- NULL: pending (not yet acknowledged by the store)
+        sent_at TEXT,                   -- NULL: pending (not yet acknowledged by the store)
+        dropped_at TEXT                 -- set by --drop-pending: refused for good, never sent again
     )""",
     "CREATE INDEX IF NOT EXISTS usage_reports_store ON usage_reports (store, last_row)",
     """CREATE TABLE IF NOT EXISTS usage_reported_versions (  -- flat fees charged once per store and version
@@ -72,6 +83,7 @@ class StoreReport:
     tokens: int = 0
     cost: dict[str, float] = field(default_factory=dict)  #: per currency
     error: str | None = None  #: why this store's report failed (the others were still sent)
+    refused: str | None = None  #: id of a report the store refused for good (see ``--drop-pending``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +100,9 @@ def store_key(url: str) -> str:
 def _tables(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(usage_reports)")}
+    if "dropped_at" not in columns:  # a log made before --drop-pending
+        conn.execute("ALTER TABLE usage_reports ADD COLUMN dropped_at TEXT")
 
 
 def _now() -> str:
@@ -116,7 +131,7 @@ def pending(store: str) -> list[dict[str, Any]]:
     with usage.connection() as conn:
         _tables(conn)
         rows = conn.execute("SELECT id, body FROM usage_reports WHERE store = ? AND sent_at IS NULL "
-                            "ORDER BY last_row", (store,)).fetchall()
+                            "AND dropped_at IS NULL ORDER BY last_row", (store,)).fetchall()
     return [{"id": id_, "body": body} for id_, body in rows]
 
 
@@ -202,6 +217,12 @@ def send(store: str, body: str, token: str) -> dict[str, Any]:
         if status == 401:
             raise AuthError(f"{store} did not accept the token for a usage report ({said})",
                             hint=f"run `gptstore login --store {store}` with a valid token") from None
+        if status in REFUSED_FOR_GOOD:
+            report_id = json.loads(body)["id"]
+            raise ReportRefused(f"{store} refused usage report {report_id} (HTTP {status}): {said}",
+                                hint=f"sending it again cannot change that, and it blocks the reports after it; "
+                                     f"to give up on its usage, run `gptstore usage report --drop-pending "
+                                     f"{report_id}`", report_id=report_id) from None
         raise StoreError(f"{store} refused the usage report (HTTP {status}): {said}",
                          hint="the report stays pending and is sent again by the next `gptstore usage report`"
                          ) from None
@@ -214,6 +235,41 @@ def send(store: str, body: str, token: str) -> dict[str, Any]:
         raise StoreError(f"{store} answered the usage report with something else than its receipt",
                          hint="is it a gptstore server? the report stays pending")
     return answer
+
+
+def drop_pending(report_id: str, store: str | None = None) -> dict[str, Any]:
+    """Give up on a pending report the store refused for good: it is never sent again, its rows
+    are never reported (the next report starts after its range), and a flat fee it carried is
+    charged in the next report that uses that version. Returns what was dropped: ``{"id",
+    "store", "rows", "calls", "tokens", "cost"}``."""
+    if not isinstance(report_id, str) or len(report_id) != 64 or report_id.strip("0123456789abcdef"):
+        raise UsageError(f"{report_id[:100]!r} is not a usage report id (64 hex digits)",
+                         hint="copy the id from the error of `gptstore usage report`")
+    with usage.connection() as conn:
+        _tables(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT store, body, sent_at, dropped_at FROM usage_reports WHERE id = ?",
+                               (report_id,)).fetchone()
+            if row is None or (store is not None and row[0] != store_key(store)):
+                where = f" to {store_key(store)}" if store is not None else ""
+                raise UsageError(f"there is no usage report {report_id}{where} in {usage.path()}",
+                                 hint="copy the id from the error of `gptstore usage report`")
+            if row[2] is not None:
+                raise UsageError(f"usage report {report_id} was taken by {row[0]} on {row[2]}: nothing to drop")
+            if row[3] is None:
+                conn.execute("UPDATE usage_reports SET dropped_at = ? WHERE id = ?", (_now(), report_id))
+                conn.execute("DELETE FROM usage_reported_versions WHERE report = ?", (report_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    rows = json.loads(row[1])["rows"]
+    cost: dict[str, float] = {}
+    for item in rows:
+        cost[item["currency"]] = cost.get(item["currency"], 0.0) + item["cost"]
+    return {"id": report_id, "store": row[0], "rows": len(rows), "calls": sum(r["calls"] for r in rows),
+            "tokens": sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows), "cost": cost}
 
 
 def mark_sent(report_id: str) -> None:
@@ -275,5 +331,6 @@ def report(store: str | None = None, *, token: str | None = None) -> list[StoreR
         try:
             results.append(report_to(url, named=False))
         except GPTStoreError as exc:
-            results.append(StoreReport(url, error=str(exc)))
+            results.append(StoreReport(url, error=str(exc),
+                                       refused=exc.report_id if isinstance(exc, ReportRefused) else None))
     return results

@@ -137,6 +137,24 @@ def test_tasks_recorded_deterministic_and_checked(run_cli, setup, tmp_path):
     assert status["bits_per_byte on tiny_ppl"]["detail"].startswith("task tiny_ppl's data ppl.jsonl is sha256:")
 
 
+def test_the_sdk_runs_tasks_and_checks_claims(setup):
+    """``gptstore.evaluate_tasks`` / ``gptstore.check_claims``: the front door `gptstore eval` uses."""
+    import gptstore
+    from gptstore.errors import ClaimMismatch
+
+    model, tasks = setup
+    report = gptstore.evaluate_tasks(model, "tiny_mc", tasks, limit=2, device="cpu")
+    assert [r.task for r in report.results] == ["tiny_mc"] and report.recorded == str(model / "gptstore.json")
+    assert {(m.task, m.limit) for m in load_manifest(model).metrics} == {("tiny_mc", 2)}
+    checked = gptstore.check_claims(model, include_path=tasks, device="cpu")
+    assert checked.ok and [c.status for c in checked.claims] == ["holds", "holds"]
+    edit_claim(model, "tiny_mc", "acc", value=2.0)
+    failed = gptstore.check_claims(model, include_path=tasks, device="cpu")
+    assert not failed.ok
+    with pytest.raises(ClaimMismatch, match="acc on tiny_mc"):
+        failed.raise_for_claims()
+
+
 def test_runner_log_likelihoods_agree_and_missing_ones_are_named(tiny_gpt, tmp_path, hf_home):
     from gptstore.engines import pick_engine
     from gptstore.errors import UsageError

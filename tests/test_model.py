@@ -336,6 +336,13 @@ def test_an_abandoned_stream_records_what_was_generated(model):
     assert 0 < entry.completion_tokens < 60
 
 
+def test_stream_batch_checks_its_arguments(model):
+    import threading
+
+    with pytest.raises(UsageError, match="cancel event"):
+        model.stream_batch(["a", "b"], max_new_tokens=2, cancelled=[threading.Event()])
+
+
 @pytest.mark.gpu
 def test_load_on_cuda(published):
     with gptstore.load("acme/tiny", device="cuda:0") as model:

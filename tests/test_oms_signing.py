@@ -203,6 +203,36 @@ def test_a_pulled_snapshot_verifies_with_model_signing(store_server, tiny_gpt_di
     result = oms_verify(snapshot, pub)
     assert result.returncode == 0, result.stderr
     assert "signed by key" in run("verify", "alice/oms-both:1.0.0")
+    # `gptstore show` asks the store: both signatures come with the manifest and are checked
+    shown = json.loads(run("show", "alice/oms-both:1.0.0", "--store", store_server.url, "--json"))["signatures"]
+    assert shown[OMS_SIGNATURE_FILE]["verified"] and shown[SIGNATURE_FILE]["verified"]
+
+
+def test_show_gives_the_status_of_both_signature_files(signed, gptstore_home):
+    root, pub = signed
+    run("publish", str(root))
+    out = run("show", "acme/tiny:1.0.0")
+    line = next(line for line in out.splitlines() if line.startswith("  signatures: "))
+    assert line.startswith("  signatures: gptstore.sig: signed by untrusted key ")
+    assert line.endswith("; model.sig: signed by untrusted key")
+    keyid = run("trust", "add", "acme", str(pub), "--json").split('"keyid": "')[1].split('"')[0]
+    out = run("show", "acme/tiny:1.0.0")
+    assert f"signatures: gptstore.sig: key {keyid} (trusted); model.sig: key {keyid} (trusted)" in out
+    import json
+
+    data = json.loads(run("show", "acme/tiny:1.0.0", "--json"))
+    assert data["signed"] and data["signatures"][OMS_SIGNATURE_FILE] == {
+        "present": True, "verified": True, "keyid": keyid, "status": f"key {keyid} (trusted)"}
+
+
+def test_show_names_a_model_signed_only_with_model_signing(signed, gptstore_home, tmp_path):
+    root, pub = signed
+    (root / SIGNATURE_FILE).unlink()
+    run("trust", "add", "acme", str(pub))
+    run("publish", str(root))
+    out = run("show", "acme/tiny:1.0.0")
+    assert "signed:     yes" in out
+    assert "signatures: gptstore.sig: none; model.sig: key " in out and "(trusted)" in out
 
 
 def test_a_model_signed_only_with_model_signing_is_pulled_and_trusted(store_server, tiny_gpt_dir, tmp_path,

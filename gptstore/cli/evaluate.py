@@ -92,8 +92,8 @@ def eval_command(target, data, check, tolerance, tasks, include_path, limit, num
 def _claims(target, data, check, tolerance, tasks, include_path, limit, num_fewshot, seed, device, batch_size,
             as_json):
     """--tasks (measure, and record in a package directory) or --check of every claim."""
-    from ..claims import check_claims, evaluate_tasks
     from ..errors import UsageError
+    from ..sdk import check_claims, evaluate_tasks
 
     if check:
         if tasks or limit is not None or num_fewshot is not None:
@@ -117,7 +117,7 @@ def _claims(target, data, check, tolerance, tasks, include_path, limit, num_fews
         raise UsageError("--data measures perplexity; it does not go with --tasks", hint="run them separately")
     if include_path is None:
         raise UsageError("--tasks needs --include-path DIR (local task YAML files; no hub access)")
-    report = evaluate_tasks(target, tasks.split(","), include_path, num_fewshot=num_fewshot, limit=limit, seed=seed,
+    report = evaluate_tasks(target, tasks, include_path, num_fewshot=num_fewshot, limit=limit, seed=seed,
                             device=device, batch_size=batch_size)
     if as_json:
         echo_json(report.to_dict())

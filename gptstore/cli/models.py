@@ -132,7 +132,9 @@ def list_models(as_json):
 def show(reference, store_url, token, as_json):
     """Show a model's manifest, from the local library or a store.
 
-    Identity, format, files, metrics, pricing, provenance, and whether it is signed.
+    Identity, format, files, metrics (and whether `gptstore eval --check` can re-check each),
+    pricing, provenance, and its signatures: gptstore.sig and the OpenSSF model.sig, each
+    checked against the keys your trust store trusts for the namespace.
     """
     from ..refs import parse_reference
     from ..stores import get_store
@@ -143,7 +145,7 @@ def show(reference, store_url, token, as_json):
 
     try:  # without --store: the local library first, then the effective store (GPTSTORE_STORE, else hf://)
         source = get_store(store_url, token=token) if store_url else library_store()
-        manifest, digest, signature = source.manifest(ref)
+        located = source.locate(ref)
     except ModelNotFound as missing:
         if store_url:
             raise
@@ -151,16 +153,22 @@ def show(reference, store_url, token, as_json):
         from ..errors import StoreError
 
         try:
-            manifest, digest, signature = get_store(None, token=token).manifest(ref)
+            located = get_store(None, token=token).locate(ref)
         except StoreError as exc:  # offline, or the default store unreachable: say both
             raise ModelNotFound(missing.reference, hint=f"{config.effective_store()} could not be asked: "
                                 f"{exc.message}") from None
+    from ..sdk import signature_status
+
+    manifest, digest = located.manifest, located.digest
+    signatures = signature_status(manifest, located.signature, located.oms_signature)
     if as_json:
         data = manifest.model_dump(mode="json", exclude_none=True)
         data["reference"] = f"{manifest.repo_id}:{manifest.version}"
         data["price"] = json_price(manifest.pricing)
         data["digest"] = f"sha256:{digest}"
-        data["signed"] = signature is not None
+        data["signed"] = any(s.present for s in signatures)
+        data["signatures"] = {s.file: {"present": s.present, "verified": s.verified, "keyid": s.keyid,
+                                       "status": s.describe()} for s in signatures}
         from ..evaluation import claim_status
 
         for metric, shown in zip(manifest.metrics, data.get("metrics", [])):
@@ -178,7 +186,9 @@ def show(reference, store_url, token, as_json):
                f"context {m.format.context_length}, {m.format.dtype}")
     if m.format.base:
         click.echo(f"  base:       {m.format.base.reference} sha256:{short(m.format.base.digest)}")
-    click.echo(f"  signed:     {'yes' if signature else 'no'}    created: {m.created_at:%Y-%m-%d %H:%M}Z")
+    click.echo(f"  signed:     {'yes' if any(s.present for s in signatures) else 'no'}    "
+               f"created: {m.created_at:%Y-%m-%d %H:%M}Z")
+    click.echo(f"  signatures: {'; '.join(f'{s.file}: {s.describe()}' for s in signatures)}")
     if m.tags:
         click.echo(f"  tags:       {', '.join(m.tags)}")
     from ..evaluation import claim_status

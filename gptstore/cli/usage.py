@@ -88,19 +88,36 @@ def verify(as_json):
 @store_option.replace(help="The store to report to: only the models pulled from it are reported "
                            "(default: every store a logged model was pulled from).")
 @token_option.replace(help="Your token for --store (default: GPTSTORE_TOKEN, then `gptstore login`).")
+@click.option("--drop-pending", "drop", metavar="ID",
+              help="Give up on a pending report the store refused for good (its error names the ID): its "
+                   "usage is never reported, and the reports after it can be sent. Sends nothing.")
 @json_option
-def report(store_url, token, as_json):
+def report(store_url, token, drop, as_json):
     """Send each store the usage of its models since the last report, once.
 
     Per model and day: calls, tokens in and out and their cost. A report that was sent but not
     recorded (the command was interrupted) is sent again and counted once by the store.
-    Needs your login for the store (`gptstore login --store URL`).
+    Needs your login for the store (`gptstore login --store URL`). A report the store refuses
+    for good (e.g. 404: the model was deleted there) blocks the later ones until you drop it
+    with --drop-pending ID.
     """
     from ..errors import StoreError
     from ..usage_report import report as send_reports
 
     if token and not store_url:
         raise click.UsageError("--token needs --store (a token goes to the store it was named for)")
+    if drop:
+        from ..usage_report import drop_pending
+
+        dropped = drop_pending(drop, store_url)
+        if as_json:
+            echo_json({"dropped": dropped})
+        else:
+            cost = ", ".join(_money(a, c) for c, a in sorted(dropped["cost"].items()) if a) or "no cost"
+            click.echo(f"Dropped usage report {dropped['id']} to {dropped['store']}: {dropped['calls']} calls, "
+                       f"{dropped['tokens']} tokens ({cost}) will never be reported. Run `gptstore usage report` "
+                       f"to send the reports after it.")
+        return
     results = send_reports(store_url, token=token)
     if as_json:
         echo_json({"reports": [result.to_dict() for result in results]})

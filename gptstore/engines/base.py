@@ -72,9 +72,10 @@ class Runner(Protocol):
     # Optional capabilities (looked up with getattr; an engine may leave them out):
     #
     # - ``batched_streams = True`` with ``stream_batch(prompts, params, cancelled) -> Iterator`` of
-    #   ``("piece", row, text)`` / ``("end", row, Completion)``: several prompts streamed as one
-    #   batch, a row whose ``cancelled[row]`` event is set dropped (see the transformers engine).
-    #   ``gptstore serve`` batches concurrent streams with it; without it, streams run one by one.
+    #   ``("piece", row, text)`` / ``("end", row, Completion)`` / ``("dropped", row, Usage)``:
+    #   several prompts streamed as one batch, a row whose ``cancelled[row]`` event is set dropped
+    #   with the tokens it took so far (see the transformers engine). ``Model.stream_batch`` wraps
+    #   it; ``gptstore serve`` batches concurrent streams with it; without it, streams run one by one.
     # - ``memory_bytes() -> int``: what the loaded weights take, for ``gptstore serve --max-memory``;
     #   without it the size of the package's weight files is used.
 

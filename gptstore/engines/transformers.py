@@ -297,11 +297,11 @@ class TransformersRunner:
             yield completion.text
         return completion
 
-    def _pieces(self, batch: _Batch, params: GenerationParams, usage: Usage, start: float) -> Iterator[str]:
-        width = batch.input_ids.shape[1]
+    def _in_thread(self, batch: _Batch, params: GenerationParams, monitor: _Monitor,
+                   name: str) -> tuple[threading.Thread, queue.SimpleQueue, dict[str, Any]]:
+        """Run the generation on a worker thread (started) that puts each step's tokens on the
+        returned queue, then ``_DONE``; its ``"output"`` or ``"error"`` lands in the dict."""
         sink: queue.SimpleQueue = queue.SimpleQueue()
-        cancel = threading.Event()
-        monitor = _Monitor(self, start, width, params.stop or [], cancel)
         result: dict[str, Any] = {}
 
         def work() -> None:
@@ -312,8 +312,15 @@ class TransformersRunner:
             finally:
                 sink.put(_DONE)
 
-        worker = threading.Thread(target=work, name="gptstore-generate", daemon=True)
+        worker = threading.Thread(target=work, name=name, daemon=True)
         worker.start()
+        return worker, sink, result
+
+    def _pieces(self, batch: _Batch, params: GenerationParams, usage: Usage, start: float) -> Iterator[str]:
+        width = batch.input_ids.shape[1]
+        cancel = threading.Event()
+        monitor = _Monitor(self, start, width, params.stop or [], cancel)
+        worker, sink, result = self._in_thread(batch, params, monitor, "gptstore-generate")
         emitter = PieceEmitter(self.decode, params.stop or [])
         try:
             while (tokens := sink.get()) is not _DONE:
@@ -339,10 +346,13 @@ class TransformersRunner:
 
         Yields ``("piece", row, text)`` as each row's text grows and ``("end", row, Completion)``
         as soon as that row is finished (end token, stop string, length). A row whose event in
-        ``cancelled`` is set stops being generated and yields nothing more (no ``end``); the batch
-        stops when every row is finished or cancelled, or when the generator is closed. Not for
-        beam search (its text is final only at the end: use :meth:`generate`).
+        ``cancelled`` is set stops being generated and yields ``("dropped", row, Usage)`` (the
+        tokens it took so far, so they can still be metered) and nothing more; the batch stops
+        when every row is finished or cancelled, or when the generator is closed. Not for beam
+        search (its text is final only at the end: use :meth:`generate`).
         """
+        from .completion import Usage
+
         if params.strategy == "beam":
             raise UsageError("beam search cannot be streamed as a batch", hint="stream beams one by one")
         if len(cancelled) != len(prompts):
@@ -350,21 +360,9 @@ class TransformersRunner:
         start = perf_counter()
         batch = self._prepare(prompts, params)
         width = batch.input_ids.shape[1]
-        sink: queue.SimpleQueue = queue.SimpleQueue()
         stop_all = threading.Event()
         monitor = _Monitor(self, start, width, params.stop or [], stop_all, rows=cancelled)
-        result: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                result["output"] = self._run(batch, params, monitor, _QueueStreamer(sink))
-            except BaseException as exc:  # handed to the caller's thread
-                result["error"] = exc
-            finally:
-                sink.put(_DONE)
-
-        worker = threading.Thread(target=work, name="gptstore-generate-batch", daemon=True)
-        worker.start()
+        worker, sink, result = self._in_thread(batch, params, monitor, "gptstore-generate-batch")
         stop = params.stop or []
         emitters = [PieceEmitter(self.decode, stop) for _ in prompts]
         ids: list[list[int]] = [[] for _ in prompts]
@@ -379,13 +377,17 @@ class TransformersRunner:
                 yield "piece", row, piece
             yield "end", row, completion
 
+        def drop(row: int) -> Iterator[tuple[str, int, Any]]:
+            done[row] = True
+            yield "dropped", row, Usage(prompt_tokens=batch.lengths[row], completion_tokens=len(ids[row]))
+
         try:
             while (tokens := sink.get()) is not _DONE:
                 for row, token in enumerate(tokens):
                     if done[row]:
                         continue
                     if cancelled[row].is_set():
-                        done[row] = True  # dropped: the others go on
+                        yield from drop(row)  # the others go on
                         continue
                     ids[row].append(token)
                     if token in self.end_ids:
@@ -401,9 +403,9 @@ class TransformersRunner:
             worker.join()
         if "error" in result:
             raise result["error"]
-        for row in range(len(prompts)):  # rows ended by a stop string on the last step
-            if not done[row] and not cancelled[row].is_set():
-                yield from finish(row)
+        for row in range(len(prompts)):  # rows ended by a stop string on the last step, or cancelled then
+            if not done[row]:
+                yield from (drop(row) if cancelled[row].is_set() else finish(row))
 
     def count_tokens(self, prompts: list[str]) -> list[int]:
         """Tokens each prompt takes (as ``generate`` encodes it)."""

@@ -13,14 +13,15 @@ filters output (they are generated whole), and streams on an engine without batc
 (a runner without ``batched_streams``, see :mod:`gptstore.engines.base`).
 
 A streamed row whose client goes away is dropped from its batch (its ``cancelled`` event is the
-row's); the batch stops when every row is finished or dropped. A non-streamed batch runs to its end.
+row's); the batch stops when every row is finished or dropped, and the tokens a dropped row took
+are still metered (:meth:`gptstore.Model.stream_batch`). A non-streamed batch runs to its end.
+Only public :class:`~gptstore.Model` API is used here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 from .failures import APIError
 from .generation import Emit, Plan, scores_of
@@ -131,26 +132,21 @@ def _generate_rows(model: Model, members: list[tuple[Job, Plan]], params: Genera
 
 
 def _stream_rows(model: Model, members: list[tuple[Job, Plan]], params: GenerationParams, raw: bool) -> None:
-    """One batched stream; each job gets its row's events as choice 0. The generate hooks run as
-    for ``Model.stream`` (``before_generate`` on the prompts; no output filter, or we would not be
-    here) and the batch is one usage row."""
+    """One batched stream (:meth:`gptstore.Model.stream_batch`: template, hooks, one usage row
+    with every row's tokens, a dropped row's included); each job gets its row's events as choice 0."""
     jobs = [job for job, _ in members]
-    resolved = model.params(params)
-    start = perf_counter()
-    usages: list[Any] = []
     events = None
     try:
-        prompts = model._before(model._render([plan.prompts[0] for _, plan in members], raw), resolved)
-        events = model.runner.stream_batch(prompts, resolved, [job.cancelled for job in jobs])
+        events = model.stream_batch([plan.prompts[0] for _, plan in members], params,
+                                    cancelled=[job.cancelled for job in jobs], raw=raw)
         for what, row, value in events:
             job = jobs[row]
             if what == "piece":
                 job.batch.emit(("piece", 0, value))
-                continue
-            value.timings.load_s = model.load_s
-            usages.append(value.usage)
-            job.batch.emit(("end", 0, value))
-            job.future.set_result(None)
+            elif what == "end":
+                job.batch.emit(("end", 0, value))
+                job.future.set_result(None)
+            # "dropped": its client is gone; the row's tokens are in the usage log
     except BaseException as exc:
         for job in jobs:
             if not job.future.done():
@@ -161,5 +157,3 @@ def _stream_rows(model: Model, members: list[tuple[Job, Plan]], params: Generati
         for job in jobs:  # dropped rows
             if not job.future.done():
                 job.future.set_result(None)
-        if usages:
-            model._record(usages, perf_counter() - start)

@@ -18,7 +18,7 @@ TODAY = usage.UsageRecord("x", "x", "x", "x", "x", 0, 0, 0.0).at
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
+def shop(every_backend, tmp_path_factory):
     server = start_store(tmp_path_factory.mktemp("shop"), SMALL)
     tmp = tmp_path_factory.mktemp("packages")
     from huggingface_hub import constants
@@ -283,3 +283,40 @@ def test_an_unreachable_store_fails_in_one_line_and_the_report_waits(run_cli, mo
     assert result.exit_code == 1 and f"cannot reach {down}" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert len(usage_report.pending(down)) == 1
+
+
+def test_a_report_refused_for_good_blocks_until_dropped_then_later_ones_go(shop, run_cli):
+    """The model was deleted on the store: its report is refused (404) on every run and blocks the
+    later ones, until the user drops it with --drop-pending (its usage is then never reported)."""
+    login(shop, run_cli)
+    shop.api("alice").create_repo("alice/deleted")
+    use("alice/deleted", 10, origin=shop.url)
+    use("alice/poet", 10, origin=shop.url)
+    shop.api("alice").delete_repo("alice/deleted")
+    before = model_usage(shop, "alice/poet")["calls"]
+    first = run_cli("usage", "report", "--store", shop.url)
+    assert first.exit_code == 1 and "(HTTP 404)" in first.output
+    (refused,) = usage_report.pending(shop.url)
+    assert f"gptstore usage report --drop-pending {refused['id']}" in first.output
+    assert len(first.output.strip().splitlines()) == 1
+    use("alice/poet", 10, origin=shop.url)
+    again = run_cli("usage", "report", "--json")  # every origin store: the refusal is named in the JSON
+    assert again.exit_code == 1
+    (found,) = json.loads(again.stdout)["reports"]
+    assert found["refused"] == refused["id"] and found["sent"] == []
+    assert model_usage(shop, "alice/poet")["calls"] == before  # blocked behind the refused report
+
+    assert run_cli("usage", "report", "--drop-pending", "0" * 64).exit_code == 2  # no such report
+    assert run_cli("usage", "report", "--drop-pending", refused["id"], "--store", "http://127.0.0.1:9").exit_code == 2
+    dropped = run_cli("usage", "report", "--drop-pending", refused["id"], "--json")
+    assert dropped.exit_code == 0, dropped.output
+    assert json.loads(dropped.stdout)["dropped"] == {"id": refused["id"], "store": shop.url, "rows": 2, "calls": 2,
+                                                     "tokens": 40, "cost": {"USD": 0.04}}
+    assert usage_report.pending(shop.url) == []
+    ok = run_cli("usage", "report", "--store", shop.url, "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["reports"][0]["calls"] == 1  # only the call after the dropped report
+    assert model_usage(shop, "alice/poet")["calls"] == before + 1
+    sent = json.loads(ok.stdout)["reports"][0]["sent"][0]
+    taken = run_cli("usage", "report", "--drop-pending", sent)
+    assert taken.exit_code == 2 and "nothing to drop" in taken.output

@@ -125,31 +125,52 @@ def test_a_cancelled_stream_leaves_the_other_rows_of_its_batch_intact(client, se
     assert new_total - total == 3 and new_count - count < 3
 
 
-def test_engine_stream_batch_drops_a_cancelled_row_and_matches_generate(served_home, monkeypatch):
+def test_stream_batch_drops_a_cancelled_row_matches_generate_and_meters_every_row(served_home, monkeypatch,
+                                                                                   register_plugin):
+    """``Model.stream_batch`` (what a batched stream runs on): the engine's rows are token-identical
+    to one-by-one generation, ``before_generate`` applies, and the tokens of a row whose client
+    left mid-batch are in the usage log with the others'."""
     import gptstore
+    from gptstore import usage
+    from gptstore.hookspecs import hookimpl
+
+    class Shout:
+        @hookimpl
+        def before_generate(self, prompts):
+            return [p.upper() for p in prompts]
 
     monkeypatch.setenv("GPTSTORE_HOME", str(served_home))
     with gptstore.load("acme/one:1.0.0", device="cpu") as model:
         params = model.params(max_new_tokens=40, strategy="greedy")
         runner = model.runner
         assert runner.batched_streams
-        alone = [runner.generate([p], params)[0] for p in PROMPTS]
+        alone = [runner.generate([p.upper()], params)[0] for p in PROMPTS]
+        register_plugin(Shout(), name="shout")
+        logged = len(usage.records())
         cancelled = [threading.Event() for _ in PROMPTS]
         texts = {i: "" for i in range(len(PROMPTS))}
-        ends = {}
-        for what, row, value in runner.stream_batch(PROMPTS, params, cancelled):
+        ends, dropped = {}, {}
+        for what, row, value in model.stream_batch(PROMPTS, params, cancelled=cancelled, raw=True):
             if what == "piece":
                 texts[row] += value
                 if row == 1:
                     cancelled[1].set()  # row 1's client goes away after its first piece
-            else:
+            elif what == "end":
                 ends[row] = value
-        assert set(ends) == {0, 2, 3}
+            else:
+                dropped[row] = value
+        assert set(ends) == {0, 2, 3} and set(dropped) == {1}
         for row in (0, 2, 3):
             assert texts[row] == ends[row].text == alone[row].text
             assert ends[row].token_ids == alone[row].token_ids
             assert ends[row].finish_reason == alone[row].finish_reason
         assert len(texts[1]) < len(alone[1].text)
+        assert 0 < dropped[1].completion_tokens < alone[1].usage.completion_tokens
+        (entry,) = usage.records()[logged:]  # one row for the batch, the dropped row's tokens in it
+        rows = [ends[0].usage, dropped[1], ends[2].usage, ends[3].usage]
+        assert entry.prompts == 4
+        assert entry.completion_tokens == sum(u.completion_tokens for u in rows)
+        assert entry.prompt_tokens == sum(u.prompt_tokens for u in rows)
 
 
 def test_requests_of_different_params_are_not_mixed(client, server, expected):

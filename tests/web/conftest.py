@@ -57,3 +57,13 @@ def page(chromium: object, tmp_path: Path) -> Iterator[object]:
         page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The store of ``_shop.py`` running, one per test module (a module may define its own)."""
+    from ._shop import start_shop
+
+    server = start_shop(tmp_path_factory.mktemp("shop"))
+    yield server
+    server.stop()

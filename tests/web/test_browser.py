@@ -8,16 +8,7 @@ import re
 
 import pytest
 
-from ._shop import start_shop
-
 pytest.importorskip("cryptography")
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    server = start_shop(tmp_path_factory.mktemp("browser"))
-    yield server
-    server.stop()
 
 
 def cards(page) -> list[str]:
@@ -62,7 +53,7 @@ def test_open_a_model_page_and_find_every_field(shop, page, tmp_path):
         "#use-cases": "customer-support replies",
         "#metrics .data-digest": "a" * 64,
         "#metrics": "held-out",
-        "#metrics .recheck": "--check",
+        "#metrics .recheck": "re-checkable: gptstore eval --data heldout.txt",
         "#pricing .price": "0.02 USD / 1k tokens",
         "#pricing .license": "mit",
         "#pricing .terms": "No use for spam.",

@@ -14,16 +14,9 @@ import pytest
 
 from gptstore.testing import StoreServer, publish_package
 
-from ._shop import PERPLEXITY_DATA, browser, csrf, sign_in, start_shop
+from ._shop import PERPLEXITY_DATA, browser, csrf, sign_in
 
 pytest.importorskip("cryptography")
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    server = start_shop(tmp_path_factory.mktemp("pages"))
-    yield server
-    server.stop()
 
 
 def listed(page: httpx.Response) -> list[str]:
@@ -120,7 +113,8 @@ def test_model_page_shows_every_field(shop):
     expected = [
         "Answers customers politely.", "customer-support replies", "FAQ answers",  # description, use cases
         "perplexity", "12.5", "heldout.txt", PERPLEXITY_DATA, "held-out",  # metrics: data digest and split
-        "gptstore eval alice/helpdesk:1.1.0 --data FILE --check",  # can be re-checked
+        "re-checkable: gptstore eval --data heldout.txt, data sha256 aaaaaaaaaaaa…",  # as `gptstore show` says
+        "gptstore eval alice/helpdesk:1.1.0 --check",
         "0.02 USD / 1k tokens", '<td class="license">mit</td>', "No use for spam.",  # pricing, license, terms
         f'Signed by <code class="signer">{info["signer"]}</code>', "registered for alice",  # signature
         "v1.0.0", "v1.1.0",  # versions ...
@@ -330,3 +324,32 @@ def test_links_respect_the_public_url_prefix(tmp_path):
         assert 'href="/store/alice/poet"' in client.get("/models").text
     finally:
         server.stop()
+
+
+def test_model_page_says_which_metrics_can_be_re_checked_as_show_does(shop, tmp_path):
+    """Harness task claims and perplexity claims, re-checkable or not, in ``gptstore show``'s words
+    (published last in this module, so the listings the tests above count do not see it)."""
+    harness = {"name": "acc", "value": 0.5, "task": "tiny_mc", "task_version": "1.0", "task_hash": "b" * 64,
+               "dataset": "mc.jsonl", "dataset_sha256": "c" * 64, "num_fewshot": 2, "limit": 4, "seed": 1234,
+               "harness": "lm-eval 0.4.13"}
+    metrics = [harness, {**harness, "name": "acc_norm", "task_hash": None},
+               {"name": "perplexity", "value": 9.5, "dataset": "heldout.txt", "dataset_sha256": "d" * 64},
+               {"name": "perplexity", "value": 11.0, "dataset": "other.txt"}]
+    with pytest.MonkeyPatch.context() as patch:
+        from huggingface_hub import constants
+
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        publish_package(shop, tmp_path, "alice/evaluated", user="alice", category="other", metrics=metrics)
+    page = get(shop, "/alice/evaluated")
+    assert page.status_code == 200
+    cells = [unescape(re.sub(r"<[^>]+>", "", c)) for c in
+             re.findall(r'<span class="recheck[^"]*">(.*?)</span>', page.text, re.S)]
+    assert cells == [
+        "re-checkable: harness task tiny_mc v1.0 (lm-eval 0.4.13), 2-shot, limit 4, seed 1234, "
+        "data sha256 cccccccccccc…",
+        "cannot be re-checked: the harness claim records no task hash",
+        "re-checkable: gptstore eval --data heldout.txt, data sha256 dddddddddddd…",
+        "cannot be re-checked: the claim records no sha256 of its data",
+    ]
+    assert "<td>tiny_mc</td>" in page.text  # measured on: the harness task
+    assert "gptstore eval alice/evaluated:1.0.0 --check" in unescape(page.text)

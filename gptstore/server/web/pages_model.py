@@ -129,6 +129,21 @@ def _snippets(call: Call, repo: Repo, manifest: Manifest | None) -> dict[str, st
                       'print(model.generate("Hello").text)'}
 
 
+def _metrics(manifest: Manifest | None) -> list[dict[str, Any]]:
+    """Each metric with whether ``gptstore eval --check`` can re-check it and how (or why not),
+    in the words ``gptstore show`` uses (:func:`gptstore.evaluation.claim_status`)."""
+    if manifest is None or not manifest.metrics:
+        return []
+    from ...evaluation import claim_status  # pure; imported here so the server's start stays light
+
+    shown = []
+    for metric in manifest.metrics:
+        checkable, how = claim_status(metric)
+        shown.append({"metric": metric, "measured_on": metric.task or metric.dataset, "checkable": checkable,
+                      "recheck": f"{'re-checkable' if checkable else 'cannot be re-checked'}: {how}"})
+    return shown
+
+
 def _review_rights(call: Call, repo: Repo) -> tuple[bool, str | None]:
     """Whether the visitor may review ``repo`` here, and why not."""
     principal = web_principal(call)
@@ -162,7 +177,7 @@ def model_page(call: Call) -> Response:
     may_review, why_not = _review_rights(call, repo)
     return render(
         call, "model.html", repo=repo, manifest=manifest, facet=facet or {}, card_html=card_html,
-        price=price_text(manifest.pricing.model_dump()) if manifest else None,
+        price=price_text(manifest.pricing.model_dump()) if manifest else None, metrics=_metrics(manifest),
         signature=_signature(call, repo, head, facet), versions=_versions(call, repo),
         files=files[:MAX_FILES], more_files=max(len(files) - MAX_FILES, 0),
         total_size=sum(row.size for row in files), base=_base(manifest), snippets=_snippets(call, repo, manifest),

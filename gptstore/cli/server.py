@@ -57,7 +57,8 @@ def _catalog(ctx: click.Context):
     from ..server.db import connect
     from ..server.settings import ServerSettings
 
-    return connect(ServerSettings(_data(ctx)).catalog_path)
+    url = ctx.find_root().meta.get("gptstore.server.catalog")
+    return connect(url or ServerSettings(_data(ctx)).catalog_url)
 
 
 def _accounts(ctx: click.Context):
@@ -103,17 +104,38 @@ def _keys(ctx: click.Context):
                    "--request-timeout seconds of grace.")
 @click.option("--max-header-size", type=SIZE, default="64KiB", show_default=True,
               help="Largest request line and headers; larger ones get 431.")
+@click.option("--blobs", metavar="URL", default=None, envvar="GPTSTORE_SERVER_BLOBS",
+              help="Where file contents live: s3://BUCKET[/PREFIX] for an S3-compatible bucket (endpoint and "
+                   "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                   "AWS_DEFAULT_REGION; LFS bytes then bypass the server). Default: the data directory. "
+                   "Env: GPTSTORE_SERVER_BLOBS.")
+@click.option("--catalog", metavar="URL", default=None, envvar="GPTSTORE_SERVER_CATALOG",
+              help="The catalog database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for a PostgreSQL one shared "
+                   "by replicas (its schema is created or upgraded at start; see `migrate`). Default: "
+                   "sqlite:///DATA/catalog.sqlite3. Env: GPTSTORE_SERVER_CATALOG.")
 @click.option("--require-signed", is_flag=True,
               help="Refuse commits that bring a gptstore.json without a valid gptstore.sig by a key "
                    "registered for its namespace (`key add`). Applies while started with it.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines as text, or as one JSON object per line (access records carry time, request id, "
+                   "method, path, status, bytes, duration_ms, client, user).")
+@click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds a SIGTERM waits for requests in flight (uploads, downloads) before cancelling "
+                   "them; new connections are refused at once, and the exit status is 0.")
+@click.option("--secret", default=None, metavar="TEXT",
+              help="Key that signs upload URLs, sessions and CSRF tokens; must be the same on every replica of "
+                   "a store (required with a shared catalog). Prefer the env var: GPTSTORE_SERVER_SECRET. "
+                   "Default: DATA/secret, generated.")
 @click.pass_context
 def server(ctx: click.Context, data: Path | None, host: str, port: int, public_url: str | None,
            lfs_threshold: int, multipart_threshold: int, part_size: int, max_object_size: int, max_body: int,
            page_size: int,
            require_signed: bool, log_level: str, limit_concurrency: int, timeout_keep_alive: int,
-           request_timeout: float, min_transfer_rate: int, max_header_size: int) -> None:
+           request_timeout: float, min_transfer_rate: int, max_header_size: int,
+           log_format: str = "text", shutdown_timeout: float = 30.0, secret: str | None = None,
+           blobs: str | None = None, catalog: str | None = None) -> None:
     """Run a private Hub-compatible store; manage users, orgs, keys.
 
     Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
@@ -123,6 +145,7 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
     """
     data = data or config.server_data()
     ctx.find_root().meta["gptstore.server.data"] = data
+    ctx.find_root().meta["gptstore.server.catalog"] = catalog
     if ctx.invoked_subcommand is not None:
         return
     from ..server.settings import ServerSettings
@@ -133,10 +156,13 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
                                   lfs_threshold=lfs_threshold, multipart_threshold=multipart_threshold,
                                   part_size=part_size, max_object_size=max_object_size,
                                   max_body=max_body, page_size=page_size,
-                                  secret=config.server_secret(), require_signed=require_signed,
+                                  secret=secret or config.server_secret(), require_signed=require_signed,
+                                  log_format=log_format, shutdown_timeout=shutdown_timeout,
                                   limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
                                   request_timeout=request_timeout, min_transfer_rate=min_transfer_rate,
-                                  max_header_size=max_header_size)
+                                  max_header_size=max_header_size, blobs=blobs,
+                                  catalog=catalog)
+        settings.check_shared_secret()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     from ..server.app import bind, serve
@@ -179,6 +205,26 @@ def _announce_signed_only(ctx: click.Context) -> None:
         click.echo("gptstore server: signed packages only, but no key is registered yet: every commit that "
                    "brings a gptstore.json is refused until you run `gptstore server key add NAMESPACE "
                    "PUBKEY_FILE`", err=True)
+
+
+@server.command("migrate")
+@click.option("--catalog", "url", metavar="URL", default=None,
+              help="The catalog to upgrade (default: the server's --catalog, else DATA/catalog.sqlite3).")
+@click.pass_context
+def migrate(ctx: click.Context, url: str | None) -> None:
+    """Create or upgrade the catalog's schema to this gptstore's, then exit.
+
+    The server also does this when it starts (concurrent starts take turns), so an explicit run is
+    needed only to prepare an empty database before the replicas start, or to upgrade first."""
+    from ..server.db import SCHEMA_VERSION
+
+    if url is not None:
+        ctx.find_root().meta["gptstore.server.catalog"] = url
+    db = _catalog(ctx)
+    try:
+        click.echo(f"catalog {db.describe()} is at schema {SCHEMA_VERSION}")
+    finally:
+        db.close()
 
 
 # -- users and orgs ------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Modules, one concept each:
 
     settings      ServerSettings and the data directory layout
-    db            opens the relational catalog (SQLite; the one place to add another engine)
+    db            opens the relational catalog (SQLite or PostgreSQL, by URL, through SQLAlchemy)
+    dialect       what differs between the two engines: SQL spelling, full-text search, JSON, schema
+    migrations    the schema as Alembic revisions, applied when the catalog is opened
     accounts      users, orgs, members, tokens (also the admin CLI's SDK)
     keys          publishers' public keys per namespace; the --require-signed commit check
     catalog       repos, commits, refs, files
@@ -17,7 +19,8 @@ Modules, one concept each:
                   usage and revenue for the namespace's members and the provider dashboard
     metadata      README card and manifest summary of a repo
     gitpatterns   .gitattributes (which paths go LFS) and .gitignore patterns, as git reads them
-    storage       blobs (the library's engine), git ids, multipart staging
+    storage       blobs (the library's engine, or a bucket), git ids, multipart staging
+    objectstore   S3-compatible blobs (--blobs s3://…): presigned uploads, verified staging, redirects
     commits       the NDJSON commit, applied in one transaction
     auth          tokens on requests, visibility and write rules, signed upload URLs
     http          errors with X-Error-Code (and their status table), bodies with limits, ranges,
@@ -45,6 +48,8 @@ runs ``lint-imports``)::
     catalogue | reviews | gating | metering
     accounts | keys | catalog
     db | http | storage | settings | metadata | gitpatterns | timeutil
+    objectstore | migrations
+    dialect
 
 Importing this package imports neither starlette nor uvicorn; ``gptstore.server.app`` does.
 """

@@ -111,7 +111,7 @@ class Accounts:
             if self.kind(org) != "org":
                 raise NotFoundError(f"no organisation {org!r}", hint="create it with `gptstore server org add`")
             self._require_user(user)
-            self.db.execute("INSERT OR IGNORE INTO members (org, user) VALUES (?, ?)", (org, user))
+            self.db.execute("INSERT INTO members (org, user) VALUES (?, ?) ON CONFLICT DO NOTHING", (org, user))
 
     def remove_member(self, org: str, user: str) -> None:
         if not self.db.execute("DELETE FROM members WHERE org = ? AND user = ?", (org, user)).rowcount:

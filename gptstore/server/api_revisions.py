@@ -93,10 +93,10 @@ def _changed_paths(catalog: Catalog, commit: str, parent: str | None) -> list[st
     if parent is None:
         return [row.path for row in catalog.files(commit)]
     rows = catalog.db.all(
-        "SELECT path FROM (SELECT path, sha256, lfs FROM files WHERE commit_id = ?1 EXCEPT "
-        "SELECT path, sha256, lfs FROM files WHERE commit_id = ?2) UNION "
-        "SELECT path FROM (SELECT path, sha256, lfs FROM files WHERE commit_id = ?2 EXCEPT "
-        "SELECT path, sha256, lfs FROM files WHERE commit_id = ?1)", (commit, parent))
+        "SELECT path FROM (SELECT path, sha256, lfs FROM files WHERE commit_id = :commit EXCEPT "
+        "SELECT path, sha256, lfs FROM files WHERE commit_id = :parent) AS added UNION "
+        "SELECT path FROM (SELECT path, sha256, lfs FROM files WHERE commit_id = :parent EXCEPT "
+        "SELECT path, sha256, lfs FROM files WHERE commit_id = :commit) AS removed", {"commit": commit, "parent": parent})
     return [row["path"] for row in rows]
 
 

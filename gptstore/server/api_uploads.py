@@ -6,13 +6,16 @@ does: ``*.safetensors``, ``*.bin``, … by default); preupload also answers ``sh
 ``.gitignore`` sent with the commit or committed in the repo. LFS files go through LFS, which
 needs ``HF_HUB_DISABLE_XET=1`` on the client. LFS objects at or above ``multipart_threshold`` (or larger than ``max_body``)
 are uploaded in parts of ``part_size``. Upload URLs are signed (the client sends no auth there);
-objects are hashed while streamed to disk and kept only when size and sha256 match.
+objects are hashed while streamed to disk and kept only when size and sha256 match. With
+``--blobs s3://…`` the batch answers presigned bucket URLs instead (:func:`_bucket_actions`) and
+the server hashes what landed at the verify or completion call before a commit may use it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from urllib.parse import urlencode
 from typing import AsyncIterator, Literal
 
 from pydantic import Field
@@ -154,6 +157,9 @@ def lfs_batch(call: Call) -> Response:
                 entry["error"] = {"code": 422, "message": f"object {item.oid} is stored with another size"}
         elif multipart and "multipart" not in body.transfers:
             entry["error"] = {"code": 413, "message": f"objects above {settings.max_body} bytes need multipart"}
+        elif call.state.storage.remote is not None:
+            entry["actions"] = _bucket_actions(call, repo.repo_id, item.oid, item.size, count)
+            signed_parts += count
         else:
             query = signer.sign("upload", repo.repo_id, item.oid, item.size)
             upload: dict = {"href": f"{base}/upload/{item.oid}?{query}"}
@@ -168,6 +174,24 @@ def lfs_batch(call: Call) -> Response:
         objects.append(entry)
     transfer = "multipart" if "multipart" in body.transfers else "basic"
     return JSONResponse({"transfer": transfer, "objects": objects, "hash_algo": "sha256"}, media_type=LFS_MEDIA)
+
+
+def _bucket_actions(call: Call, repo_id: str, oid: str, size: int, parts: int) -> dict:
+    """Upload actions straight to the bucket (``--blobs s3://…``): a presigned PUT, or presigned
+    UploadPart URLs plus a completion URL of ours (the server completes the multipart upload); and
+    a signed verify URL, where the server hashes what landed before the object may be committed."""
+    remote, signer, base = call.state.storage.remote, call.state.signer, _lfs_base(call)
+    assert remote is not None
+    verify = {"href": f"{base}/verify?{signer.sign('verify', repo_id, oid, size)}"}
+    if not parts:
+        return {"upload": {"href": remote.presigned_put(oid, repo_id)}, "verify": verify}
+    upload_id = remote.start_multipart(oid, repo_id)
+    header = {"chunk_size": str(call.state.settings.part_size)}
+    for n in range(1, parts + 1):
+        header[str(n)] = remote.presigned_part(oid, repo_id, upload_id, n)
+    query = signer.sign(f"complete:{upload_id}", repo_id, oid, size)
+    href = f"{base}/upload/{oid}?{query}&{urlencode({'upload_id': upload_id})}"
+    return {"upload": {"href": href, "header": header}, "verify": verify}
 
 
 async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
@@ -247,6 +271,7 @@ async def _store(call: Call, writer: BlobWriter, size: int, label: str) -> str:
 async def lfs_upload(call: Call) -> Response:
     oid = call.params["oid"]
     size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
+    _not_through_server(call)
     writer = await call.blocking(call.state.storage.blobs.writer, expected_sha256=oid, expected_size=size)
     await _store(call, writer, size, f"LFS object {oid[:12]}…")
     await call.blocking(_grant, call, oid)
@@ -262,6 +287,7 @@ def _grant(call: Call, oid: str) -> None:
 async def lfs_upload_part(call: Call) -> Response:
     oid, number = call.params["oid"], int(call.params["part"])
     length = call.state.signer.check(f"part{number}", call.repo_id, oid, dict(call.request.query_params))
+    _not_through_server(call)
     storage = call.state.storage
     writer = await call.blocking(lambda: storage.parts(oid, call.repo_id).writer(expected_size=length))
     etag = await _store(call, writer, length, f"part {number} of {oid[:12]}…")
@@ -269,8 +295,55 @@ async def lfs_upload_part(call: Call) -> Response:
     return Response(b"", headers={"ETag": f'"{etag}"'})
 
 
+def _not_through_server(call: Call) -> None:
+    if call.state.storage.remote is not None:
+        raise bad_request("this store takes LFS uploads straight to its bucket: use the URLs the LFS "
+                          "batch endpoint answers with")
+
+
+def _promote(call: Call, oid: str, size: int) -> None:
+    """Verify what the client put in the bucket for ``oid`` and record it for the repo (see
+    objectstore.S3Blobs.promote: wrong bytes are deleted, never referenced)."""
+    remote = call.state.storage.remote
+    assert remote is not None
+    try:
+        remote.promote(oid, call.repo_id, size)
+    except FileNotFoundError:
+        raise entry_not_found(f"LFS object {oid}") from None
+    except DigestMismatch as exc:
+        raise bad_request(f"upload rejected: {exc.message}; the uploaded object was deleted, "
+                          "upload the file again") from None
+    _grant(call, oid)
+
+
+def _complete_in_bucket(call: Call, oid: str) -> Response:
+    query = dict(call.request.query_params)
+    upload_id = query.get("upload_id", "")
+    size = call.state.signer.check(f"complete:{upload_id}", call.repo_id, oid, query)
+    body = call.model(Completion, what="multipart completion")
+    if body.oid != oid:
+        raise bad_request(f"completion for {body.oid} sent to the URL of {oid}")
+    if [part.partNumber for part in body.parts] != list(range(1, len(body.parts) + 1)):
+        raise bad_request("parts must be numbered 1, 2, 3, … in order")
+    remote, catalog = call.state.storage.remote, call.state.catalog
+    assert remote is not None
+    repo = catalog.repo(call.params["namespace"], call.params["name"])
+    if (repo is not None and not remote.staged(oid, call.repo_id) and remote.has(oid)
+            and catalog.object_available(repo, oid, ())):
+        return JSONResponse({"oid": oid, "size": size})  # a retried completion
+    etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
+    try:
+        remote.complete_multipart(oid, call.repo_id, upload_id, etags)
+    except ValueError as exc:
+        raise bad_request(f"multipart completion rejected by the bucket: {exc}") from None
+    _promote(call, oid, size)
+    return JSONResponse({"oid": oid, "size": size})
+
+
 def lfs_complete(call: Call) -> Response:
     oid = call.params["oid"]
+    if call.state.storage.remote is not None:
+        return _complete_in_bucket(call, oid)
     size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
     body = call.model(Completion, what="multipart completion")
     if body.oid != oid:
@@ -297,6 +370,14 @@ def lfs_verify(call: Call) -> Response:
     body = call.model(LfsObject, what="LFS verify request")
     repo = call.repo()
     blobs = call.state.storage.blobs
+    remote = call.state.storage.remote
+    query = dict(call.request.query_params)
+    if remote is not None and "sig" in query:
+        size = call.state.signer.check("verify", call.repo_id, body.oid, query)
+        if size != body.size:
+            raise bad_request(f"LFS object {body.oid[:12]}… was announced with {size} bytes, not {body.size}")
+        if remote.staged(body.oid, call.repo_id):
+            _promote(call, body.oid, size)
     namespaces = call.principal.namespaces if call.principal else ()
     if not blobs.has(body.oid) or not call.state.catalog.object_available(repo, body.oid, namespaces):
         raise entry_not_found(f"LFS object {body.oid}")

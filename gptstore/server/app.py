@@ -7,6 +7,8 @@
   a pydantic ``ValidationError`` into a 400 and any other ``GPTStoreError`` into the status of
   :data:`~gptstore.server.http.ERROR_STATUS` (404/409/401/403, else 400); anything else is a
   500 that names no internals.
+- **operations**: ``GET /healthz`` (liveness) and ``GET /readyz`` (catalog and blob storage
+  reachable), matched before every other route; ``serve`` shuts down gracefully on SIGTERM.
 - **lifespan**: opens the catalog and storage at startup (cleaning stale uploads) and closes
   the catalog at shutdown; handlers reach them as ``call.state``.
 - **limits**: :class:`~gptstore.server.limits.RequestGuard` bounds every request (head size,
@@ -16,15 +18,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
+import anyio
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from ..errors import GPTStoreError
 from . import (api_access, api_files, api_manage, api_metering, api_repos, api_revisions, api_store, api_uploads,
@@ -36,18 +40,65 @@ from .commits import Committer
 from .context import Call, Handler, State
 from .db import connect
 from .http import HubError, on_gptstore_error, on_hub_error, on_validation_error
-from .limits import RequestGuard, guarded_protocol
+from .limits import RequestGuard, guarded_protocol, log_config
 from .routing import RawPathRoute, route_path, store_state
 from .settings import ServerSettings
 from .storage import Storage
 
+logger = logging.getLogger("uvicorn.error")
 _REPO = r"(?P<namespace>[^/]+)/(?P<name>[^/]+)"
 _API = r"/api/models/" + _REPO
 _LFS = r"/(?P<namespace>[^/]+)/(?P<name>[^/]+?)\.git/info/lfs/objects"
 _OID = r"(?P<oid>[0-9a-f]{64})"
 
+#: seconds ``/readyz`` waits for the catalog and the blob storage to answer before it says 503
+READY_TIMEOUT = 5.0
+_ready_limiter: list[anyio.CapacityLimiter] = []
+
+
+async def healthz(call: Call) -> Response:
+    """Liveness: the process serves requests (nothing else is checked, so a catalog outage never
+    makes an orchestrator restart every replica at once)."""
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+async def readyz(call: Call) -> Response:
+    """Readiness: the catalog answers a trivial query (``Database.ping()``) and the blob storage
+    could store a blob now (``Storage.ready()``: a HEAD on the bucket, or a probe file on disk),
+    within :data:`READY_TIMEOUT` seconds; else 503 with the reason (the details go to the server
+    log only: a client learns no host name or path). The checks run on a thread pool of their own
+    (one thread), so checks stuck on a dead database never take the threads requests need."""
+    if not _ready_limiter:
+        _ready_limiter.append(anyio.CapacityLimiter(1))
+    state = call.state
+
+    def check() -> list[str]:
+        failed = []
+        for part, probe in (("catalog", state.db.ping), ("blob storage", state.storage.ready)):
+            try:
+                probe()
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+                logger.warning("readyz: the %s is not reachable: %s: %s", part, type(exc).__name__, exc)
+                failed.append(part)
+        return failed
+
+    failed: list[str] | None = None
+    with anyio.move_on_after(READY_TIMEOUT):
+        failed = await anyio.to_thread.run_sync(check, limiter=_ready_limiter[0], abandon_on_cancel=True)
+    if failed is None:
+        reason = f"the catalog or the blob storage did not answer within {READY_TIMEOUT:g} s"
+    elif failed:
+        reason = f"the {' and the '.join(failed)} {'is' if len(failed) == 1 else 'are'} not reachable"
+    else:
+        return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+    return JSONResponse({"status": "unavailable", "reason": reason + "; see the server log"}, status_code=503,
+                        headers={"Cache-Control": "no-store", "Retry-After": "5"})
+
+
 #: (methods, pattern over the raw path, handler); the first match wins
 ROUTES: list[tuple[tuple[str, ...] | None, str, Handler]] = [
+    (("GET", "HEAD"), r"/healthz", healthz),
+    (("GET", "HEAD"), r"/readyz", readyz),
     (("GET",), r"/api/whoami-v2", api_repos.whoami),
     (("GET",), r"/api/agent-harnesses", api_repos.agent_harnesses),
     (("POST",), r"/api/repos/create", api_repos.create_repo),
@@ -117,8 +168,9 @@ async def on_repo_moved(request: Request, exc: Exception) -> Response:
 
 def open_state(settings: ServerSettings) -> State:
     """Open the catalog and storage of a data directory (creating them) for serving."""
-    db = connect(settings.catalog_path)
-    storage = Storage(settings.blobs_path, settings.uploads_path)
+    db = connect(settings.catalog_url)
+    storage = Storage(settings.blobs_path, settings.uploads_path, blobs_url=settings.blobs,
+                      url_ttl=settings.upload_url_ttl)
     storage.clean(max_age=settings.upload_url_ttl)
     catalog = Catalog(db)
     return State(settings, db, Accounts(db), catalog, storage,
@@ -208,5 +260,29 @@ def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool
                             log_level=log_level, access_log=False, lifespan="on", http=guarded_protocol(settings),
                             limit_concurrency=settings.limit_concurrency,
                             timeout_keep_alive=settings.timeout_keep_alive,
-                            h11_max_incomplete_event_size=settings.max_header_size)
-    uvicorn.Server(config).run(sockets=[sock])
+                            timeout_graceful_shutdown=settings.shutdown_timeout,
+                            h11_max_incomplete_event_size=settings.max_header_size,
+                            **({"log_config": log_config(settings.log_format)}
+                               if settings.log_format != "text" else {}))
+    with _sigterm_exits_cleanly():
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def _sigterm_exits_cleanly() -> Iterator[None]:
+    """Make a SIGTERM end in exit status 0. uvicorn handles it gracefully (stop accepting, let
+    requests in flight finish for up to ``timeout_graceful_shutdown`` s, run the lifespan's
+    shutdown), then raises the signal again under the handler it found; with the default one the
+    process would die of the signal (status 143) after a clean shutdown, which orchestrators report
+    as a crash. The handler it finds is this no-op one, so ``serve`` returns normally instead."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..errors import ConflictError
+from . import dialect
 from .db import Database
 from .storage import FileRow
 from .timeutil import now
@@ -129,7 +130,7 @@ class Catalog:
         """Every repo of ``namespace`` with its storage: the bytes of the distinct blobs its commits hold."""
         rows = self.db.all(
             "SELECT r.*, (SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT f.sha256, f.size FROM files f "
-            "JOIN commits c ON c.id = f.commit_id WHERE c.repo = r.id)) AS storage "
+            "JOIN commits c ON c.id = f.commit_id WHERE c.repo = r.id) AS blobs) AS storage "
             "FROM repos r WHERE r.namespace = ? ORDER BY r.name", (namespace,))
         return [(repo_from_row(row), row["storage"]) for row in rows]
 
@@ -150,9 +151,9 @@ class Catalog:
         with self.db.transaction():
             self._claim(namespace, name)
             cursor = self.db.execute(
-                "INSERT INTO repos (namespace, name, private, created_at, last_modified) VALUES (?, ?, ?, ?, ?)",
-                (namespace, name, int(private), created, created))
-            repo_id = cursor.lastrowid
+                "INSERT INTO repos (namespace, name, private, created_at, last_modified) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id", (namespace, name, int(private), created, created))
+            repo_id = cursor.fetchone()[0]
             commit = self._insert_commit(repo_id, None, author, "initial commit", "", {f.path: f for f in initial})
             self.db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', ?, ?)",
                             (repo_id, MAIN, commit))
@@ -167,7 +168,8 @@ class Catalog:
             self._claim(namespace, name, owner=repo.id)
             self.db.execute("UPDATE repos SET namespace = ?, name = ? WHERE id = ?", (namespace, name, repo.id))
             if repo.repo_id.lower() != f"{namespace}/{name}".lower():
-                self.db.execute("INSERT OR REPLACE INTO repo_redirects (namespace, name, repo) VALUES (?, ?, ?)",
+                self.db.execute(f"DELETE FROM repo_redirects WHERE {_same_id()}", (repo.namespace, repo.name))
+                self.db.execute("INSERT INTO repo_redirects (namespace, name, repo) VALUES (?, ?, ?)",
                                 (repo.namespace, repo.name, repo.id))
         found = self.repo(namespace, name, follow_moves=False)
         assert found is not None
@@ -182,8 +184,8 @@ class Catalog:
             cursor = self.db.execute(
                 "INSERT INTO repos (namespace, name, private, created_at, last_modified, card, summary, "
                 "library_name, pipeline_tag) SELECT ?, ?, ?, ?, ?, card, summary, library_name, pipeline_tag "
-                "FROM repos WHERE id = ?", (namespace, name, int(private), created, created, source.id))
-            copy = cursor.lastrowid
+                "FROM repos WHERE id = ? RETURNING id", (namespace, name, int(private), created, created, source.id))
+            copy = cursor.fetchone()[0]
             commits = self.db.all("SELECT * FROM commits WHERE repo = ?", (source.id,))
             ids = {row["id"]: new_commit_id() for row in commits}
             self.db.executemany(
@@ -221,9 +223,10 @@ class Catalog:
         with self.db.transaction():
             self.db.execute("UPDATE repos SET downloads = downloads + 1 WHERE id = ?", (repo.id,))
             self.db.execute("INSERT INTO daily_downloads (repo, day, count) VALUES (?, ?, 1) "
-                            "ON CONFLICT (repo, day) DO UPDATE SET count = count + 1", (repo.id, stamp[:10]))
+                            "ON CONFLICT (repo, day) DO UPDATE SET count = daily_downloads.count + 1", (repo.id, stamp[:10]))
             if user is not None:
-                self.db.execute("INSERT OR IGNORE INTO user_downloads (repo, user, first_at) VALUES (?, ?, ?)",
+                self.db.execute("INSERT INTO user_downloads (repo, user, first_at) VALUES (?, ?, ?) "
+                                "ON CONFLICT DO NOTHING",
                                 (repo.id, user, stamp))
 
     # -- revisions -------------------------------------------------------------------------
@@ -242,7 +245,11 @@ class Catalog:
         return None
 
     def branch_head(self, repo: Repo, branch: str) -> str | None:
-        row = self.db.one("SELECT target FROM refs WHERE repo = ? AND kind = 'branch' AND name = ?",
+        """The branch's head; inside a transaction on PostgreSQL the ref row stays locked until it
+        ends, so concurrent commits to one branch (from any replica) take turns and the later one
+        sees the earlier one's head (SQLite's BEGIN IMMEDIATE already admits one writer)."""
+        lock = " FOR UPDATE" if self.db.dialect == dialect.POSTGRESQL else ""
+        row = self.db.one(f"SELECT target FROM refs WHERE repo = ? AND kind = 'branch' AND name = ?{lock}",
                           (repo.id, branch))
         return row["target"] if row else None
 
@@ -280,7 +287,8 @@ class Catalog:
 
     def add_ref(self, repo: Repo, kind: str, name: str, target: str) -> bool:
         """Create a branch or tag; False when one of that name exists."""
-        cursor = self.db.execute("INSERT OR IGNORE INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?)",
+        cursor = self.db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT DO NOTHING",
                                  (repo.id, kind, name, target))
         return cursor.rowcount == 1
 
@@ -291,7 +299,7 @@ class Catalog:
     # -- LFS objects -----------------------------------------------------------------------
     def grant_object(self, repo: Repo, oid: str) -> None:
         """Record that ``oid`` was uploaded through an upload URL issued for ``repo``."""
-        self.db.execute("INSERT OR IGNORE INTO lfs_objects (repo, oid) VALUES (?, ?)", (repo.id, oid))
+        self.db.execute("INSERT INTO lfs_objects (repo, oid) VALUES (?, ?) ON CONFLICT DO NOTHING", (repo.id, oid))
 
     def object_available(self, repo: Repo, oid: str, namespaces: tuple[str, ...]) -> bool:
         """May a commit to ``repo`` reference the stored object ``oid`` without uploading it?
@@ -337,5 +345,5 @@ class Catalog:
                         (json.dumps(card, default=str), json.dumps(summary) if summary else None,
                          library_name, pipeline_tag, repo.id))
         self.db.execute("DELETE FROM repo_tags WHERE repo = ?", (repo.id,))
-        self.db.executemany("INSERT OR IGNORE INTO repo_tags (repo, tag) VALUES (?, ?)",
+        self.db.executemany("INSERT INTO repo_tags (repo, tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
                             [(repo.id, tag) for tag in tags])

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import GPTStoreError, ManifestError
 from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
+from . import dialect
 from .catalog import MAIN
 from .db import Database
 from .keys import MAX_SIGNATURE, SigningKeys
@@ -41,24 +42,28 @@ TRENDING_DAYS = 7
 #: repos refreshed per write transaction (a big backfill does not hold the writer lock for long)
 REFRESH_BATCH = 200
 
-_STALE = f"""
+_STALE = """
 SELECT r.id, r.namespace, r.name, r.summary IS NULL AS gone, h.target AS head
 FROM repos r
 LEFT JOIN catalogue c ON c.repo = r.id
-LEFT JOIN refs h ON h.repo = r.id AND h.kind = 'branch' AND h.name = '{MAIN}'
+LEFT JOIN refs h ON h.repo = r.id AND h.kind = 'branch' AND h.name = '%(main)s'
 WHERE (r.summary IS NULL AND c.repo IS NOT NULL)
    OR (r.summary IS NOT NULL AND (
         c.repo IS NULL
-        OR c.digest IS NOT json_extract(r.summary, '$.digest')
+        OR c.digest IS NOT %(digest)s
         OR c.repo_id != r.namespace || '/' || r.name
         OR (c.signed = 1 AND c.signer IS NULL AND EXISTS (
               SELECT 1 FROM signing_keys k WHERE k.namespace = r.namespace AND k.added_at >= c.refreshed_at))))
-LIMIT {REFRESH_BATCH}
+LIMIT %(batch)d
 """
 
 #: SQL: 1 when a catalogue row ``c`` of repo ``r`` is signed by a key registered for r's namespace now
 VERIFIED_SQL = ("(c.signer IS NOT NULL AND EXISTS (SELECT 1 FROM signing_keys k "
                 "WHERE k.namespace = r.namespace AND k.keyid = c.signer))")
+
+
+def _stale_sql(engine: str) -> str:
+    return _STALE % {"main": MAIN, "digest": dialect.json_text(engine, "r.summary", "digest"), "batch": REFRESH_BATCH}
 
 
 def trending_since(today: datetime | None = None) -> str:
@@ -85,7 +90,7 @@ def refresh(db: Database, storage: Storage) -> int:
     seen: set[int] = set()
     keys = SigningKeys(db)
     while True:
-        rows = [row for row in db.all(_STALE) if row["id"] not in seen]
+        rows = [row for row in db.all(_stale_sql(db.dialect)) if row["id"] not in seen]
         if not rows:  # none left, or only ones that stay stale (a manifest that no longer parses)
             marks[id(db)] = db.version()
             return len(seen)
@@ -93,6 +98,11 @@ def refresh(db: Database, storage: Storage) -> int:
             for row in rows:
                 _refresh_one(db, storage, keys, row)
         seen.update(row["id"] for row in rows)
+
+
+_CATALOGUE_COLUMNS = ("repo_id, digest, category, use_cases, languages, license, adapter, parameters, price_model, "
+                      "price_amount, currency, signed, signer, refreshed_at")
+_CATALOGUE_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _CATALOGUE_COLUMNS.split(", "))
 
 
 def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any) -> None:
@@ -107,9 +117,8 @@ def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any) ->
     signer = _verified_signer(manifest, signature, repo_id, row["namespace"], keys)
     pricing = manifest.pricing
     db.execute(
-        "INSERT OR REPLACE INTO catalogue (repo, repo_id, digest, category, use_cases, languages, license, adapter, "
-        "parameters, price_model, price_amount, currency, signed, signer, refreshed_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO catalogue (repo, {_CATALOGUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"ON CONFLICT (repo) DO UPDATE SET {_CATALOGUE_UPDATE}",
         (repo, repo_id, manifest.digest, manifest.category, json.dumps(manifest.use_cases or []),
          json.dumps([language.lower() for language in manifest.languages]), manifest.license.lower(),
          int(manifest.format.base is not None), manifest.format.parameters, pricing.model,

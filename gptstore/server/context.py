@@ -71,6 +71,7 @@ class Call:
         if not self._authenticated:
             self._principal = principal_from_header(self.state.accounts, self.request.headers.get("authorization"))
             self._authenticated = True
+            self.request.scope["gptstore.user"] = self._principal.user if self._principal else None  # access log
         return self._principal
 
     @property

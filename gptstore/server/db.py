@@ -1,9 +1,10 @@
-"""The one place that opens the server's relational catalog.
+"""The one place that opens the server's relational catalog: SQLite or PostgreSQL, chosen by URL.
 
-SQLite (WAL, foreign keys on) is the default; the rest of the server speaks plain SQL with ``?``
-parameters through :class:`Database`, so another engine (PostgreSQL) can be added here without
-touching the callers. The full-text index (``manifest_fts``) is SQLite FTS5; ``search.py`` is
-the only module that queries it.
+``sqlite:///DATA/catalog.sqlite3`` (WAL, foreign keys on) is the default; ``postgresql://…``
+selects PostgreSQL (psycopg 3). Both are opened through a SQLAlchemy engine; the rest of the
+server speaks one SQL text with ``?`` (or ``:name``) parameters through :class:`Database`, which
+spells it for PostgreSQL once per statement (``dialect.postgres_sql``). What must differ per
+engine (full-text search, JSON, the schema's types) lives in ``dialect.py``.
 
 All rows of one commit are written in one transaction (:meth:`Database.transaction`), so a
 server killed at any moment shows every committed revision and no partial one.
@@ -21,7 +22,10 @@ import threading
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+from . import dialect as _dialect
+from . import migrations
 
 #: 1: accounts, repos, commits, refs, files, search index; 2: signing_keys; 3: namespaces.fullname;
 #: 4: repo_redirects (old ids of moved repos) and the case-insensitive repo-id index;
@@ -31,180 +35,12 @@ from typing import Any, Iterator, Sequence
 #: Every statement of SCHEMA is idempotent (IF NOT EXISTS), so an older catalog is upgraded by
 #: running the whole script again: only what it lacks is created; a column added to an existing
 #: table is also listed in :data:`ADDED_COLUMNS`, which adds it where it is missing.
+#: Schema 7 is the Alembic baseline (``migrations/``, revision 0001, both engines): a SQLite
+#: catalog of an older user_version is brought to 7 this way, then stamped; every later change is
+#: an Alembic revision, applied by :func:`connect` on both engines.
 SCHEMA_VERSION = 7
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS namespaces (
-    name        TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL CHECK (kind IN ('user', 'org')),
-    created_at  TEXT NOT NULL,
-    fullname    TEXT             -- display name (schema 3); NULL: the name itself
-);
-CREATE TABLE IF NOT EXISTS members (
-    org   TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    user  TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    PRIMARY KEY (org, user)
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id          TEXT PRIMARY KEY,
-    hash        TEXT NOT NULL UNIQUE,
-    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    scope       TEXT NOT NULL CHECK (scope IN ('read', 'write')),
-    name        TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    revoked_at  TEXT
-);
-CREATE TABLE IF NOT EXISTS repos (
-    id             INTEGER PRIMARY KEY,
-    namespace      TEXT NOT NULL REFERENCES namespaces(name),
-    name           TEXT NOT NULL,
-    private        INTEGER NOT NULL,
-    created_at     TEXT NOT NULL,
-    last_modified  TEXT NOT NULL,
-    downloads      INTEGER NOT NULL DEFAULT 0,
-    card           TEXT,            -- README.md metadata (JSON) at main
-    summary        TEXT,            -- gptstore.json summary (JSON) at main
-    library_name   TEXT,
-    pipeline_tag   TEXT,
-    UNIQUE (namespace, name)
-);
-CREATE TABLE IF NOT EXISTS commits (
-    id          TEXT PRIMARY KEY,
-    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    parent      TEXT,
-    author      TEXT NOT NULL,
-    title       TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS commits_repo ON commits (repo);
-CREATE TABLE IF NOT EXISTS files (
-    commit_id  TEXT NOT NULL REFERENCES commits(id) ON DELETE CASCADE,
-    path       TEXT NOT NULL,
-    sha256     TEXT NOT NULL,
-    size       INTEGER NOT NULL,
-    git_oid    TEXT NOT NULL,
-    lfs        INTEGER NOT NULL,
-    PRIMARY KEY (commit_id, path)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
-CREATE TABLE IF NOT EXISTS lfs_objects (  -- objects uploaded through this repo's signed URLs
-    repo  INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    oid   TEXT NOT NULL,
-    PRIMARY KEY (repo, oid)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refs (
-    repo    INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    kind    TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
-    name    TEXT NOT NULL,
-    target  TEXT NOT NULL REFERENCES commits(id),
-    PRIMARY KEY (repo, kind, name)
-);
-CREATE TABLE IF NOT EXISTS repo_tags (
-    repo  INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    tag   TEXT NOT NULL,
-    PRIMARY KEY (repo, tag)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS repo_tags_tag ON repo_tags (tag, repo);
-CREATE TABLE IF NOT EXISTS signing_keys (  -- publishers' public keys, per namespace (schema 2)
-    namespace   TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    keyid       TEXT NOT NULL,
-    public_key  TEXT NOT NULL,      -- PEM SubjectPublicKeyInfo (Ed25519)
-    added_at    TEXT NOT NULL,
-    PRIMARY KEY (namespace, keyid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS repos_id_nocase ON repos (namespace COLLATE NOCASE, name COLLATE NOCASE);
-CREATE TABLE IF NOT EXISTS repo_redirects (  -- ids a repo had before a move (schema 4)
-    namespace  TEXT NOT NULL,
-    name       TEXT NOT NULL,
-    repo       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    PRIMARY KEY (namespace COLLATE NOCASE, name COLLATE NOCASE)
-);
-CREATE INDEX IF NOT EXISTS repo_redirects_repo ON repo_redirects (repo);
-CREATE TABLE IF NOT EXISTS catalogue (  -- what main's manifest says, for filters and sorts (schema 5; catalogue.py)
-    repo          INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
-    repo_id       TEXT NOT NULL,     -- namespace/name when refreshed (a move makes the row stale)
-    digest        TEXT NOT NULL,     -- manifest digest it was made from
-    category      TEXT,
-    use_cases     TEXT NOT NULL,     -- JSON list
-    languages     TEXT NOT NULL,     -- JSON list, lower-case
-    license       TEXT NOT NULL,     -- lower-case
-    adapter       INTEGER NOT NULL,  -- 1: an adapter over a base model; 0: a full model
-    parameters    INTEGER NOT NULL,
-    price_model   TEXT NOT NULL,
-    price_amount  REAL NOT NULL,
-    currency      TEXT NOT NULL,
-    signed        INTEGER NOT NULL,  -- main holds a gptstore.sig
-    signer        TEXT,              -- key id of the namespace's registered key it verified with
-    refreshed_at  TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS catalogue_fts USING fts5(  -- rowid = repo id (schema 5)
-    name, description, tags, provider, category, use_cases, tokenize = 'unicode61'
-);
-CREATE TABLE IF NOT EXISTS reviews (  -- one per user per repo (schema 5; reviews.py)
-    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    stars       INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
-    text        TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    PRIMARY KEY (repo, user)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS user_downloads (  -- who downloaded what, for reviews' "downloaded" mark (schema 5)
-    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    first_at    TEXT NOT NULL,
-    PRIMARY KEY (repo, user)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily_downloads (  -- downloads per repo per UTC day, for trending (schema 5)
-    repo   INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    day    TEXT NOT NULL,            -- YYYY-MM-DD
-    count  INTEGER NOT NULL,
-    PRIMARY KEY (repo, day)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS daily_downloads_day ON daily_downloads (day, repo);
-CREATE TABLE IF NOT EXISTS repo_gating (  -- the repo's `gated` setting; no row: never set (schema 6; gating.py)
-    repo        INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
-    mode        TEXT NOT NULL CHECK (mode IN ('off', 'auto', 'manual')),
-    updated_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS access_requests (  -- one per user per gated repo (schema 6; gating.py)
-    id          TEXT PRIMARY KEY,
-    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    user        TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    status      TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
-    fields      TEXT,             -- JSON object the requester filled in, or NULL
-    reason      TEXT,             -- why it was rejected, or NULL
-    decided_by  TEXT,             -- who (or which plugin) decided it last, or NULL
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    UNIQUE (repo, user)
-);
-CREATE INDEX IF NOT EXISTS access_requests_status ON access_requests (repo, status);
-CREATE TABLE IF NOT EXISTS usage_reports (  -- usage reports taken, so a re-sent one counts once (schema 7; metering.py)
-    user         TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    id           TEXT NOT NULL,     -- the client's report id (64 hex)
-    digest       TEXT NOT NULL,     -- sha256 of its rows: the same id with other rows is refused
-    rows         INTEGER NOT NULL,
-    received_at  TEXT NOT NULL,
-    PRIMARY KEY (user, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage_daily (  -- reported usage per repo, consumer and UTC day (schema 7; metering.py)
-    repo               INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    user               TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
-    day                TEXT NOT NULL,     -- YYYY-MM-DD
-    currency           TEXT NOT NULL,
-    calls              INTEGER NOT NULL,
-    prompt_tokens      INTEGER NOT NULL,
-    completion_tokens  INTEGER NOT NULL,
-    cost               REAL NOT NULL,
-    PRIMARY KEY (repo, user, day, currency)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS usage_daily_user ON usage_daily (user, repo);
-CREATE VIRTUAL TABLE IF NOT EXISTS manifest_fts USING fts5(
-    name, description, tags, provider, license, pricing, tokenize = 'unicode61'
-);
-"""
+SCHEMA = _dialect.SQLITE_SCHEMA
 
 
 #: (table, column, declaration) of columns added to tables of an older schema (see SCHEMA_VERSION)
@@ -216,11 +52,60 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 #: seconds a connection waits for another thread's or process's write transaction to end
 BUSY_TIMEOUT = 10
 
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+
+
+class Row:
+    """A PostgreSQL row read like a :class:`sqlite3.Row`: by column name or index, ``keys()``, ``dict(row)``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._values[key if isinstance(key, int) else self._names[key]]
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Row({dict(zip(self._names, self._values))!r})"
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: Row(names, values)
+
+
+class _NoRows:
+    """The result of a query that cannot match anything."""
+
+    rowcount = 0
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+
+def _has_nul(params: Sequence[Any] | dict[str, Any]) -> bool:
+    values = params.values() if isinstance(params, dict) else params
+    return any(isinstance(value, str) and "\x00" in value for value in values)
+
 
 class _Connection:
     """One thread's connection; closed when its thread ends and drops it (or at :meth:`Database.close`)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.depth = 0  # nesting of Database.transaction() in this thread
 
@@ -229,17 +114,22 @@ class _Connection:
 
 
 class Database:
-    """The catalog with ``?``-style queries and explicit transactions; one connection per thread."""
+    """The catalog with ``?``-style queries and explicit transactions; one connection per thread.
 
-    def __init__(self, path: Path, first: sqlite3.Connection) -> None:
-        self.path = path
+    ``dialect`` is ``"sqlite"`` or ``"postgresql"`` (callers pass it to ``dialect.py``'s helpers)."""
+
+    def __init__(self, url: str, engine: Any, first: Any) -> None:
+        self.url = url
+        self.engine = engine
+        self.dialect = _dialect.POSTGRESQL if engine.dialect.name == "postgresql" else _dialect.SQLITE
+        self.path = Path(engine.url.database) if self.dialect == _dialect.SQLITE else None
         self._local = threading.local()
         self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
         self._adopt(first)
 
-    def _adopt(self, conn: sqlite3.Connection) -> _Connection:
+    def _adopt(self, conn: Any) -> _Connection:
         holder = _Connection(conn)
         self._local.holder = holder
         with self._lock:
@@ -251,25 +141,43 @@ class Database:
         holder = getattr(self._local, "holder", None)
         if holder is None:
             if self._closed:
-                raise RuntimeError(f"the catalog {self.path} is closed")
-            holder = self._adopt(_open(self.path))
+                raise RuntimeError(f"the catalog {_safe_url(self.url)} is closed")
+            holder = self._adopt(_dbapi(self.engine))
         return holder
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._holder.conn.execute(sql, params)
+    def _sql(self, sql: str) -> str:
+        return _dialect.postgres_sql(sql) if self.dialect == _dialect.POSTGRESQL else sql
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        holder = self._holder
+        if self.dialect == _dialect.POSTGRESQL and _has_nul(params) and sql.lstrip()[:6].upper() in ("SELECT", "DELETE"):
+            return _NoRows()  # PostgreSQL text cannot hold NUL, so no row matches one (SQLite: none does either)
+        cursor = holder.conn.execute(self._sql(sql), params)
+        if self.dialect == _dialect.POSTGRESQL and not holder.depth and sql.lstrip()[:6].upper() in _WRITES:
+            holder.conn.execute("SELECT nextval('catalog_version')")
+        return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._holder.conn.executemany(sql, rows)
+        holder = self._holder
+        if self.dialect == _dialect.POSTGRESQL:
+            with self.transaction():
+                holder.conn.cursor().executemany(self._sql(sql), rows)
+        else:
+            holder.conn.executemany(sql, rows)
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        return self._holder.conn.execute(sql, params).fetchone()
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self._holder.conn.execute(sql, params).fetchall()
+    def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """One write transaction of this thread (nested calls join the outer one); rolled back on any error."""
+        """One write transaction of this thread (nested calls join the outer one); rolled back on any error.
+
+        SQLite: ``BEGIN IMMEDIATE`` (one writer at a time). PostgreSQL: READ COMMITTED; a write
+        that must not race (moving a branch) conditions its UPDATE on the value it read, and
+        PostgreSQL's row lock makes the second writer see the first one's result."""
         holder = self._holder
         if holder.depth:
             holder.depth += 1
@@ -278,7 +186,8 @@ class Database:
             finally:
                 holder.depth -= 1
             return
-        holder.conn.execute("BEGIN IMMEDIATE")
+        postgres = self.dialect == _dialect.POSTGRESQL
+        holder.conn.execute("BEGIN" if postgres else "BEGIN IMMEDIATE")
         holder.depth = 1
         try:
             yield self
@@ -287,15 +196,28 @@ class Database:
             raise
         else:
             holder.conn.execute("COMMIT")
+            if postgres:  # after the commit: a reader that sees the new mark also sees the new rows
+                holder.conn.execute("SELECT nextval('catalog_version')")
         finally:
             holder.depth = 0
 
     def version(self) -> tuple[int, int, int]:
         """A mark of the catalog's state as this thread's connection sees it: equal marks mean
-        no write was committed in between, by this connection (``total_changes``) or by any other
-        connection or process (``PRAGMA data_version``). Lets a reader skip work it already did."""
+        no write was committed in between. SQLite: by this connection (``total_changes``) or by
+        any other connection or process (``PRAGMA data_version``). PostgreSQL: the sequence
+        ``catalog_version``, advanced after every write. Lets a reader skip work it already did."""
         conn = self._holder.conn
+        if self.dialect == _dialect.POSTGRESQL:
+            return id(conn), conn.execute("SELECT last_value FROM catalog_version").fetchone()[0], 0
         return id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
+    def describe(self) -> str:
+        """The catalog's URL without its password, for messages."""
+        return _safe_url(self.url)
+
+    def ping(self) -> None:
+        """One round trip to the catalog (``/readyz``)."""
+        self.one("SELECT 1")
 
     def close(self) -> None:
         """Close every thread's connection (at shutdown); later use raises."""
@@ -304,6 +226,7 @@ class Database:
             holders = list(self._all)
         for holder in holders:
             holder.conn.close()
+        self.engine.dispose()
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -318,10 +241,78 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def connect(path: Path) -> Database:
-    """Open (and create or upgrade) the SQLite catalog at ``path``."""
+def _safe_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def catalog_url(target: Path | str) -> str:
+    """The catalog URL for ``target``: a URL as given, a path as ``sqlite:///PATH``."""
+    if isinstance(target, str) and "://" in target:
+        if target.startswith("postgres://"):
+            target = "postgresql://" + target[len("postgres://"):]
+        if not target.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            from ..errors import UsageError
+
+            raise UsageError(f"unsupported catalog URL {target.split('://')[0]}://…",
+                             hint="use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return target
+    return f"sqlite:///{Path(target)}"
+
+
+def engine_for(url: str) -> Any:
+    """A SQLAlchemy engine for the catalog at ``url``. Connections are held per thread by
+    :class:`Database` for the thread's life (the worker threads are the pool), so the engine's
+    own pool is off (NullPool): a connection is really closed when its thread ends."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        return create_engine(url, poolclass=NullPool, creator=lambda: _open(path))
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, poolclass=NullPool)
+
+
+def _dbapi(engine: Any) -> Any:
+    """A new driver connection of ``engine``, set up for :class:`Database` (autocommit, rows by name)."""
+    conn = engine.raw_connection()
+    raw = conn.dbapi_connection
+    conn.detach()
+    if engine.dialect.name == "postgresql":
+        from psycopg.adapt import Loader
+
+        class _NumberLoader(Loader):  # SUM()/AVG() give numeric: int when whole, else float (as SQLite)
+            def load(self, data: Any) -> Any:
+                text = bytes(data).decode()
+                return int(text) if text.lstrip("-").isdigit() else float(text)
+
+        raw.autocommit = True
+        raw.row_factory = _row_factory
+        raw.adapters.register_loader("numeric", _NumberLoader)
+    return raw
+
+
+def connect(target: Path | str) -> Database:
+    """Open (and create or upgrade) the catalog at ``target``: a SQLite path, or a catalog URL."""
+    url = catalog_url(target)
+    engine = engine_for(url)
+    if engine.dialect.name == "postgresql":
+        try:
+            conn = _dbapi(engine)
+        except Exception as exc:
+            from ..errors import StoreError
+
+            raise StoreError(f"cannot connect to the catalog {_safe_url(url)}: {str(exc).strip().splitlines()[0]}",
+                             hint="check the URL, and that PostgreSQL is running and reachable") from None
+        _migrate(engine, postgres=True)
+        return Database(url, engine, conn)
+    path = Path(engine.url.database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = _open(path)
+    conn = _dbapi(engine)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         conn.close()
@@ -331,15 +322,44 @@ def connect(path: Path) -> Database:
                          hint="upgrade gptstore")
     if version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
-        for statement in _statements(SCHEMA):
+        for statement in _dialect.statements(SCHEMA):
             conn.execute(statement)
         for table, column, declaration in ADDED_COLUMNS:
             if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
-    return Database(path, conn)
+    if _stamp(conn) != migrations.HEAD:
+        _migrate(engine, postgres=False)
+    return Database(url, engine, conn)
 
 
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";\n") if s.strip()]
+def _stamp(conn: sqlite3.Connection) -> str | None:
+    """The SQLite catalog's Alembic revision, read without loading Alembic (None: not stamped)."""
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
+#: key of the advisory lock that makes concurrent schema upgrades of one PostgreSQL catalog take turns
+_SCHEMA_LOCK = 0x67707473
+
+
+def _migrate(engine: Any, *, postgres: bool) -> None:
+    """Apply the Alembic revisions (``migrations/``) the catalog lacks, in one transaction; on
+    PostgreSQL under an advisory lock, so replicas starting together take turns."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        with connection.begin():
+            if postgres:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            try:
+                migrations.upgrade(connection)
+            except LookupError:
+                from ..errors import StoreError
+
+                raise StoreError(f"catalog {_safe_url(str(engine.url))} has a schema revision newer than this "
+                                 f"gptstore knows ({migrations.HEAD})", hint="upgrade gptstore") from None

@@ -84,7 +84,7 @@ def set_gated(db: Database, repo_id: int, mode: Gated) -> None:
 
 def gate_paid_by_default(db: Database, repo_id: int) -> None:
     """Gate ``"manual"`` a repo whose new manifest is priced, unless it ever had a setting."""
-    db.execute("INSERT OR IGNORE INTO repo_gating (repo, mode, updated_at) VALUES (?, 'manual', ?)",
+    db.execute("INSERT INTO repo_gating (repo, mode, updated_at) VALUES (?, 'manual', ?) ON CONFLICT DO NOTHING",
                (repo_id, now()))
 
 

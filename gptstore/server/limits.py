@@ -25,11 +25,16 @@ timed ``receive``, ``Connection: close`` on an answer sent before the whole body
 rest is not read), clean header values (:func:`~gptstore.server.http.clean_headers`), and an
 ``X-Request-Id`` on every answer (the client's own when it is a short safe token, else a fresh
 one), which also ends the request's access-log line so a user's error report finds its log line.
+
+The access log is ``text`` (one line per request when its answer starts, as uvicorn's) or ``json``
+(``--log-format json``: one JSON object per request once its answer is sent, with its size and
+duration, for log pipelines; :func:`log_config` makes every other server log line JSON too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import re
@@ -51,6 +56,40 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 #: the server's log (uvicorn's); one line per request at INFO, in place of uvicorn's access log
 logger = logging.getLogger("uvicorn.error")
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+#: scope key where the request's handler notes the authenticated user's name (``Call.principal``)
+ACCESS_USER = "gptstore.user"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record: an access record's fields as they are, any other record
+    as ``{"time", "level", "logger", "message"}`` (so a JSON log holds nothing but JSON lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            return json.dumps(access, ensure_ascii=True, separators=(",", ":"))
+        entry = {"time": _iso(record.created), "level": record.levelname.lower(), "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, separators=(",", ":"))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def log_config(log_format: str) -> dict[str, Any] | None:
+    """uvicorn's ``log_config`` for ``log_format``: None keeps uvicorn's own (text); ``json`` routes
+    the server's loggers through :class:`JsonFormatter` on stderr."""
+    if log_format != "json":
+        return None
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+            "handlers": {"default": handler},
+            "loggers": {name: {"handlers": ["default"], "level": "INFO", "propagate": False}
+                        for name in ("uvicorn", "uvicorn.access", "gptstore")}}
 
 
 def request_id(scope: dict[str, Any]) -> str:
@@ -136,11 +175,16 @@ class RequestGuard:
         timed = TimedReceive(receive, scope, timeout=settings.request_timeout, min_rate=settings.min_transfer_rate)
         rid = request_id(scope)
         started = False
+        status, sent, began = 0, 0, time.monotonic()
+        json_log = self.access_log and settings.log_format == "json"
 
         async def guarded_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
+            nonlocal started, status, sent
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 started = True
+                status = message.get("status", 200)
                 headers = [(k, v) for k, v in clean_headers(list(message.get("headers", ())))
                            if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", rid.encode("ascii")))
@@ -148,21 +192,41 @@ class RequestGuard:
                     headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
-                if self.access_log:
-                    self._log(scope, message.get("status", 200), rid)
+                if self.access_log and not json_log:
+                    self._log(scope, status, rid)
             await send(message)
 
         try:
-            check_head(scope, settings.max_header_size)
-        except HubError as exc:
-            await exc.response()(scope, timed, guarded_send)
+            try:
+                check_head(scope, settings.max_header_size)
+            except HubError as exc:
+                await exc.response()(scope, timed, guarded_send)
+                return
+            try:
+                await self.app(scope, timed, guarded_send)
+            except Exception:  # answer the 500 here, so that it carries the id too (uvicorn logs the error)
+                if not started:
+                    await HubError(500, "internal server error; see the server log").response()(
+                        scope, timed, guarded_send)
+                raise
+        finally:
+            if json_log:
+                self._log_json(scope, rid, status, sent, time.monotonic() - began)
+
+    @staticmethod
+    def _log_json(scope: dict[str, Any], rid: str, status: int, sent: int, seconds: float) -> None:
+        """The request's JSON access record, once its answer is sent (or the client left: status 0
+        = no answer started, ``bytes`` = body bytes handed to the connection)."""
+        if not logger.isEnabledFor(logging.INFO):
             return
-        try:
-            await self.app(scope, timed, guarded_send)
-        except Exception:  # answer the 500 here, so that it carries the id too (uvicorn logs the error)
-            if not started:
-                await HubError(500, "internal server error; see the server log").response()(scope, timed, guarded_send)
-            raise
+        client = scope.get("client")
+        query = scope.get("query_string") or b""
+        record = {"time": _iso(time.time()), "request_id": rid, "method": scope["method"],
+                  "path": scope.get("path", ""), "query": query.decode("latin-1"), "status": status,
+                  "bytes": sent, "duration_ms": round(seconds * 1000, 3),
+                  "client": f"{client[0]}:{client[1]}" if client else None,
+                  "user": scope.get(ACCESS_USER), "http_version": scope.get("http_version", "1.1")}
+        logger.info("%s %s %d", scope["method"], record["path"], status, extra={"access": record})
 
     @staticmethod
     def _log(scope: dict[str, Any], status: int, rid: str) -> None:

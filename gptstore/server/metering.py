@@ -64,8 +64,10 @@ class Metering:
             self.db.executemany(
                 "INSERT INTO usage_daily (repo, user, day, currency, calls, prompt_tokens, completion_tokens, cost) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo, user, day, currency) DO UPDATE SET "
-                "calls = calls + excluded.calls, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, cost = cost + excluded.cost",
+                "calls = usage_daily.calls + excluded.calls, "
+                "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, "
+                "cost = usage_daily.cost + excluded.cost",
                 [(r.repo, user, r.day, r.currency, r.calls, r.prompt_tokens, r.completion_tokens, r.cost)
                  for r in rows])
         return True
@@ -104,7 +106,7 @@ def usage_of(db: Database, namespace: str, *, since: str | None = None) -> dict[
         "SUM(u.calls) AS calls, SUM(u.prompt_tokens) AS prompt_tokens, "
         "SUM(u.completion_tokens) AS completion_tokens, SUM(u.cost) AS cost "
         f"FROM usage_daily u JOIN repos r ON r.id = u.repo WHERE {where} "
-        "GROUP BY u.repo, u.user, u.currency", params)
+        "GROUP BY u.repo, r.namespace, r.name, u.user, u.currency", params)
     models = _summed([dict(row, other=row["user"]) for row in rows], "model")
     consumers = _summed([dict(row, other=row["model"]) for row in rows], "user")
     for entry in models:

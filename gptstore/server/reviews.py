@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import dialect
 from .db import Database
 from .timeutil import now
 
@@ -64,14 +65,13 @@ class Reviews:
         """Write ``user``'s review of ``repo`` (replacing theirs); the review and whether it is new.
         ``stars`` and ``text`` are validated by the caller (the table checks the stars again)."""
         stamp = now()
-        with self.db.transaction():
-            cursor = self.db.execute(
-                "UPDATE reviews SET stars = ?, text = ?, updated_at = ? WHERE repo = ? AND user = ?",
-                (stars, text, stamp, repo, user))
-            created = cursor.rowcount == 0
-            if created:
-                self.db.execute("INSERT INTO reviews (repo, user, stars, text, created_at, updated_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", (repo, user, stars, text, stamp, stamp))
+        with self.db.transaction():  # one upsert: two first reviews racing on two replicas cannot both insert
+            row = self.db.one(
+                "INSERT INTO reviews (repo, user, stars, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (repo, user) DO UPDATE SET stars = excluded.stars, text = excluded.text, "
+                f"updated_at = excluded.updated_at RETURNING {dialect.upsert_inserted(self.db.dialect)}",
+                (repo, user, stars, text, stamp, stamp))
+            created = bool(row[0])
         found = self.get(repo, user)
         assert found is not None
         return found, created

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..manifest import MAX_SIZE, Category
 from .catalog import Repo, repo_from_row
 from .catalogue import VERIFIED_SQL, trending_since
+from . import dialect
 from .db import Database
 from .http import bad_request, validation_message
 
@@ -123,17 +124,16 @@ def search_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def fts_query(text: str) -> str | None:
-    """Every word of ``text`` as a quoted prefix term (ANDed); None when there is no word."""
-    words = search_words(text)
-    return " ".join(f'"{w}"*' for w in words) if words else None
+def fts_query(text: str, engine: str = dialect.SQLITE) -> str | None:
+    """Every word of ``text`` as a quoted prefix term (ANDed) for ``engine``'s full-text index; None when there is no word."""
+    return dialect.fts_query(engine, search_words(text))
 
 
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _catalogue_filters(query: ModelQuery) -> tuple[list[str], dict[str, Any]]:
+def _catalogue_filters(query: ModelQuery, engine: str) -> tuple[list[str], dict[str, Any]]:
     where: list[str] = []
     params: dict[str, Any] = {}
     if query.categories:
@@ -146,7 +146,7 @@ def _catalogue_filters(query: ModelQuery) -> tuple[list[str], dict[str, Any]]:
               ("min_parameters", "c.parameters >= :min_parameters", query.min_parameters),
               ("max_parameters", "c.parameters <= :max_parameters", query.max_parameters),
               ("adapter", "c.adapter = :adapter", None if query.format is None else int(query.format == "adapter")),
-              ("language", "EXISTS (SELECT 1 FROM json_each(c.languages) WHERE value = lower(:language))",
+              ("language", dialect.json_contains(engine, "c.languages", "lower(:language)"),
                query.language)]
     for name, clause, value in checks:
         if value is not None:
@@ -166,12 +166,12 @@ def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...]) -
     marks = ", ".join(f":visible{i}" for i in range(len(visible)))
     where = ["(r.private = 0" + (f" OR r.namespace IN ({marks})" if visible else "") + ")"]
     if query.search:
-        match = fts_query(query.search)
+        match = fts_query(query.search, db.dialect)
         clause = "(r.namespace || '/' || r.name) LIKE :like ESCAPE '\\'"
         params["like"] = _like(query.search)
         if match:
-            clause = (f"({clause} OR r.id IN (SELECT rowid FROM manifest_fts WHERE manifest_fts MATCH :match) "
-                      "OR r.id IN (SELECT rowid FROM catalogue_fts WHERE catalogue_fts MATCH :match))")
+            clause = (f"({clause} OR r.id IN ({dialect.fts_match(db.dialect, 'manifest_fts', 'match')}) "
+                      f"OR r.id IN ({dialect.fts_match(db.dialect, 'catalogue_fts', 'match')}))")
             params["match"] = match
         where.append(clause)
     if query.author:
@@ -183,7 +183,7 @@ def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...]) -
     if query.pipeline_tag:
         where.append("r.pipeline_tag = :pipeline_tag")
         params["pipeline_tag"] = query.pipeline_tag
-    filters, filter_params = _catalogue_filters(query)
+    filters, filter_params = _catalogue_filters(query, db.dialect)
     where += filters
     params.update(filter_params)
     order = SORTS.get(query.sort, SORTS["downloads"])

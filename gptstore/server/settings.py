@@ -7,6 +7,9 @@
     DATA/uploads/<oid>/<repo>/  parts of one repo's multipart LFS upload (and the part ids each
                                 part upload produced) until it is completed
     DATA/secret                 key that signs LFS upload URLs (0600, generated on first use)
+
+With ``blobs="s3://bucket/prefix"`` the blobs and LFS uploads live in that bucket instead
+(``PREFIX/sha256/<hex>``, ``PREFIX/uploads/…``; see gptstore.server.objectstore).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+#: values of ``--log-format``
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,19 @@ class ServerSettings:
     #: refuse commits that add or change gptstore.json/gptstore.sig without a valid signature by a
     #: key registered for the manifest's namespace (``gptstore server key add``); not persisted
     require_signed: bool = False
+    #: key that signs upload URLs, sessions and CSRF tokens; every replica of one store needs the
+    #: same (``--secret`` / ``GPTSTORE_SERVER_SECRET``); None = ``DATA/secret``, this machine's own
     secret: str | None = field(default=None, repr=False)
+    #: where blobs live: None = DATA/blobs; ``s3://bucket/prefix`` = an S3-compatible bucket (endpoint
+    #: and credentials from the AWS_* environment variables; see gptstore.server.objectstore)
+    blobs: str | None = None
+    #: the catalog's URL: None = ``sqlite:///DATA/catalog.sqlite3``; ``postgresql://USER[:PASS]@HOST[:PORT]/DB``
+    #: = a PostgreSQL database shared by every replica (``--catalog`` / ``GPTSTORE_SERVER_CATALOG``)
+    catalog: str | None = None
+    #: access log lines: ``text`` (one human-readable line) or ``json`` (one JSON object per request)
+    log_format: str = "text"
+    #: seconds a SIGTERM waits for requests in flight (an upload, a download) before cancelling them
+    shutdown_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -67,10 +84,23 @@ class ServerSettings:
             raise ValueError("min_transfer_rate must be at least 1 byte/s and max_header_size at least 1 KiB")
         if self.max_object_size < 1:
             raise ValueError("max_object_size must be at least 1 byte")
+        if self.blobs is not None:
+            from .objectstore import parse_blobs_url
+
+            parse_blobs_url(self.blobs)
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        if self.shutdown_timeout < 0:
+            raise ValueError("shutdown_timeout must be 0 seconds or more")
 
     @property
     def catalog_path(self) -> Path:
         return self.data / "catalog.sqlite3"
+
+    @property
+    def catalog_url(self) -> str:
+        """The catalog to open: ``catalog`` as given, else the SQLite file in the data directory."""
+        return self.catalog or f"sqlite:///{self.catalog_path}"
 
     @property
     def blobs_path(self) -> Path:
@@ -100,3 +130,12 @@ class ServerSettings:
             self.data.mkdir(parents=True, exist_ok=True)
             atomic_write(path, secrets.token_hex(32).encode(), mode=0o600)
         return path.read_text().strip().encode()
+
+    def check_shared_secret(self) -> None:
+        """Refuse to serve a shared catalog (any URL but ``sqlite:``) without an explicit secret:
+        replicas that each generated their own ``DATA/secret`` would reject one another's upload
+        URLs, sessions and CSRF tokens, failing only when a load balancer switches replicas."""
+        catalog = self.catalog
+        if catalog and not catalog.startswith("sqlite:") and not self.secret:
+            raise ValueError(f"a shared catalog ({catalog.split(':', 1)[0]}://…) needs the same secret on every "
+                             "replica: pass --secret or set GPTSTORE_SERVER_SECRET (e.g. `openssl rand -hex 32`)")

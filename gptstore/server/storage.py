@@ -20,11 +20,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..blobs import CHUNK, BlobStore, is_sha256
 from ..errors import DigestMismatch
 from ..fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from .objectstore import S3Blobs
 
 
 
@@ -71,15 +74,29 @@ def tree_id(entries: Iterable[tuple[str, str]]) -> str:
 
 
 class Storage:
-    """Blobs and multipart staging under a server's data directory."""
+    """Blobs and multipart staging under a server's data directory, or blobs in a bucket.
 
-    def __init__(self, blobs_root: Path, uploads_root: Path) -> None:
-        self.blobs = BlobStore(blobs_root)
+    With ``blobs_url`` (``s3://bucket/prefix``) :attr:`blobs` is an
+    :class:`~gptstore.server.objectstore.S3Blobs` and :attr:`remote` is that same store: LFS bytes
+    then go to and come from the bucket through presigned URLs (see objectstore); without it both
+    are today's local disk (:attr:`remote` is None) and nothing else changes.
+    """
+
+    def __init__(self, blobs_root: Path, uploads_root: Path, *, blobs_url: str | None = None,
+                 url_ttl: int = 3600) -> None:
+        self.remote: S3Blobs | None = None
+        if blobs_url:
+            from .objectstore import S3Blobs
+
+            self.remote = S3Blobs(blobs_url, url_ttl=url_ttl)
+        self.blobs: Any = self.remote if self.remote is not None else BlobStore(blobs_root)
         self.uploads_root = uploads_root
 
     def clean(self, *, max_age: float) -> None:
         """Remove leftovers of interrupted writes: unfinished blobs and stale multipart parts."""
-        if self.blobs.tmp.is_dir():
+        if self.remote is not None:
+            self.remote.clean_staging(max_age=max_age)
+        elif self.blobs.tmp.is_dir():
             for leftover in self.blobs.tmp.glob("blob.*.part"):
                 leftover.unlink(missing_ok=True)
         if self.uploads_root.is_dir():
@@ -152,3 +169,18 @@ class Storage:
             os.rmdir(staging.parent)
         except OSError:  # another repo's upload of the same object is still staged there
             pass
+
+    def ready(self) -> None:
+        """Readiness (``GET /readyz``): raise OSError unless a blob could be written now. The
+        cheapest real check: create and remove an empty file beside the blobs being written, which
+        catches a blob directory that cannot be created and a read-only or full volume (even for
+        root, unlike ``os.access``).
+        An object store answers the same question with one HEAD on its bucket (``S3Blobs.check``)."""
+        if self.remote is not None:
+            self.remote.check()
+            return
+        self.blobs.tmp.mkdir(parents=True, exist_ok=True)
+        probe = self.blobs.tmp / f"ready.{os.getpid()}.{time.monotonic_ns()}.probe"
+        with open(probe, "xb"):
+            pass
+        probe.unlink()

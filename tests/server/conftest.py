@@ -16,6 +16,16 @@ import pytest
 
 from gptstore.testing import KiB, SMALL, StoreServer, admin, free_port, start_store  # noqa: F401  (re-exported)
 
+@pytest.fixture(scope="module", autouse=True)
+def every_backend(backend: str):
+    """Every module here runs once per backend pair (gptstore.testing.BACKENDS): the ``store``
+    fixture and the stores a test starts itself with ``start_store`` alike."""
+    from gptstore.testing import default_backend
+
+    with default_backend(backend):
+        yield backend
+
+
 @pytest.fixture(scope="module")
 def store(store_server: StoreServer) -> StoreServer:
     return store_server

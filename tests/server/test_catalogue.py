@@ -17,7 +17,7 @@ pytest.importorskip("cryptography")
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
+def shop(every_backend, tmp_path_factory):
     server = start_store(tmp_path_factory.mktemp("shop"), [*SMALL[:-2], "--page-size", "100"])
     yield server
     server.stop()
@@ -277,6 +277,7 @@ def test_library_search_filters_by_category_and_refuses_server_sorts(run_cli, ti
 def test_a_catalog_upgraded_from_schema_4_gets_its_catalogue(shop, catalogue):
     import sqlite3
 
+    shop.require_sqlite()
     before = shop.http().get("/api/models/alice/helpdesk").json()["gptstore"]
     shop.stop()
     conn = sqlite3.connect(shop.data / "catalog.sqlite3")

@@ -21,7 +21,7 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
-def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServer]:
+def store_server(every_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServer]:
     """The module's server logs at INFO, so that its access-log lines (with request ids) show."""
     server = start_store(tmp_path_factory.mktemp("store"), [*SMALL, "--log-level", "info"])
     yield server

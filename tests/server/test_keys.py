@@ -26,7 +26,7 @@ from gptstore.testing import SMALL, StoreServer, start_store
 
 
 @pytest.fixture(scope="module")
-def signed_store(tmp_path_factory: pytest.TempPathFactory):
+def signed_store(every_backend, tmp_path_factory: pytest.TempPathFactory):
     server = start_store(tmp_path_factory.mktemp("signed-store"), [*SMALL, "--require-signed"])
     yield server
     server.stop()

@@ -27,26 +27,26 @@ LISTING = 150_000
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> StoreServer:
+def limited(every_backend, tmp_path_factory: pytest.TempPathFactory) -> StoreServer:
     server = start_store(tmp_path_factory.mktemp("limited"), [
         *SMALL, "--request-timeout", str(TIMEOUT), "--max-header-size", str(HEADER_LIMIT),
         "--limit-concurrency", str(CONNECTIONS)])
     try:
         server.api("alice").create_repo("alice/slow")
-        _seed(server.data)
+        _seed(server.data, server.catalog)
         yield server
     finally:
         server.stop()
 
 
-def _seed(data: Path) -> None:
+def _seed(data: Path, catalog: str | None = None) -> None:
     """Straight into the running server's catalog and blobs: a repo with one big file and one
     with a very long file list (uploading either would take longer than the tests themselves)."""
     from gptstore.server.catalog import Catalog
     from gptstore.server.db import connect
     from gptstore.server.storage import FileRow, Storage, regular_row
 
-    db = connect(data / "catalog.sqlite3")
+    db = connect(catalog or data / "catalog.sqlite3")
     try:
         catalog = Catalog(db)
         content = os.urandom(BIG_FILE)

@@ -209,6 +209,7 @@ def test_a_catalog_from_before_opens_with_case_twins_reachable(tmp_path):
     ``alice/twin`` and ``alice/TWIN`` could both exist) opens, serves both, and moves repos."""
     store = start_store(tmp_path)
     try:
+        store.require_sqlite()
         api = store.api("alice")
         for name in ("twin", "other"):
             api.create_repo(f"alice/{name}")

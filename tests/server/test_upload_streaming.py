@@ -24,7 +24,7 @@ TIMEOUT = 1.0  # --request-timeout of the server under test
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> StoreServer:
+def store(every_backend, tmp_path_factory: pytest.TempPathFactory) -> StoreServer:
     server = start_store(tmp_path_factory.mktemp("streaming"), [
         "--max-body", str(64 * MiB), "--multipart-threshold", str(64 * MiB), "--part-size", str(16 * MiB),
         "--request-timeout", str(TIMEOUT)])

@@ -1,0 +1,1 @@
+"""Alembic revisions of the catalog's schema, oldest first (see ``gptstore.server.migrations``)."""

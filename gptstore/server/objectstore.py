@@ -1,0 +1,207 @@
+"""S3-compatible blob storage (``gptstore server --blobs s3://bucket/prefix``): the bytes bypass the server.
+
+The bucket holds the same content-addressed blobs as ``DATA/blobs``: ``PREFIX/sha256/<hex>``.
+Small regular files still travel inline through the server (:meth:`S3Blobs.put_bytes`); LFS objects
+are uploaded by the client straight to the bucket with presigned URLs, into a *staging* key
+``PREFIX/uploads/<oid>/<repo hash>`` that no one else's upload and no download ever uses. Only after
+the server has read the staged object back and hashed it (size and sha256 must match the oid) is it
+copied to ``sha256/<oid>`` (a server-side copy) and granted to the repo; wrong bytes are deleted.
+So a client can never overwrite a blob another repo references, and a commit never references
+bytes nobody verified. Downloads answer with a redirect to a presigned GET of ``sha256/<oid>``.
+
+Endpoint, region and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``), so MinIO, Ceph RGW, R2 and
+AWS all work. Incomplete multipart uploads of clients that give up are best expired by a bucket
+lifecycle rule (``AbortIncompleteMultipartUpload``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any, BinaryIO, Iterator
+
+from ..blobs import CHUNK, is_sha256
+from ..errors import DigestMismatch
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._\-/]{0,200}$")
+#: bytes read per request when hashing a staged object back
+READ_CHUNK = 8 * 1024 * 1024
+
+
+def parse_blobs_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` → (bucket, ``prefix/`` or ``""``); ValueError saying what is wrong."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"--blobs must be s3://BUCKET[/PREFIX] (or omitted for the data directory), not {url[:100]!r}")
+    bucket, _, prefix = url[5:].partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise ValueError(f"invalid bucket name {bucket[:100]!r} in --blobs: use 3-63 lowercase letters, digits, . and -")
+    if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+        raise ValueError(f"invalid prefix {prefix[:100]!r} in --blobs: use letters, digits and ._-/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3Blobs:
+    """The blob interface of :class:`gptstore.blobs.BlobStore` (has, size, open, read_bytes,
+    put_bytes, iter_range, delete) over one bucket, plus presigned uploads and downloads."""
+
+    remote = True
+
+    def __init__(self, url: str, *, url_ttl: int = 3600) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix = parse_blobs_url(url)
+        self.url_ttl = url_ttl
+        self.client: Any = boto3.client("s3", config=Config(
+            signature_version="s3v4", connect_timeout=10, read_timeout=60, retries={"max_attempts": 3}))
+
+    # -- keys ----------------------------------------------------------------------------------
+    def key(self, sha256: str) -> str:
+        if not is_sha256(sha256):
+            raise ValueError("a blob id is 64 lowercase hex characters")
+        return f"{self.prefix}sha256/{sha256}"
+
+    def staging_key(self, oid: str, repo_id: str) -> str:
+        """Where a client's upload of ``oid`` to ``repo_id`` lands until verified (the repo id is
+        hashed, never used as given)."""
+        return f"{self.prefix}uploads/{self.key(oid).rsplit('/', 1)[1]}/" \
+               f"{hashlib.sha256(repo_id.encode()).hexdigest()[:32]}"
+
+    # -- reading -------------------------------------------------------------------------------
+    def _head(self, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def has(self, sha256: str) -> bool:
+        return self._head(self.key(sha256)) is not None
+
+    def size(self, sha256: str) -> int:
+        head = self._head(self.key(sha256))
+        if head is None:
+            raise FileNotFoundError(f"blob {sha256} is not in the bucket")
+        return int(head["ContentLength"])
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A streamed reader of the whole blob (a context manager, like an open file)."""
+        return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
+
+    def read_bytes(self, sha256: str) -> bytes:
+        with self.open(sha256) as body:
+            return body.read()
+
+    def iter_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start``..``end`` (inclusive) of a blob, in chunks."""
+        answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256), Range=f"bytes={start}-{end}")
+        with answer["Body"] as body:
+            while chunk := body.read(CHUNK):
+                yield chunk
+
+    # -- writing -------------------------------------------------------------------------------
+    def put_bytes(self, data: bytes, *, expected_sha256: str | None = None) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and sha != expected_sha256:
+            raise DigestMismatch(f"content hashes to {sha}, not {expected_sha256}")
+        if not self.has(sha):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(sha), Body=data)
+        return sha
+
+    def delete(self, sha256: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+    # -- presigned transfers -------------------------------------------------------------------
+    def presigned_get(self, sha256: str, *, filename: str | None = None) -> str:
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": self.key(sha256)}
+        if filename:
+            safe = re.sub(r"[^A-Za-z0-9._\-]", "_", filename)[:200]
+            params["ResponseContentDisposition"] = f'attachment; filename="{safe}"'
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.url_ttl)
+
+    def presigned_put(self, oid: str, repo_id: str) -> str:
+        return self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": self.staging_key(oid, repo_id)},
+            ExpiresIn=self.url_ttl)
+
+    def start_multipart(self, oid: str, repo_id: str) -> str:
+        """A new multipart upload into the staging key; its UploadId."""
+        answer = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.staging_key(oid, repo_id))
+        return answer["UploadId"]
+
+    def presigned_part(self, oid: str, repo_id: str, upload_id: str, number: int) -> str:
+        return self.client.generate_presigned_url(
+            "upload_part", Params={"Bucket": self.bucket, "Key": self.staging_key(oid, repo_id),
+                                   "UploadId": upload_id, "PartNumber": number}, ExpiresIn=self.url_ttl)
+
+    def complete_multipart(self, oid: str, repo_id: str, upload_id: str, etags: list[str]) -> None:
+        """CompleteMultipartUpload with the client's part etags (S3 checks them: they name parts of
+        this upload of the staging key only); ValueError with S3's reason when it refuses."""
+        from botocore.exceptions import ClientError
+
+        parts = [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in enumerate(etags, 1)]
+        try:
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.staging_key(oid, repo_id),
+                                                  UploadId=upload_id, MultipartUpload={"Parts": parts})
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise ValueError(f"{error.get('Code', 'error')}: {str(error.get('Message', ''))[:200]}") from None
+
+    def staged(self, oid: str, repo_id: str) -> bool:
+        return self._head(self.staging_key(oid, repo_id)) is not None
+
+    def promote(self, oid: str, repo_id: str, size: int) -> None:
+        """Verify the staged upload of ``oid`` (size, then sha256 of the bytes read back) and move it
+        to ``sha256/<oid>``; the staged object is deleted either way. DigestMismatch when it differs,
+        FileNotFoundError when nothing is staged."""
+        key = self.staging_key(oid, repo_id)
+        try:
+            head = self._head(key)
+            if head is None:
+                raise FileNotFoundError(f"LFS object {oid[:12]}… was not uploaded")
+            if int(head["ContentLength"]) != size:
+                raise DigestMismatch(f"LFS object {oid[:12]}… has {head['ContentLength']} bytes, not {size}")
+            digest = hashlib.sha256()
+            with self.client.get_object(Bucket=self.bucket, Key=key)["Body"] as body:
+                while chunk := body.read(READ_CHUNK):
+                    digest.update(chunk)
+            if digest.hexdigest() != oid:
+                raise DigestMismatch(f"the uploaded bytes hash to {digest.hexdigest()}, not {oid}")
+            if not self.has(oid):
+                self.client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, self.key(oid))
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def check(self) -> None:
+        """Raise unless the bucket is reachable (for readiness checks)."""
+        self.client.head_bucket(Bucket=self.bucket)
+
+    def clean_staging(self, *, max_age: float) -> None:
+        """Delete staged uploads and abort multipart uploads older than ``max_age`` seconds (their
+        URLs have expired: nothing can complete them). Also the start-up check that the bucket is
+        reachable: RuntimeError with one line saying what to fix."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        staging = f"{self.prefix}uploads/"
+        cutoff = time.time() - max_age
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if item["LastModified"].timestamp() < cutoff:
+                        self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=staging)
+            for upload in answer.get("Uploads", []):
+                if upload["Initiated"].timestamp() < cutoff:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+        except (BotoCoreError, ClientError) as exc:
+            raise RuntimeError(f"the bucket {self.bucket!r} of --blobs is not usable ({str(exc)[:200]}); check the "
+                               "bucket name, AWS_ENDPOINT_URL and the AWS credentials") from None

@@ -53,12 +53,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: first path segments the store itself serves (API, pages, probes): no user or org may take one,
+#: so ``/models`` or ``/login`` always mean the store's page and never a namespace's profile
+RESERVED_NAMES = ("api", "models", "login", "logout", "healthz", "readyz", "settings", "organizations")
+
+
 def _check_name(name: str, what: str) -> None:
     try:
         check_segment(name, name, f"{what} name")
     except InvalidReference as exc:
         reason = exc.message.partition(": ")[2]
         raise UsageError(f"invalid {what} name {name!r}: {reason}") from None
+    if name.lower() in RESERVED_NAMES:
+        raise UsageError(f"invalid {what} name {name!r}: the store serves its own pages and API under /{name.lower()}",
+                         hint="pick another name")
 
 
 #: longest display name (``--fullname``) a user or org may have

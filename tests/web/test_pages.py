@@ -271,9 +271,19 @@ def test_unknown_models_and_namespaces_are_404_pages(shop):
     assert get(shop, "/api/models/alice/nothing").headers["x-error-code"] == "RepoNotFound"
 
 
-def test_store_paths_win_over_namespaces_of_the_same_name(shop):
-    for name in ("models", "login"):  # the account rules allow these names
-        shop.admin("user", "add", name)
+def test_store_paths_win_over_namespaces_of_the_same_name(shop, run_cli):
+    for name in ("models", "Login", "healthz"):  # refused as names now
+        result = run_cli("server", "--data", str(shop.data), *(["--catalog", shop.catalog] if shop.catalog else []),
+                         "user", "add", name)
+        assert result.exit_code != 0 and "serves its own pages and API" in result.output, result.output
+    from gptstore.server.db import connect
+
+    db = connect(shop.catalog or f"sqlite:///{shop.data / 'catalog.sqlite3'}")
+    try:  # a catalog made before those names were reserved may hold them: the store's pages still win
+        for name in ("models", "login"):
+            db.execute("INSERT INTO namespaces (name, kind, created_at) VALUES (?, 'user', 'then')", (name,))
+    finally:
+        db.close()
     assert listed(get(shop, "/models"))  # the listing, not the user's profile
     assert 'name="token"' in get(shop, "/login").text
     assert get(shop, "/api").headers.get("x-error-code") == "EntryNotFound"

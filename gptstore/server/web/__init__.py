@@ -16,9 +16,9 @@ SVG. One module per concept:
 :data:`ROUTES` are appended to the API's routes by ``gptstore.server.app``; API paths are matched
 first, so a page never shadows an API route. Among the pages, ``/models`` and ``/login`` come
 before the namespace pages, and the namespace patterns refuse the path segments the store uses
-itself (:data:`pages_store.RESERVED`: ``api``, ``models``, ``login``, ``logout``): the account
-rules (``refs.check_segment``) do not forbid a user named ``models``, so routing order is what
-keeps those paths the store's.
+itself (:data:`accounts.RESERVED_NAMES`: ``api``, ``models``, ``login``, ``healthz``, …). New users
+and orgs cannot take those names; routing order keeps the paths the store's even in a catalog
+made before that rule.
 """
 
 from __future__ import annotations

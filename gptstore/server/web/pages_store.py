@@ -17,6 +17,7 @@ from typing import Any, Callable
 from starlette.responses import Response
 
 from ...manifest import CATEGORIES
+from ..accounts import RESERVED_NAMES
 from ..catalog import Repo
 from ..catalogue import facets, refresh
 from ..context import Call
@@ -40,8 +41,9 @@ MAX_PAGE = 500
 MAX_QUERY_CHARS = 200
 #: most query parameters a listing URL may carry
 MAX_PARAMS = 40
-#: first path segments the pages use themselves: never a namespace page (see ``web/__init__``)
-RESERVED = ("api", "models", "login", "logout")
+#: first path segments the store uses itself: never a namespace page (see ``web/__init__``); new
+#: accounts cannot take them, but a catalog from before that rule may hold one
+RESERVED = RESERVED_NAMES
 FORM_FIELDS = ("license", "min_price", "max_price", "min_parameters", "max_parameters", "format", "language")
 
 

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import GPTStoreError
+from ..netutil import listen_socket
 from . import (api_access, api_files, api_manage, api_metering, api_repos, api_revisions, api_store, api_uploads,
                web)
 from .accounts import Accounts
@@ -217,33 +218,8 @@ def tune_malloc() -> None:
 
 
 def bind(settings: ServerSettings) -> socket.socket:
-    """The listening socket for ``settings.host``/``settings.port``, bound before anything is
-    announced: a port in use is one :class:`~gptstore.errors.GPTStoreError` line (exit 1), not
-    uvicorn's log lines after a "listening on" that was never true. Port 0 picks a free port
-    (read it back with ``sock.getsockname()[1]``)."""
-    import errno
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise GPTStoreError(f"cannot listen on {settings.host}: {exc.strerror or exc}",
-                            hint="pass --host with an address of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise GPTStoreError(f"port {settings.port} on {settings.host} is already in use",
-                                hint="stop the program that holds it, or pass --port with another port "
-                                     "(--port 0 picks a free one)") from None
-        raise GPTStoreError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-                            hint="pass another --host or --port (ports below 1024 need privileges)") from None
-    sock.set_inheritable(True)
-    return sock
+    """The listening socket for ``settings.host``/``settings.port`` (see :func:`gptstore.netutil.listen_socket`)."""
+    return listen_socket(settings.host, settings.port)
 
 
 def serve(settings: ServerSettings, *, log_level: str = "info", access_log: bool = True,

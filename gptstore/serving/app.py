@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import GPTStoreError, InvalidReference
+from ..netutil import listen_socket
 from . import generation
 from .batching import Batchable
 from .failures import APIError, from_exception, model_not_found
@@ -306,28 +307,7 @@ def create_app(settings: ServeSettings, pool: ModelPool | None = None) -> Starle
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything is announced (a port in use is one line)."""
-    import errno
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise GPTStoreError(f"cannot listen on {host}: {exc.strerror or exc}",
-                            hint="pass --host with an address of this machine, e.g. 127.0.0.1") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise GPTStoreError(f"port {port} on {host} is already in use",
-                                hint="pass --port with another port (--port 0 picks a free one)") from None
-        raise GPTStoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                            hint="pass another --host or --port") from None
-    sock.set_inheritable(True)
-    return sock
+    return listen_socket(host, port)
 
 
 def serve(settings: ServeSettings, *, sock: socket.socket, log_level: str = "info",

@@ -256,7 +256,8 @@ def bench_download(backends: Backends, work: Path, size_mb: int, times: int) -> 
 
 # -- 3. search p50 -------------------------------------------------------------------------
 def fill(url: str | None, data: Path, count: int) -> float:
-    """``count`` public models with manifests straight into the catalog (as bench/server.py does); seconds."""
+    """``count`` public models with manifests straight into the catalog (as bench/server.py does),
+    then ANALYZE; seconds."""
     from gptstore.server.db import connect
     from gptstore.server.metadata import repo_metadata
     from gptstore.server.search import index_manifest
@@ -290,6 +291,9 @@ def fill(url: str | None, data: Path, count: int) -> float:
                 for tag in meta.tags:
                     db.execute("INSERT INTO repo_tags (repo, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", (repo, tag))
                 index_manifest(db, repo, summary)
+        # planner statistics, as autovacuum (PostgreSQL) would gather within a minute of a bulk load:
+        # without them the first queries sort every repo instead of walking the listing's index
+        db.execute("ANALYZE")
     finally:
         db.close()
     return time.perf_counter() - started

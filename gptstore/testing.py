@@ -19,7 +19,11 @@ filtering every generation) cannot change what a test sees unless the test asks 
   the click ``Result``;
 - ``store_server`` — a real ``gptstore server`` process on a free loopback port (one per test
   module), with users alice, bob, carol, an org acme (alice, carol) and tokens in
-  ``store_server.tokens["alice:write"]`` etc.; see :class:`StoreServer`.
+  ``store_server.tokens["alice:write"]`` etc.; see :class:`StoreServer`. Server test modules run
+  once per backend pair of :data:`BACKENDS` (``sqlite+disk``, ``postgresql+s3``; the PostgreSQL
+  and moto S3 servers behind them live in :mod:`gptstore.testing_backends`); a test of the disk
+  store's internals calls ``store.require_disk(why)``, one that opens the SQLite file
+  ``store.require_sqlite()``.
 
 And :func:`tree_state` — ``{relative path: sha256}`` of a directory, to assert that a failed
 operation left the library exactly as it was.
@@ -36,7 +40,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +48,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from .testing_backends import (  # noqa: F401  (re-exported: tests import them from here)
+    _SHARED_SECRET,
+    BACKENDS,
+    PAIRS,
+    Backend,
+    KiB,
+    PostgresServer,
+    S3Endpoint,
+    free_port,
+    postgres_server,
+    s3_blobs_options,
+    s3_server,
+    start_s3,
+)
 
 
 def publish_copy(source: Path, target: Path, name: str, version: str = "1.0.0", *, base: Any = None) -> Any:
@@ -177,145 +195,9 @@ def run_cli() -> Callable[..., Any]:
 # -- a real store server ---------------------------------------------------------------------
 
 CLI = [sys.executable, "-c", "from gptstore.cli.main import main; main()"]
-KiB = 1024
 SMALL = ["--lfs-threshold", str(256 * KiB), "--multipart-threshold", str(1024 * KiB),
          "--part-size", str(256 * KiB), "--max-body", str(4096 * KiB), "--page-size", "3"]
 
-
-@dataclass(frozen=True)
-class Backend:
-    """Where a test store keeps its catalog (``sqlite``: DATA/catalog.sqlite3; ``postgresql``: a
-    fresh database on :func:`postgres_server`) and its blobs (``disk``: DATA/blobs)."""
-
-    catalog: str
-    blobs: str = "disk"
-
-
-#: the backend pairs every server test module runs on (the ``backend`` fixture's params), by name
-BACKENDS: dict[str, Backend] = {
-    "sqlite+disk": Backend("sqlite"),
-    "postgresql+disk": Backend("postgresql"),
-}
-
-#: ``--secret`` of test stores on a shared (PostgreSQL) catalog, which the server requires
-_SHARED_SECRET = "gptstore-test-secret-" + "0" * 32
-
-
-class PostgresServer:
-    """A throw-away PostgreSQL server for one test session: Debian's binaries (``initdb``,
-    ``postgres`` on PATH or in /usr/local/bin or /usr/lib/postgresql/*/bin), run as the
-    unprivileged ``nobody`` when the tests run as root (PostgreSQL refuses root), listening on a
-    free loopback port with trust authentication, its data in a fresh temporary directory
-    (fsync off: nothing outlives the session). :meth:`create_database` makes one database per store."""
-
-    def __init__(self) -> None:
-        import tempfile
-
-        binaries = _postgres_binaries()
-        if binaries is None:
-            raise RuntimeError("no PostgreSQL server binaries (initdb, postgres) found; install postgresql")
-        initdb, postgres = binaries
-        self.root = Path(tempfile.mkdtemp(prefix="gptstore-pg-"))
-        self.port = free_port()
-        self.count = 0
-        prefix: list[str] = []
-        if os.geteuid() == 0:
-            import pwd
-
-            nobody = pwd.getpwnam("nobody")
-            os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
-            prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
-        data = self.root / "data"
-        done = subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
-                               "-E", "UTF8", "--locale=C"], capture_output=True, text=True, timeout=120)
-        if done.returncode:
-            raise RuntimeError(f"initdb failed: {(done.stderr or done.stdout).strip()[-500:]}")
-        self.log = open(self.root / "postgres.log", "ab")
-        self.proc = subprocess.Popen([*prefix, postgres, "-D", str(data), "-p", str(self.port),
-                                      "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                                      "-c", "fsync=off", "-c", "synchronous_commit=off",
-                                      "-c", "full_page_writes=off", "-c", "max_connections=400"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while True:
-            try:
-                self._admin("SELECT 1")
-                return
-            except Exception as exc:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"PostgreSQL did not start: {exc}") from None
-                time.sleep(0.1)
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def _admin(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql)
-
-    def create_database(self) -> str:
-        """A new, empty database on this server; its URL."""
-        self.count += 1
-        name = f"store{os.getpid()}_{self.count}"
-        self._admin(f"CREATE DATABASE {name}")
-        return self.url(name)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown; clients are gone by now
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _postgres_binaries() -> tuple[str, str] | None:
-    import glob
-
-    folders = [os.path.dirname(p) for p in (shutil.which("initdb"),) if p]
-    folders += ["/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    for folder in folders:
-        initdb, postgres = os.path.join(folder, "initdb"), os.path.join(folder, "postgres")
-        if os.access(initdb, os.X_OK) and os.access(postgres, os.X_OK):
-            return initdb, postgres
-    return None
-
-
-_postgres: PostgresServer | None = None
-_postgres_failure: str | None = None
-
-
-def postgres_server() -> PostgresServer:
-    """The test session's PostgreSQL server, started on first use and stopped when the session
-    ends; skips the calling test, with the reason, when it cannot start (or psycopg is missing)."""
-    global _postgres, _postgres_failure
-    if _postgres is None and _postgres_failure is None:
-        try:
-            import psycopg  # noqa: F401
-            import sqlalchemy  # noqa: F401
-
-            _postgres = PostgresServer()
-        except Exception as exc:  # any reason: the PostgreSQL tests skip saying it
-            _postgres_failure = f"PostgreSQL unavailable: {exc}"
-        else:
-            import atexit
-
-            atexit.register(_postgres.stop)
-    if _postgres is None:
-        pytest.skip(str(_postgres_failure))
-    return _postgres
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def admin(data: Path, *args: str, catalog: str | None = None) -> str:
@@ -395,6 +277,17 @@ class StoreServer:
         if self.dialect != "sqlite":
             pytest.skip("reads or rewrites the SQLite catalog file directly")
 
+    @property
+    def blobs(self) -> str:
+        """``disk`` (DATA/blobs) or ``s3`` (``--blobs s3://…``): where this server keeps its blobs."""
+        return "s3" if "--blobs" in self.args or "GPTSTORE_SERVER_BLOBS" in self.env else "disk"
+
+    def require_disk(self, why: str = "looks at the local blob directory (DATA/blobs) itself") -> None:
+        """Skip the calling test unless the blobs are on the local disk (a test of the disk store's
+        internals: its staging files, its multipart part ids); say which S3 test covers the same."""
+        if self.blobs != "disk":
+            pytest.skip(why)
+
     def api(self, user: str | None = "alice", scope: str = "write") -> Any:
         from huggingface_hub import HfApi
 
@@ -416,7 +309,7 @@ def default_backend(name: str) -> Iterator[str]:
     """While it lasts, :func:`start_store` without ``backend=`` starts stores on ``name`` (a key of
     :data:`BACKENDS`); tests/server/conftest.py wraps every module in it, once per pair."""
     global _default_backend
-    BACKENDS[name]  # noqa: B018  (a KeyError names an unknown pair at once)
+    PAIRS[name]  # noqa: B018  (a KeyError names an unknown pair at once)
     previous, _default_backend = _default_backend, name
     try:
         yield name
@@ -429,10 +322,15 @@ def start_store(root: Path, args: list[str] = SMALL, *, env: dict[str, str] | No
     """A running store with users alice, bob, carol, org acme and their tokens (see :class:`StoreServer`),
     its catalog and blobs as :data:`BACKENDS` names them (default: :func:`default_backend`'s; a
     PostgreSQL catalog is a fresh database on the test session's server, :func:`postgres_server`;
-    skips when none can start)."""
-    chosen = BACKENDS[backend or _default_backend]
+    skips when none can start; ``s3`` blobs are a prefix of their own in the session's moto bucket,
+    :func:`s3_blobs_options`, unless ``args`` name ``--blobs`` themselves)."""
+    chosen = PAIRS[backend or _default_backend]
     catalog = postgres_server().create_database() if chosen.catalog == "postgresql" else None
-    server = StoreServer(root / "data", root / "server.log", list(args), env=dict(env or {}), catalog=catalog)
+    args, env = list(args), dict(env or {})
+    if chosen.blobs == "s3" and "--blobs" not in args:  # a test that names its own bucket keeps it
+        blob_args, blob_env = s3_blobs_options()
+        args, env = [*args, *blob_args], {**blob_env, **env}
+    server = StoreServer(root / "data", root / "server.log", args, env=env, catalog=catalog)
     server.admin("user", "add", "alice")
     server.admin("user", "add", "bob")
     server.admin("user", "add", "carol")
@@ -441,100 +339,6 @@ def start_store(root: Path, args: list[str] = SMALL, *, env: dict[str, str] | No
         server.tokens[f"{user}:{scope}"] = server.admin("token", "create", user, "--scope", scope)
     server.start()
     return server
-
-
-
-@dataclass
-class S3Endpoint:
-    """moto's standalone S3 server on a loopback port (see :func:`start_s3`), spoken to like any
-    S3: through boto3 with the standard AWS variables in :attr:`env`."""
-
-    url: str
-    proc: subprocess.Popen
-    bucket: str = "gptstore-test"
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1"}
-
-    def blobs_url(self, prefix: str = "store") -> str:
-        """The ``--blobs`` value of a store keeping its blobs under ``prefix`` in the bucket."""
-        return f"s3://{self.bucket}/{prefix}"
-
-    def client(self) -> Any:
-        import boto3
-
-        env = self.env
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
-
-    def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_s3(root: Path, *, min_part_size: int = 256 * KiB) -> S3Endpoint:
-    """Start moto's S3 server (``python -m moto.server``) on a free loopback port with one bucket;
-    a store uses it with ``start_store(root, [..., "--blobs", s3.blobs_url()], env=s3.env)``.
-    ``min_part_size`` is S3's smallest multipart part (5 MiB on real S3; the default fits SMALL's
-    --part-size). Stop it with :meth:`S3Endpoint.stop`."""
-    import httpx
-
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(min_part_size)}
-    with open(root / "moto.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    endpoint = S3Endpoint(f"http://127.0.0.1:{port}", proc)
-    deadline = time.time() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited:\n{(root / 'moto.log').read_text()}")
-        try:
-            httpx.get(endpoint.url, timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.time() > deadline:
-                endpoint.stop()
-                raise RuntimeError("moto server did not start within 30 s") from None
-            time.sleep(0.1)
-    endpoint.client().create_bucket(Bucket=endpoint.bucket)
-    return endpoint
-
-
-_s3: S3Endpoint | None = None
-
-
-def s3_server() -> S3Endpoint:
-    """The test session's S3 server (:func:`start_s3`), started on first use, stopped at exit."""
-    global _s3
-    if _s3 is None:
-        import atexit
-        import tempfile
-
-        _s3 = start_s3(Path(tempfile.mkdtemp(prefix="gptstore-s3-")))
-        atexit.register(_s3.stop)
-    return _s3
-
-
-def s3_blobs_options() -> tuple[list[str], dict[str, str]]:
-    """``(args, env)`` for a new test store keeping its blobs on the session's S3 server under a
-    prefix of its own: ``start_store(root, [*SMALL, *args], env=env)`` (a backend pair's ``s3``)."""
-    import uuid
-
-    s3 = s3_server()
-    return ["--blobs", s3.blobs_url(f"store-{uuid.uuid4().hex[:12]}")], s3.env
 
 
 #: the ``format`` of the tiny packages :func:`publish_package` uploads

@@ -210,14 +210,51 @@ def _announce_signed_only(ctx: click.Context) -> None:
 @server.command("migrate")
 @click.option("--catalog", "url", metavar="URL", default=None,
               help="The catalog to upgrade (default: the server's --catalog, else DATA/catalog.sqlite3).")
+@click.option("--from", "source", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Move a store: the data directory (SQLite + disk) to copy from; it is only read, so "
+                   "its server may keep running during a first pass.")
+@click.option("--to-catalog", metavar="URL", default=None,
+              help="With --from: the catalog to copy into (postgresql://… or sqlite:///PATH); its schema is "
+                   "created or upgraded first.")
+@click.option("--to-blobs", metavar="URL", default=None,
+              help="With --from: where the blobs go: s3://BUCKET[/PREFIX] (AWS_* variables as for --blobs), "
+                   "or the new data directory.")
+@click.option("--verify-all", is_flag=True,
+              help="With --from: also re-hash every blob the target holds (default: sizes of all, sha256 of "
+                   "what this run copied).")
+@json_option.replace(help="With --from: print the summary as JSON.")
 @click.pass_context
-def migrate(ctx: click.Context, url: str | None) -> None:
-    """Create or upgrade the catalog's schema to this gptstore's, then exit.
+def migrate(ctx: click.Context, url: str | None, source: Path | None, to_catalog: str | None,
+            to_blobs: str | None, verify_all: bool, as_json: bool) -> None:
+    """Create or upgrade the catalog's schema to this gptstore's, then exit; or, with --from, move a store.
 
-    The server also does this when it starts (concurrent starts take turns), so an explicit run is
-    needed only to prepare an empty database before the replicas start, or to upgrade first."""
+    The server also upgrades when it starts (concurrent starts take turns), so an explicit run is
+    needed only to prepare an empty database before the replicas start, or to upgrade first.
+
+    \b
+    Moving a store (re-run it to catch up: only what is new is copied):
+      gptstore server migrate --from /srv/gptstore \\
+        --to-catalog postgresql://gptstore@db/gptstore --to-blobs s3://models/store
+    """
     from ..server.db import SCHEMA_VERSION
 
+    if source is not None or to_catalog or to_blobs:
+        if source is None or not to_catalog or not to_blobs:
+            raise UsageError("moving a store needs --from, --to-catalog and --to-blobs together",
+                             hint="gptstore server migrate --from DATA --to-catalog URL --to-blobs URL")
+        from ..server.migrate_store import migrate_store
+
+        report = migrate_store(source, to_catalog, to_blobs, verify_all=verify_all,
+                               progress=lambda line: click.echo(line, err=True))
+        if as_json:
+            click.echo(json.dumps(report.as_dict(), indent=2))
+            return
+        rows = sum(t.get("rows", 0) for t in report.tables.values())
+        new = sum(t.get("new", 0) for t in report.tables.values())
+        click.echo(f"moved {source} to {report.catalog} + {report.blobs}: {rows} catalog rows ({new} new), "
+                   f"{report.blobs_copied} blobs copied ({report.bytes_copied} bytes), {report.blobs_skipped} "
+                   f"already there, {report.blobs_verified} verified")
+        return
     if url is not None:
         ctx.find_root().meta["gptstore.server.catalog"] = url
     db = _catalog(ctx)

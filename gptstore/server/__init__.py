@@ -19,6 +19,8 @@ Modules, one concept each:
                   usage and revenue for the namespace's members and the provider dashboard
     metadata      README card and manifest summary of a repo
     gitpatterns   .gitattributes (which paths go LFS) and .gitignore patterns, as git reads them
+    migrate_store moving a store (``server migrate --from``): catalog and blobs copied to another
+                  catalog and blob store, re-runnable to catch up, every digest verified
     storage       blobs (the library's engine, or a bucket), git ids, multipart staging
     objectstore   S3-compatible blobs (--blobs s3://…): presigned uploads, verified staging, redirects
     commits       the NDJSON commit, applied in one transaction
@@ -46,7 +48,7 @@ runs ``lint-imports``)::
     commits
     auth | search
     catalogue | reviews | gating | metering
-    accounts | keys | catalog
+    accounts | keys | catalog | migrate_store
     db | http | storage | settings | metadata | gitpatterns | timeutil
     objectstore | migrations
     dialect

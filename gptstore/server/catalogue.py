@@ -43,7 +43,7 @@ TRENDING_DAYS = 7
 REFRESH_BATCH = 200
 
 _STALE = """
-SELECT r.id, r.namespace, r.name, r.summary IS NULL AS gone, h.target AS head
+SELECT r.id, r.namespace, r.name, r.summary IS NULL AS gone, h.target AS head, c.repo IS NOT NULL AS catalogued
 FROM repos r
 LEFT JOIN catalogue c ON c.repo = r.id
 LEFT JOIN refs h ON h.repo = r.id AND h.kind = 'branch' AND h.name = '%(main)s'
@@ -94,9 +94,15 @@ def refresh(db: Database, storage: Storage) -> int:
         if not rows:  # none left, or only ones that stay stale (a manifest that no longer parses)
             marks[id(db)] = db.version()
             return len(seen)
-        with db.transaction():
-            for row in rows:
-                _refresh_one(db, storage, keys, row)
+        # read outside the write: a row that stays stale with no catalogue row to remove (its manifest
+        # cannot be read) writes nothing, so it does not move the version other threads and replicas
+        # compare against (they would each scan again and write again, in turns, for ever)
+        work = [(row, _manifest_of(db, storage, row)) for row in rows]
+        work = [(row, manifest) for row, manifest in work if manifest is not None or row["catalogued"]]
+        if work:
+            with db.transaction():
+                for row, manifest in work:
+                    _refresh_one(db, storage, keys, row, manifest)
         seen.update(row["id"] for row in rows)
 
 
@@ -105,10 +111,14 @@ _CATALOGUE_COLUMNS = ("repo_id, digest, category, use_cases, languages, license,
 _CATALOGUE_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _CATALOGUE_COLUMNS.split(", "))
 
 
-def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any) -> None:
+def _manifest_of(db: Database, storage: Storage, row: Any) -> Manifest | None:
+    """The manifest at main of a stale row's repo; None when it has none (or it no longer parses)."""
+    return None if row["gone"] or row["head"] is None else _read_manifest(db, storage, row["head"])
+
+
+def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any, manifest: Manifest | None) -> None:
     repo = row["id"]
     db.execute("DELETE FROM catalogue_fts WHERE rowid = ?", (repo,))
-    manifest = None if row["gone"] or row["head"] is None else _read_manifest(db, storage, row["head"])
     if manifest is None:
         db.execute("DELETE FROM catalogue WHERE repo = ?", (repo,))
         return

@@ -74,6 +74,7 @@ def assert_bob_cannot_read_the_secret(store) -> None:
 
 # -- 9: knowing a digest never grants content -------------------------------------------------------
 def test_crafted_part_etags_cannot_claim_another_users_private_blob(store, repos):
+    store.require_disk("part etags naming DATA/blobs paths: disk blobs only (S3: test_s3_blobs.py::test_etags_of_another_upload_cannot_complete_this_one)")
     with store.http("bob") as bob, store.http() as anonymous:
         offer = batch(bob, "bob/thief", [{"oid": SECRET_OID, "size": len(SECRET)}])[0]
         assert "actions" in offer, "knowing a digest must not skip the upload"
@@ -95,6 +96,7 @@ def test_crafted_part_etags_cannot_claim_another_users_private_blob(store, repos
 @pytest.mark.parametrize("etag", ["/etc/passwd", "../", "../../../../../../../../etc/passwd", "..", ".", "",
                                   "A" * 64, "0" * 63, "0" * 64 + "/x"])
 def test_etags_that_are_not_this_uploads_part_ids_are_400_and_reveal_nothing(store, repos, etag):
+    store.require_disk("the disk store's part ids: disk blobs only (S3 checks its own etags: test_s3_blobs.py::test_a_multipart_upload_of_wrong_bytes_is_refused_at_completion)")
     passwd = Path("/etc/passwd").read_bytes()
     with store.http("bob") as bob:
         href = batch(bob, "bob/thief", [{"oid": SECRET_OID, "size": len(SECRET)}])[0]["actions"]["upload"]["href"]
@@ -109,6 +111,7 @@ def test_etags_that_are_not_this_uploads_part_ids_are_400_and_reveal_nothing(sto
 
 def test_part_ids_of_another_repos_upload_are_refused(store, repos):
     """bob learns the part ids of alice's upload in flight; completing with them gets him nothing."""
+    store.require_disk("the disk store's part ids: disk blobs only (S3: test_s3_blobs.py::test_etags_of_another_upload_cannot_complete_this_one)")
     data = os.urandom(1280 * KiB)  # multipart: 5 parts of 256 KiB
     oid = hashlib.sha256(data).hexdigest()
     part_ids = [hashlib.sha256(data[i:i + 256 * KiB]).hexdigest() for i in range(0, len(data), 256 * KiB)]

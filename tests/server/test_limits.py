@@ -33,24 +33,29 @@ def limited(every_backend, tmp_path_factory: pytest.TempPathFactory) -> StoreSer
         "--limit-concurrency", str(CONNECTIONS)])
     try:
         server.api("alice").create_repo("alice/slow")
-        _seed(server.data, server.catalog)
+        _seed(server)
         yield server
     finally:
         server.stop()
 
 
-def _seed(data: Path, catalog: str | None = None) -> None:
+def _seed(server: StoreServer) -> None:
     """Straight into the running server's catalog and blobs: a repo with one big file and one
     with a very long file list (uploading either would take longer than the tests themselves)."""
     from gptstore.server.catalog import Catalog
     from gptstore.server.db import connect
     from gptstore.server.storage import FileRow, Storage, regular_row
 
-    db = connect(catalog or data / "catalog.sqlite3")
+    data = server.data
+    db = connect(server.catalog or data / "catalog.sqlite3")
     try:
         catalog = Catalog(db)
         content = os.urandom(BIG_FILE)
-        sha = Storage(data / "blobs", data / "uploads").put_bytes(content)
+        blobs_url = server.args[server.args.index("--blobs") + 1] if server.blobs == "s3" else None
+        with pytest.MonkeyPatch.context() as patch:  # the bucket's endpoint and credentials, as the server has them
+            for name, value in server.env.items():
+                patch.setenv(name, value)
+            sha = Storage(data / "blobs", data / "uploads", blobs_url=blobs_url).put_bytes(content)
         catalog.create_repo("alice", "huge", private=False, author="alice",
                             initial=[regular_row("big.bin", content, sha)])
         rows = [FileRow(f"d{i % 100}/f{i}.txt", "0" * 64, 1, "1" * 40, False) for i in range(LISTING)]

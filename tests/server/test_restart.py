@@ -39,6 +39,7 @@ def wait_for(predicate, timeout: float = 10) -> None:
 def test_kill_mid_upload_then_restart(tmp_path: Path, hf_cache: Path):
     store = start_store(tmp_path)
     try:
+        store.require_disk("watches DATA/blobs/tmp (on S3: test_replicas.py::test_a_replica_killed_mid_commit_leaves_nothing_half_visible)")
         api = store.api("alice")
         api.create_repo("alice/durable")
         weights = os.urandom(400 * 1024)  # LFS (basic)

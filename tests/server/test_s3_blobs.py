@@ -174,3 +174,123 @@ def test_a_store_whose_bucket_is_missing_does_not_start(s3, tmp_path):
 def test_a_blobs_url_that_is_not_s3_is_refused_with_how_to_fix(run_cli, tmp_path):
     result = run_cli("server", "--data", str(tmp_path / "data"), "--blobs", "http://bucket/x")
     assert result.exit_code != 0 and "s3://BUCKET[/PREFIX]" in result.output
+
+
+# -- the S3 counterparts of test_attacks.py's disk-only multipart attacks --------------------------
+def _offer(http, repo_id: str, oid: str, size: int) -> dict:
+    answer = http.post(f"/{repo_id}.git/info/lfs/objects/batch",
+                       json={"operation": "upload", "transfers": ["basic", "multipart"],
+                             "objects": [{"oid": oid, "size": size}]})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["objects"][0]
+
+
+def _put_parts(upload: dict, data: bytes) -> list[dict]:
+    etags = []
+    for n in range(1, sum(key.isdigit() for key in upload["header"]) + 1):
+        put = httpx.put(upload["header"][str(n)], content=data[(n - 1) * 256 * KiB:n * 256 * KiB])
+        assert put.status_code == 200, put.text
+        etags.append({"partNumber": n, "etag": put.headers["etag"]})
+    return etags
+
+
+def test_a_presigned_url_of_another_upload_cannot_claim_another_repos_blob(store, s3):
+    """bob knows the digest of alice's private file and holds the presigned URLs of an upload of
+    hers still in flight: putting bytes through them fills her staging object, never his, and
+    nothing lets his repo reference her blob."""
+    alice = store.api("alice")
+    alice.create_repo("alice/vault", private=True)
+    secret = os.urandom(300 * KiB)
+    alice.upload_file(path_or_fileobj=secret, path_in_repo="secret.bin", repo_id="alice/vault")
+    store.api("bob").create_repo("bob/heist")
+    inflight = os.urandom(300 * KiB)
+    with store.http("alice") as alice_http, store.http("bob") as bob:
+        hers = _offer(alice_http, "alice/vault", sha(inflight), len(inflight))["actions"]
+        # knowing a stored digest does not skip bob's upload, and verifying it without one fails
+        known = _offer(bob, "bob/heist", sha(secret), len(secret))
+        assert "upload" in known["actions"], "knowing a digest must not skip the upload"
+        assert bob.post(known["actions"]["verify"]["href"], json={"oid": sha(secret), "size": len(secret)}
+                        ).status_code in (400, 404)
+        # bob's bytes through alice's presigned URL land in her staging key, not his
+        mine = _offer(bob, "bob/heist", sha(inflight), len(inflight))["actions"]
+        assert httpx.put(hers["upload"]["href"], content=inflight).status_code == 200
+        assert bob.post(mine["verify"]["href"], json={"oid": sha(inflight), "size": len(inflight)}
+                        ).status_code == 404
+        for oid, size in ((sha(secret), len(secret)), (sha(inflight), len(inflight))):
+            stolen = bob.post("/api/models/bob/heist/commit/main", headers={"content-type": "application/x-ndjson"},
+                              content=ndjson(("header", {"summary": "steal"}),
+                                             ("lfsFile", {"path": "x.bin", "algo": "sha256", "oid": oid, "size": size})))
+            assert stolen.status_code == 400, stolen.text
+        assert bob.get("/bob/heist/resolve/main/x.bin").status_code == 404
+        # alice's upload is hers to finish
+        assert alice_http.post(hers["verify"]["href"], json={"oid": sha(inflight), "size": len(inflight)}
+                               ).status_code == 200
+
+
+def test_etags_of_another_upload_cannot_complete_this_one(store, s3):
+    """A client cannot complete a multipart upload it did not start: the completion URL is signed
+    for one UploadId (swapping in another's is 403), and S3 refuses part etags of another upload."""
+    store.api("alice").create_repo("alice/inflight", private=True)
+    store.api("bob").create_repo("bob/copycat")
+    data = os.urandom(1100 * KiB)
+    oid = sha(data)
+    with store.http("alice") as alice, store.http("bob") as bob:
+        hers = _offer(alice, "alice/inflight", oid, len(data))["actions"]["upload"]
+        etags = _put_parts(hers, data)
+        mine = _offer(bob, "bob/copycat", oid, len(data))["actions"]["upload"]
+        her_upload_id = dict(httpx.URL(hers["href"]).params)["upload_id"]
+        my_upload_id = dict(httpx.URL(mine["href"]).params)["upload_id"]
+        assert her_upload_id != my_upload_id
+        swapped = mine["href"].replace(my_upload_id, her_upload_id)
+        assert bob.post(swapped, json={"oid": oid, "parts": etags}).status_code == 403
+        refused = bob.post(mine["href"], json={"oid": oid, "parts": etags})  # her etags, his upload
+        assert refused.status_code == 400 and "bucket" in refused.json()["error"], refused.text
+        stolen = bob.post("/api/models/bob/copycat/commit/main", headers={"content-type": "application/x-ndjson"},
+                          content=ndjson(("header", {"summary": "steal"}),
+                                         ("lfsFile", {"path": "x.bin", "algo": "sha256", "oid": oid, "size": len(data)})))
+        assert stolen.status_code == 400, stolen.text
+        done = alice.post(hers["href"], json={"oid": oid, "parts": etags})  # hers still completes
+        assert done.status_code == 200, done.text
+    assert f"{PREFIX}/sha256/{oid}" in s3.keys(f"{PREFIX}/sha256/")
+
+
+@pytest.mark.parametrize("when", ["before the read-back", "before the copy"])
+def test_bytes_swapped_into_the_staging_key_while_it_is_verified_are_never_promoted(s3, monkeypatch, when):
+    """The presigned PUT stays valid for its whole lifetime, so a client can put other bytes into
+    its staging key while the server verifies the first ones: every read and the copy are tied to
+    the ETag the server checked, so the swapped bytes are refused, not copied to ``sha256/<oid>``.
+    The verification reads in several chunks here (READ_CHUNK made small) with back-pressure."""
+    from gptstore.errors import DigestMismatch
+    from gptstore.server import objectstore
+
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(objectstore, "READ_CHUNK", 64 * KiB)
+    monkeypatch.setattr(objectstore, "READ_AHEAD", 2)
+    honest, forged = os.urandom(300 * KiB), os.urandom(300 * KiB)
+    oid = sha(honest)
+
+    class SwapWhileVerifying(objectstore.S3Blobs):
+        def swap(self) -> None:
+            assert httpx.put(self.presigned_put(oid, "mallory/race"), content=forged).status_code == 200
+
+        def _hash(self, key, size, etag):
+            if when == "before the read-back":
+                self.swap()
+            return super()._hash(key, size, etag)
+
+        def _copy_verified(self, key, oid, size, etag):
+            if when == "before the copy":
+                self.swap()
+            return super()._copy_verified(key, oid, size, etag)
+
+    blobs = SwapWhileVerifying(s3.blobs_url("race"))
+    assert httpx.put(blobs.presigned_put(oid, "mallory/race"), content=honest).status_code == 200
+    with pytest.raises(DigestMismatch, match="changed while it was verified"):
+        blobs.promote(oid, "mallory/race", len(honest))
+    assert not blobs.has(oid) and not blobs.staged(oid, "mallory/race")
+    # the honest upload alone is verified in several chunks and promoted
+    plain = objectstore.S3Blobs(s3.blobs_url("race"))
+    assert httpx.put(plain.presigned_put(oid, "alice/fair"), content=honest).status_code == 200
+    plain.promote(oid, "alice/fair", len(honest))
+    assert plain.read_bytes(oid) == honest and not plain.staged(oid, "alice/fair")

@@ -171,6 +171,7 @@ def test_token_scope_and_login(store_server, tiny_gpt_dir, tmp_path, monkeypatch
 
 
 def test_corrupted_server_blob_is_caught_and_leaves_nothing(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
+    store_server.require_disk("rots a blob on the server's disk (an S3 object cannot be rewritten behind the store's back the same way)")
     model = publish(tiny_gpt_dir, tmp_path, "alice/corrupt", extra={"vocab-notes.txt": b"x" * 5000})
     get_store(store_server.url).push(model)
     entry = model.manifest.file("vocab-notes.txt")
@@ -191,6 +192,7 @@ def test_invalid_remote_manifest_refused_before_any_weight(store_server, tiny_gp
 
     from gptstore.manifest import dumps
 
+    store_server.require_disk("rewrites a blob on the server's disk")
     model = publish(tiny_gpt_dir, tmp_path, "alice/badmanifest")
     get_store(store_server.url).push(model)
     blob = store_server.data / "blobs" / "sha256" / hashlib.sha256(dumps(model.manifest)).hexdigest()

@@ -58,7 +58,7 @@ class PostgresServer:
 
         binaries = _postgres_binaries()
         if binaries is None:
-            raise RuntimeError("no PostgreSQL server binaries (initdb, postgres) found; install postgresql")
+            raise RuntimeError("no PostgreSQL server binaries (initdb, postgres) found; install them to run the PostgreSQL tests: `apt-get install postgresql`")
         initdb, postgres = binaries
         self.root = Path(tempfile.mkdtemp(prefix="gptstore-pg-"))
         self.port = free_port()

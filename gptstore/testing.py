@@ -288,6 +288,21 @@ class StoreServer:
         if self.blobs != "disk":
             pytest.skip(why)
 
+    def rewrite_blob(self, sha256: str, change: Callable[[bytes], bytes]) -> None:
+        """Replace the stored bytes of blob ``sha256`` by ``change(old bytes)`` behind the store's
+        back (a rotten disk, a tampered bucket): on disk or in the S3 bucket, whichever it uses."""
+        if self.blobs == "disk":
+            blob = self.data / "blobs" / "sha256" / sha256
+            blob.chmod(0o644)  # committed blobs are read-only
+            blob.write_bytes(change(blob.read_bytes()))
+            return
+        url = self.args[self.args.index("--blobs") + 1] if "--blobs" in self.args else self.env["GPTSTORE_SERVER_BLOBS"]
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        key = f"{prefix.strip('/')}/sha256/{sha256}" if prefix.strip("/") else f"sha256/{sha256}"
+        client = s3_server().client()
+        old = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        client.put_object(Bucket=bucket, Key=key, Body=change(old))
+
     def api(self, user: str | None = "alice", scope: str = "write") -> Any:
         from huggingface_hub import HfApi
 

@@ -171,13 +171,10 @@ def test_token_scope_and_login(store_server, tiny_gpt_dir, tmp_path, monkeypatch
 
 
 def test_corrupted_server_blob_is_caught_and_leaves_nothing(store_server, tiny_gpt_dir, tmp_path, monkeypatch):
-    store_server.require_disk("rots a blob on the server's disk (an S3 object cannot be rewritten behind the store's back the same way)")
     model = publish(tiny_gpt_dir, tmp_path, "alice/corrupt", extra={"vocab-notes.txt": b"x" * 5000})
     get_store(store_server.url).push(model)
     entry = model.manifest.file("vocab-notes.txt")
-    blob = store_server.data / "blobs" / "sha256" / entry.sha256
-    blob.chmod(0o644)  # committed blobs are read-only
-    blob.write_bytes(b"y" * 5000)  # same size, other bytes: a tampered or rotten server
+    store_server.rewrite_blob(entry.sha256, lambda old: b"y" * len(old))  # same size, other bytes: a rotten store
     home = consumer_home(tmp_path, monkeypatch)
     with pytest.raises(DigestMismatch, match="vocab-notes.txt"):
         pull("alice/corrupt", store=store_server.url)
@@ -192,12 +189,10 @@ def test_invalid_remote_manifest_refused_before_any_weight(store_server, tiny_gp
 
     from gptstore.manifest import dumps
 
-    store_server.require_disk("rewrites a blob on the server's disk")
     model = publish(tiny_gpt_dir, tmp_path, "alice/badmanifest")
     get_store(store_server.url).push(model)
-    blob = store_server.data / "blobs" / "sha256" / hashlib.sha256(dumps(model.manifest)).hexdigest()
-    blob.chmod(0o644)  # committed blobs are read-only
-    blob.write_bytes(blob.read_bytes().replace(b'"version": "1.0.0"', b'"version": "1.0.x"'))
+    store_server.rewrite_blob(hashlib.sha256(dumps(model.manifest)).hexdigest(),
+                              lambda old: old.replace(b'"version": "1.0.0"', b'"version": "1.0.x"'))
     consumer_home(tmp_path, monkeypatch)
     with pytest.raises(ManifestError, match="version: must be a semantic version"):
         pull("alice/badmanifest", store=store_server.url)

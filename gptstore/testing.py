@@ -61,6 +61,7 @@ from .testing_backends import (  # noqa: F401  (re-exported: tests import them f
     postgres_server,
     s3_blobs_options,
     s3_server,
+    stop_process,
     start_s3,
 )
 
@@ -250,13 +251,7 @@ class StoreServer:
         raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, like a crash or an OOM kill."""

@@ -109,15 +109,21 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: smart shutdown; clients are gone by now
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=20)  # SIGTERM: smart shutdown; clients are gone by now
         self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL it when it has not exited within ``timeout`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _postgres_binaries() -> tuple[str, str] | None:
@@ -193,13 +199,7 @@ class S3Endpoint:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_s3(root: Path, *, min_part_size: int = 256 * KiB) -> S3Endpoint:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import CommitOperationAdd
-from huggingface_hub.errors import HfHubHTTPError
 
 from gptstore.testing import StoreServer, postgres_server, publish_package, start_store
+
+from .racing import race_commits
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +48,9 @@ def test_racing_commits_through_two_replicas_one_wins_whole(replicas):
     first.api("alice").create_repo("alice/raced")
     for round_ in range(4):
         head = first.api("alice").model_info("alice/raced").sha
-        outcomes: dict[str, object] = {}
-
-        def push(name: str, server: StoreServer) -> None:
-            ops = [CommitOperationAdd(f"{name}/{i}.txt", f"{name} {round_} {i}".encode()) for i in range(30)]
-            try:
-                outcomes[name] = server.api("alice").create_commit(
-                    "alice/raced", ops, commit_message=f"{name} {round_}", parent_commit=head).oid
-            except HfHubHTTPError as exc:
-                outcomes[name] = exc.response.status_code
-
-        threads = [threading.Thread(target=push, args=(name, server)) for name, server in (("a", first), ("b", second))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = race_commits(
+            first, second, "alice/raced", head, str(round_),
+            lambda name: [CommitOperationAdd(f"{name}/{i}.txt", f"{name} {round_} {i}".encode()) for i in range(30)])
         winners = [name for name, outcome in outcomes.items() if isinstance(outcome, str)]
         assert len(winners) == 1, outcomes
         loser = "b" if winners == ["a"] else "a"

@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError
 
 from gptstore.testing import KiB, StoreServer, free_port, publish_package, s3_server, start_store
+
+from .racing import race_commits
 
 PAIR = "postgresql+s3"
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade", "te",
@@ -194,22 +195,11 @@ def test_racing_commits_to_one_branch_through_two_replicas_one_wins_whole(replic
     first.api("alice").create_repo("alice/raced")
     for round_ in range(3):
         head = first.api("alice").model_info("alice/raced").sha
-        outcomes: dict[str, object] = {}
-
-        def push(name: str, server: StoreServer) -> None:
+        def operations(name: str) -> list[CommitOperationAdd]:
             ops = [CommitOperationAdd(f"{name}/{i}.txt", f"{name} {round_} {i}".encode()) for i in range(20)]
-            ops.append(CommitOperationAdd(f"{name}/big.bin", os.urandom(300 * KiB)))  # LFS, via the bucket
-            try:
-                outcomes[name] = server.api("alice").create_commit(
-                    "alice/raced", ops, commit_message=f"{name} {round_}", parent_commit=head).oid
-            except HfHubHTTPError as exc:
-                outcomes[name] = exc.response.status_code
+            return [*ops, CommitOperationAdd(f"{name}/big.bin", os.urandom(300 * KiB))]  # LFS, via the bucket
 
-        threads = [threading.Thread(target=push, args=(name, server)) for name, server in (("a", first), ("b", second))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = race_commits(first, second, "alice/raced", head, str(round_), operations)
         winners = [name for name, outcome in outcomes.items() if isinstance(outcome, str)]
         assert len(winners) == 1, outcomes
         loser = "b" if winners == ["a"] else "a"

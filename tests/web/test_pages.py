@@ -105,6 +105,12 @@ def test_bad_filter_values_are_a_400_page(shop, params, words):
 
 
 # -- model page ---------------------------------------------------------------------------------
+def test_the_url_push_prints_opens_the_model_page(shop):
+    page = get(shop, "/alice/helpdesk/tree/v1.0.0")  # stores/hub_push.py prints ENDPOINT/ID/tree/TAG
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Answers customers politely." in unescape(page.text)
+
+
 def test_model_page_shows_every_field(shop):
     page = get(shop, "/alice/helpdesk")
     assert page.status_code == 200

@@ -45,6 +45,8 @@ ROUTES: list[tuple[tuple[str, ...], str, "Handler"]] = [
     (("GET",), "/" + _NAMESPACE + r"/-/dashboard", pages_dashboard.dashboard),
     (("POST",), "/" + _NAMESPACE + r"/-/dashboard/access", pages_access.decide),
     (("POST",), _MODEL + r"/ask-access", pages_access.ask_access),
+    # the Hub's web URL of a revision (what `gptstore push` prints) opens the model page
+    (("GET",), _MODEL + r"/tree/(?P<revision>[^/]+)(?:/.*)?", pages_model.model_page),
     (("GET",), _MODEL, pages_model.model_page),
     (("GET",), "/" + _NAMESPACE, pages_store.profile),
 ]

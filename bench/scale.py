@@ -257,7 +257,8 @@ def bench_download(backends: Backends, work: Path, size_mb: int, times: int) -> 
 # -- 3. search p50 -------------------------------------------------------------------------
 def fill(url: str | None, data: Path, count: int) -> float:
     """``count`` public models with manifests straight into the catalog (as bench/server.py does),
-    then ANALYZE; seconds."""
+    indexed for search in both full-text tables as a store's commits and catalogue refreshes index
+    them, then ANALYZE; seconds."""
     from gptstore.server.db import connect
     from gptstore.server.metadata import repo_metadata
     from gptstore.server.search import index_manifest
@@ -291,6 +292,11 @@ def fill(url: str | None, data: Path, count: int) -> float:
                 for tag in meta.tags:
                     db.execute("INSERT INTO repo_tags (repo, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", (repo, tag))
                 index_manifest(db, repo, summary)
+                # the storefront's index of the same manifest, as catalogue.refresh writes it
+                db.execute("INSERT INTO catalogue_fts (rowid, name, description, tags, provider, category, "
+                           "use_cases) VALUES (?, ?, ?, ?, ?, 'writing', ?)",
+                           (repo, f"fill/{words[0]}-{i} {summary['name']}", summary["description"],
+                            " ".join(words), summary["provider"]["name"], f"write {words[1]}"))
         # planner statistics, as autovacuum (PostgreSQL) would gather within a minute of a bulk load:
         # without them the first queries sort every repo instead of walking the listing's index
         db.execute("ANALYZE")

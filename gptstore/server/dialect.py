@@ -57,6 +57,16 @@ def fts_match(dialect: str, table: str, param: str) -> str:
     return f"SELECT rowid FROM {table} WHERE {table} MATCH :{param}"
 
 
+def fts_row_match(dialect: str, tables: tuple[str, ...], param: str) -> tuple[str, str]:
+    """(joins, condition): SQL testing each repo ``r`` of a listing for a match in any of ``tables``
+    by its own row. PostgreSQL: a LEFT JOIN on the row id and ``@@`` (its planner would otherwise
+    collect every match of an ``IN`` first); SQLite: ``IN``, as FTS5's MATCH must be."""
+    if dialect == POSTGRESQL:
+        joins = "".join(f"LEFT JOIN {table} f{i} ON f{i}.rowid = r.id " for i, table in enumerate(tables))
+        return joins, " OR ".join(f"f{i}.doc @@ to_tsquery('simple', :{param})" for i in range(len(tables)))
+    return "", " OR ".join(f"r.id IN ({fts_match(dialect, table, param)})" for table in tables)
+
+
 def upsert_inserted(dialect: str) -> str:
     """SQL for a ``RETURNING`` column of ``INSERT … ON CONFLICT DO UPDATE`` with ``created_at`` and
     ``updated_at``: true when the row was inserted rather than updated. PostgreSQL: ``xmax = 0``

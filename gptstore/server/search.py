@@ -159,21 +159,69 @@ def _catalogue_filters(query: ModelQuery, engine: str) -> tuple[list[str], dict[
     return where, params
 
 
-def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...]) -> list[tuple[Repo, str]]:
+#: sorts a listing can read in index order (migration 0002's indexes; ``id`` reads the unique key)
+WALKABLE_SORTS = frozenset({"downloads", "likes", "lastModified", "last_modified", "createdAt", "created_at",
+                            "newest", "id"})
+#: how many repos, in the listing's order, a search first looks through for its page (below)
+SEARCH_WINDOW = 1000
+#: the deepest page end (offset + limit) a search looks for in that window first
+WINDOWED_DEPTH = 100
+
+
+def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...],
+                 window: int = SEARCH_WINDOW) -> list[tuple[Repo, str]]:
     """(repo, main's commit) pairs for one page; ``visible`` = namespaces whose private repos show.
-    The catalogue must be fresh (``catalogue.refresh``) for its filters and sorts to be exact."""
+    The catalogue must be fresh (``catalogue.refresh``) for its filters and sorts to be exact.
+
+    A search sorted in index order first looks for its page among the first ``window`` repos of that
+    order (each repo tested for a match by its row: cheap when the words are common, where the page
+    fills after a few hundred repos). When that window holds the whole page, the page is exact: the
+    window's repos come first in the order, ties included. Otherwise the matches are collected
+    as a set (full-text indexes, plus the id substring through PostgreSQL's trigram index) and
+    sorted: cheap when the words are rare. Either plan alone is slow at 100,000 models for the
+    other kind of word (``bench/scale.py``)."""
+    where, params = _conditions(db, query, visible)
+    order = SORTS.get(query.sort, SORTS["downloads"])
+    if ":recent_since" in order:
+        params["recent_since"] = trending_since()
+    params.update(limit=query.limit, offset=query.offset)
+    select = ("SELECT r.*, refs.target AS head FROM {source} r "
+              "JOIN refs ON refs.repo = r.id AND refs.kind = 'branch' AND refs.name = 'main' "
+              "LEFT JOIN catalogue c ON c.repo = r.id {joins}"
+              f"WHERE {{where}} ORDER BY {order}, r.namespace, r.name LIMIT :limit OFFSET :offset")
+    if not query.search:
+        return _page(db, select.format(source="repos", joins="", where=" AND ".join(where)), params)
+    match = fts_query(query.search, db.dialect)
+    params["like"] = _like(query.search)
+    if match:
+        params["match"] = match
+    if query.sort in WALKABLE_SORTS and query.offset + query.limit <= min(window, WINDOWED_DEPTH):
+        inner = order.replace("r.", "")
+        joins, condition = dialect.fts_row_match(db.dialect, ("manifest_fts", "catalogue_fts"), "match") \
+            if match else ("", "")
+        clause = _ID_LIKE + (f" OR {condition}" if condition else "")
+        params["window"] = window
+        rows = _page(db, select.format(
+            source=f"(SELECT * FROM repos ORDER BY {inner}, namespace, name LIMIT :window)", joins=joins,
+            where=" AND ".join([*where, f"({clause})"])), params)
+        if len(rows) == query.limit:
+            return rows
+    found = [f"SELECT id FROM repos WHERE {_ID_LIKE.replace('r.', '')}"]
+    if match:
+        found += [dialect.fts_match(db.dialect, table, "match") for table in ("manifest_fts", "catalogue_fts")]
+    return _page(db, select.format(source="repos", joins="", where=" AND ".join(
+        [*where, f"r.id IN ({' UNION '.join(found)})"])), params)
+
+
+#: SQL: the repo id holds the search text (as on the Hub; PostgreSQL's trigram index serves it)
+_ID_LIKE = "(r.namespace || '/' || r.name) LIKE :like ESCAPE '\\'"
+
+
+def _conditions(db: Database, query: ModelQuery, visible: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE conditions (ANDed) and parameters of everything but the search words."""
     params: dict[str, Any] = {f"visible{i}": namespace for i, namespace in enumerate(visible)}
     marks = ", ".join(f":visible{i}" for i in range(len(visible)))
     where = ["(r.private = 0" + (f" OR r.namespace IN ({marks})" if visible else "") + ")"]
-    if query.search:
-        match = fts_query(query.search, db.dialect)
-        clause = "(r.namespace || '/' || r.name) LIKE :like ESCAPE '\\'"
-        params["like"] = _like(query.search)
-        if match:
-            clause = (f"({clause} OR r.id IN ({dialect.fts_match(db.dialect, 'manifest_fts', 'match')}) "
-                      f"OR r.id IN ({dialect.fts_match(db.dialect, 'catalogue_fts', 'match')}))")
-            params["match"] = match
-        where.append(clause)
     if query.author:
         where.append("r.namespace = :author")
         params["author"] = query.author
@@ -184,14 +232,9 @@ def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...]) -
         where.append("r.pipeline_tag = :pipeline_tag")
         params["pipeline_tag"] = query.pipeline_tag
     filters, filter_params = _catalogue_filters(query, db.dialect)
-    where += filters
     params.update(filter_params)
-    order = SORTS.get(query.sort, SORTS["downloads"])
-    if ":recent_since" in order:
-        params["recent_since"] = trending_since()
-    sql = (f"SELECT r.*, refs.target AS head FROM repos r "
-           f"JOIN refs ON refs.repo = r.id AND refs.kind = 'branch' AND refs.name = 'main' "
-           f"LEFT JOIN catalogue c ON c.repo = r.id "
-           f"WHERE {' AND '.join(where)} ORDER BY {order}, r.namespace, r.name LIMIT :limit OFFSET :offset")
-    params.update(limit=query.limit, offset=query.offset)
+    return where + filters, params
+
+
+def _page(db: Database, sql: str, params: dict[str, Any]) -> list[tuple[Repo, str]]:
     return [(repo_from_row(row), row["head"]) for row in db.all(sql, params)]

@@ -194,3 +194,40 @@ def test_racing_first_reviews_through_two_replicas_make_one_review(replicas):
     assert sorted(statuses) == [200] * (count - 1) + [201], statuses  # one created it, the others replaced it
     listed = first.http().get(url).json()
     assert [r["user"] for r in listed["reviews"]] == ["bob"]
+
+
+def test_a_database_refusing_the_trigram_extension_still_migrates_and_searches(tmp_path, caplog):
+    """Migration 0003 creates ``pg_trgm`` for the id search's index; a role that may not create
+    extensions gets a catalog without that index, told why, and search still answers (by scanning)."""
+    import psycopg
+    from click.testing import CliRunner
+
+    from gptstore.cli.main import cli
+    from gptstore.server import migrations
+
+    server = postgres_server()
+    owner_url = server.create_database()
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'gptstore_plain'").fetchone():
+            conn.execute("CREATE ROLE gptstore_plain LOGIN")
+    with psycopg.connect(owner_url, autocommit=True) as conn:  # may create tables, not extensions
+        conn.execute("GRANT CREATE ON SCHEMA public TO gptstore_plain")
+    url = owner_url.replace("postgresql://postgres@", "postgresql://gptstore_plain@")
+    result = CliRunner().invoke(cli, ["server", "migrate", "--catalog", url])
+    assert result.exit_code == 0, result.output
+    assert "CREATE EXTENSION pg_trgm failed" in caplog.text and "permission denied" in caplog.text
+    with psycopg.connect(owner_url) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'repos'")}
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.HEAD,)]
+    assert "repos_downloads" in indexes and "repos_id_trgm" not in indexes
+    store = StoreServer(tmp_path / "data", tmp_path / "server.log", [], catalog=url)
+    store.admin("user", "add", "dora")
+    store.tokens["dora:write"] = store.admin("token", "create", "dora", "--scope", "write")
+    store.start()
+    try:
+        api = store.api("dora")
+        api.create_repo("dora/first-words")
+        assert [m.id for m in api.list_models(search="st-wor")] == ["dora/first-words"]
+        assert list(api.list_models(search="zzq")) == []  # no page in the window: the set of matches
+    finally:
+        store.stop()

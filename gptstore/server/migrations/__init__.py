@@ -3,9 +3,9 @@
 Revision ``0001`` is the baseline: schema 7 as ``dialect.py`` writes it for each engine (every
 statement idempotent). A SQLite catalog of an older ``user_version`` is first brought to schema 7
 by ``db.py`` (its idempotent script plus ``ADDED_COLUMNS``), then stamped by running the baseline,
-which then creates nothing. Revision ``0002`` adds the listing's sort indexes (both engines). A
-later schema change is a new revision here (``op.add_column`` …, valid on both engines), and
-:data:`HEAD` moves to it.
+which then creates nothing. Revision ``0002`` adds the listing's sort indexes (both engines),
+``0003`` the trigram index on repo ids that search reads on PostgreSQL. A later schema change is a
+new revision here (``op.add_column`` …, valid on both engines), and :data:`HEAD` moves to it.
 
 :func:`upgrade` runs without an ``env.py`` or ``alembic.ini``: the server and ``gptstore server
 migrate`` call it directly with the engine's connection.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 #: the newest revision; a catalog stamped with it is opened without loading Alembic at all
-HEAD = "0002"
+HEAD = "0003"
 
 _HERE = Path(__file__).parent
 

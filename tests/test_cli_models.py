@@ -15,7 +15,8 @@ GPTSTORE = os.path.join(os.path.dirname(sys.executable), "gptstore")
 def test_package_publish_list_show_verify_rm(run_cli, tiny_gpt):
     out = run_cli("package", str(tiny_gpt), "--name", "acme/tiny", "--version", "1.0.0",
                   "--description", "A tiny GPT", "--tag", "test", "--license", "mit",
-                  "--price-model", "per_1k_tokens", "--price", "0.02")
+                  "--price-model", "per_1k_tokens", "--price", "0.02", "--category", "chat",
+                  "--use-case", "FAQ answers", "--use-case", "ticket triage")
     assert out.exit_code == 0, out.output
     assert "Packaged acme/tiny:1.0.0 (transformers, GPT2LMHeadModel" in out.output
     assert run_cli("publish", str(tiny_gpt)).output.startswith("Published acme/tiny:1.0.0")
@@ -29,6 +30,7 @@ def test_package_publish_list_show_verify_rm(run_cli, tiny_gpt):
     assert shown["digest"] == listed[0]["digest"]
     text = run_cli("show", "acme/tiny:1.0.0").output
     assert "price: 0.02 USD/1k tokens" in text and "model.safetensors" in text
+    assert "category:   chat" in text and "use cases:  FAQ answers; ticket triage" in text
 
     verified = run_cli("verify", "acme/tiny", "--json")
     assert verified.exit_code == 0

@@ -189,6 +189,10 @@ def show(reference, store_url, token, as_json):
     click.echo(f"  signed:     {'yes' if any(s.present for s in signatures) else 'no'}    "
                f"created: {m.created_at:%Y-%m-%d %H:%M}Z")
     click.echo(f"  signatures: {'; '.join(f'{s.file}: {s.describe()}' for s in signatures)}")
+    if m.category:
+        click.echo(f"  category:   {m.category}")
+    if m.use_cases:
+        click.echo(f"  use cases:  {'; '.join(m.use_cases)}")
     if m.tags:
         click.echo(f"  tags:       {', '.join(m.tags)}")
     from ..evaluation import claim_status

@@ -240,14 +240,16 @@ class StoreServer:
         import httpx
 
         deadline = time.time() + 30
-        while time.time() < deadline:
+        while time.time() < deadline:  # ready: the catalog (and the bucket) answer
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/api/models", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
+        self.stop()  # not left running behind the failure
         raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
 
     def stop(self) -> None:

@@ -109,6 +109,10 @@ def _keys(ctx: click.Context):
                    "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
                    "AWS_DEFAULT_REGION; LFS bytes then bypass the server). Default: the data directory. "
                    "Env: GPTSTORE_SERVER_BLOBS.")
+@click.option("--blobs-public-url", metavar="URL", default=None, envvar="GPTSTORE_SERVER_BLOBS_PUBLIC_URL",
+              help="With --blobs: the bucket's endpoint as clients reach it, http[s]://HOST[:PORT], when it differs "
+                   "from AWS_ENDPOINT_URL (the one the server uses); presigned URLs are made and signed for it. "
+                   "Env: GPTSTORE_SERVER_BLOBS_PUBLIC_URL.")
 @click.option("--catalog", metavar="URL", default=None, envvar="GPTSTORE_SERVER_CATALOG",
               help="The catalog database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for a PostgreSQL one shared "
                    "by replicas (its schema is created or upgraded at start; see `migrate`). Default: "
@@ -135,7 +139,7 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
            require_signed: bool, log_level: str, limit_concurrency: int, timeout_keep_alive: int,
            request_timeout: float, min_transfer_rate: int, max_header_size: int,
            log_format: str = "text", shutdown_timeout: float = 30.0, secret: str | None = None,
-           blobs: str | None = None, catalog: str | None = None) -> None:
+           blobs: str | None = None, blobs_public_url: str | None = None, catalog: str | None = None) -> None:
     """Run a private Hub-compatible store; manage users, orgs, keys.
 
     Without a subcommand, serves the Hugging Face Hub API subset that huggingface_hub and
@@ -161,7 +165,7 @@ def server(ctx: click.Context, data: Path | None, host: str, port: int, public_u
                                   limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
                                   request_timeout=request_timeout, min_transfer_rate=min_transfer_rate,
                                   max_header_size=max_header_size, blobs=blobs,
-                                  catalog=catalog)
+                                  blobs_public_url=blobs_public_url, catalog=catalog)
         settings.check_shared_secret()
     except ValueError as exc:
         raise UsageError(str(exc)) from None

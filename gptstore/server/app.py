@@ -171,7 +171,7 @@ def open_state(settings: ServerSettings) -> State:
     """Open the catalog and storage of a data directory (creating them) for serving."""
     db = connect(settings.catalog_url)
     storage = Storage(settings.blobs_path, settings.uploads_path, blobs_url=settings.blobs,
-                      url_ttl=settings.upload_url_ttl)
+                      url_ttl=settings.upload_url_ttl, public_endpoint=settings.blobs_public_url)
     storage.clean(max_age=settings.upload_url_ttl)
     catalog = Catalog(db)
     return State(settings, db, Accounts(db), catalog, storage,

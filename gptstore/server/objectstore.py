@@ -47,20 +47,39 @@ def parse_blobs_url(url: str) -> tuple[str, str]:
     return bucket, f"{prefix}/" if prefix else ""
 
 
+def parse_public_endpoint(url: str) -> str:
+    """``http[s]://HOST[:PORT]`` (a trailing ``/`` dropped) → the same; ValueError saying what is wrong."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"--blobs-public-url must be http[s]://HOST[:PORT], the bucket's endpoint as clients "
+                         f"reach it, not {url[:100]!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class S3Blobs:
     """The blob interface of :class:`gptstore.blobs.BlobStore` (has, size, open, read_bytes,
     put_bytes, iter_range, delete) over one bucket, plus presigned uploads and downloads."""
 
     remote = True
 
-    def __init__(self, url: str, *, url_ttl: int = 3600) -> None:
+    def __init__(self, url: str, *, url_ttl: int = 3600, public_endpoint: str | None = None) -> None:
         import boto3
         from botocore.config import Config
 
         self.bucket, self.prefix = parse_blobs_url(url)
         self.url_ttl = url_ttl
-        self.client: Any = boto3.client("s3", config=Config(
-            signature_version="s3v4", connect_timeout=10, read_timeout=60, retries={"max_attempts": 3}))
+        config = Config(signature_version="s3v4", connect_timeout=10, read_timeout=60, retries={"max_attempts": 3})
+        self.client: Any = boto3.client("s3", config=config)
+        #: makes the presigned URLs clients follow: signed for the host they use (``public_endpoint``)
+        self.presigner: Any = self.client if public_endpoint is None else \
+            boto3.client("s3", endpoint_url=public_endpoint, config=config)
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, sha256: str) -> str:
@@ -127,10 +146,10 @@ class S3Blobs:
         if filename:
             safe = re.sub(r"[^A-Za-z0-9._\-]", "_", filename)[:200]
             params["ResponseContentDisposition"] = f'attachment; filename="{safe}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.url_ttl)
+        return self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=self.url_ttl)
 
     def presigned_put(self, oid: str, repo_id: str) -> str:
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "put_object", Params={"Bucket": self.bucket, "Key": self.staging_key(oid, repo_id)},
             ExpiresIn=self.url_ttl)
 
@@ -140,7 +159,7 @@ class S3Blobs:
         return answer["UploadId"]
 
     def presigned_part(self, oid: str, repo_id: str, upload_id: str, number: int) -> str:
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "upload_part", Params={"Bucket": self.bucket, "Key": self.staging_key(oid, repo_id),
                                    "UploadId": upload_id, "PartNumber": number}, ExpiresIn=self.url_ttl)
 

@@ -65,6 +65,10 @@ class ServerSettings:
     #: where blobs live: None = DATA/blobs; ``s3://bucket/prefix`` = an S3-compatible bucket (endpoint
     #: and credentials from the AWS_* environment variables; see gptstore.server.objectstore)
     blobs: str | None = None
+    #: the bucket's endpoint as clients reach it (``http[s]://HOST[:PORT]``), when it differs from the
+    #: one the server uses (AWS_ENDPOINT_URL, e.g. a name only the replicas' network resolves):
+    #: presigned URLs are made and signed for it. None = the server's own endpoint
+    blobs_public_url: str | None = None
     #: the catalog's URL: None = ``sqlite:///DATA/catalog.sqlite3``; ``postgresql://USER[:PASS]@HOST[:PORT]/DB``
     #: = a PostgreSQL database shared by every replica (``--catalog`` / ``GPTSTORE_SERVER_CATALOG``)
     catalog: str | None = None
@@ -88,6 +92,13 @@ class ServerSettings:
             from .objectstore import parse_blobs_url
 
             parse_blobs_url(self.blobs)
+        if self.blobs_public_url is not None:
+            from .objectstore import parse_public_endpoint
+
+            if self.blobs is None:
+                raise ValueError("--blobs-public-url needs --blobs s3://…: blobs in the data directory are "
+                                 "served by the server itself")
+            object.__setattr__(self, "blobs_public_url", parse_public_endpoint(self.blobs_public_url))
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.shutdown_timeout < 0:

@@ -83,12 +83,12 @@ class Storage:
     """
 
     def __init__(self, blobs_root: Path, uploads_root: Path, *, blobs_url: str | None = None,
-                 url_ttl: int = 3600) -> None:
+                 url_ttl: int = 3600, public_endpoint: str | None = None) -> None:
         self.remote: S3Blobs | None = None
         if blobs_url:
             from .objectstore import S3Blobs
 
-            self.remote = S3Blobs(blobs_url, url_ttl=url_ttl)
+            self.remote = S3Blobs(blobs_url, url_ttl=url_ttl, public_endpoint=public_endpoint)
         self.blobs: Any = self.remote if self.remote is not None else BlobStore(blobs_root)
         self.uploads_root = uploads_root
 

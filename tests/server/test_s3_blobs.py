@@ -176,6 +176,48 @@ def test_a_blobs_url_that_is_not_s3_is_refused_with_how_to_fix(run_cli, tmp_path
     assert result.exit_code != 0 and "s3://BUCKET[/PREFIX]" in result.output
 
 
+def test_presigned_urls_are_made_for_the_public_endpoint_clients_reach(s3, tmp_path, monkeypatch):
+    """``--blobs-public-url``: the server talks to the bucket at AWS_ENDPOINT_URL (here 127.0.0.1, as
+    a name only the replicas' network resolves would be) and hands clients presigned URLs for the
+    endpoint they reach (here ``localhost``): uploads and downloads of the stock client go there."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    public = s3.url.replace("127.0.0.1", "localhost")
+    server = start_store(tmp_path / "store", [*SMALL, "--blobs", s3.blobs_url("public"),
+                                              "--blobs-public-url", public + "/"], env=s3.env)
+    try:
+        api = server.api("alice")
+        api.create_repo("alice/public")
+        for name, data in (("basic.bin", BASIC), ("multi.safetensors", MULTI)):
+            with server.http("alice") as http:
+                offer = _offer(http, "alice/public", sha(data), len(data))
+            action = offer["actions"]["upload"]
+            urls = [url for key, url in action.get("header", {}).items() if key.isdigit()] or [action["href"]]
+            assert all(url.startswith(f"{public}/") for url in urls), urls
+            api.upload_file(path_or_fileobj=data, path_in_repo=name, repo_id="alice/public")
+        with server.http("alice", "read") as http:
+            answer = http.head("/alice/public/resolve/main/multi.safetensors")
+        assert answer.status_code == 302 and answer.headers["location"].startswith(f"{public}/")
+        for name, data in (("basic.bin", BASIC), ("multi.safetensors", MULTI)):
+            path = hf_hub_download("alice/public", name, endpoint=server.url, token=server.tokens["alice:read"],
+                                   cache_dir=tmp_path / "cache")
+            assert Path(path).read_bytes() == data
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--blobs", "s3://bucket/x", "--blobs-public-url", "ftp://minio:9000"], "http[s]://HOST[:PORT]"),
+    (["--blobs", "s3://bucket/x", "--blobs-public-url", "http://minio:9000/bucket"], "http[s]://HOST[:PORT]"),
+    (["--blobs-public-url", "http://minio:9000"], "needs --blobs s3://"),
+])
+def test_a_bad_blobs_public_url_is_refused_with_how_to_fix(run_cli, tmp_path, args, says):
+    result = run_cli("server", "--data", str(tmp_path / "data"), *args)
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "data" / "catalog.sqlite3").exists()
+
+
 # -- the S3 counterparts of test_attacks.py's disk-only multipart attacks --------------------------
 def _offer(http, repo_id: str, oid: str, size: int) -> dict:
     answer = http.post(f"/{repo_id}.git/info/lfs/objects/batch",

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
-import random
 import shutil
 import statistics
 import sys
@@ -48,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _util import print_table  # noqa: E402
+from _util import fill_catalog, print_table  # noqa: E402
 
 WORDS = ["poet", "haiku", "sonnet", "support", "code", "legal", "medical", "story", "tiny", "math",
          "summarise", "translate", "french", "german", "spanish", "sql", "python", "rust", "news", "finance"]
@@ -255,63 +253,14 @@ def bench_download(backends: Backends, work: Path, size_mb: int, times: int) -> 
 
 
 # -- 3. search p50 -------------------------------------------------------------------------
-def fill(url: str | None, data: Path, count: int) -> float:
-    """``count`` public models with manifests straight into the catalog (as bench/server.py does),
-    indexed for search in both full-text tables as a store's commits and catalogue refreshes index
-    them, then ANALYZE; seconds."""
-    from gptstore.server.db import connect
-    from gptstore.server.metadata import repo_metadata
-    from gptstore.server.search import index_manifest
-    from gptstore.server.timeutil import now
-
-    started = time.perf_counter()
-    db = connect(url or f"sqlite:///{data / 'catalog.sqlite3'}")
-    rng = random.Random(0)
-    try:
-        with db.transaction():
-            db.execute("INSERT INTO namespaces (name, kind, created_at) VALUES ('fill', 'user', ?) "
-                       "ON CONFLICT DO NOTHING", (now(),))
-            for i in range(count):
-                words = rng.sample(WORDS, 3)
-                summary = {"name": f"fill/model-{i}", "version": "1.0.0", "task": "text-generation",
-                           "description": f"A {words[0]} model that writes {words[1]} and {words[2]}.",
-                           "provider": {"name": f"provider{i % 50}"}, "license": "mit", "tags": words,
-                           "pricing": {"model": "free", "amount": 0.0, "currency": "USD"}}
-                meta = repo_metadata({}, summary)
-                stamp = now()
-                repo = db.execute("INSERT INTO repos (namespace, name, private, created_at, last_modified, downloads, "
-                                  "summary, library_name, pipeline_tag) VALUES ('fill', ?, 0, ?, ?, ?, ?, ?, ?) "
-                                  "RETURNING id", (f"{words[0]}-{i}", stamp, stamp, rng.randrange(10_000),
-                                                   json.dumps(summary), meta.library_name,
-                                                   meta.pipeline_tag)).fetchone()[0]
-                commit = f"{rng.getrandbits(160):040x}"
-                db.execute("INSERT INTO commits (id, repo, parent, author, title, message, created_at) "
-                           "VALUES (?, ?, NULL, 'fill', 'initial commit', '', ?)", (commit, repo, stamp))
-                db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)",
-                           (repo, commit))
-                for tag in meta.tags:
-                    db.execute("INSERT INTO repo_tags (repo, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", (repo, tag))
-                index_manifest(db, repo, summary)
-                # the storefront's index of the same manifest, as catalogue.refresh writes it
-                db.execute("INSERT INTO catalogue_fts (rowid, name, description, tags, provider, category, "
-                           "use_cases) VALUES (?, ?, ?, ?, ?, 'writing', ?)",
-                           (repo, f"fill/{words[0]}-{i} {summary['name']}", summary["description"],
-                            " ".join(words), summary["provider"]["name"], f"write {words[1]}"))
-        # planner statistics, as autovacuum (PostgreSQL) would gather within a minute of a bulk load:
-        # without them the first queries sort every repo instead of walking the listing's index
-        db.execute("ANALYZE")
-    finally:
-        db.close()
-    return time.perf_counter() - started
-
-
 def bench_search(backends: Backends, work: Path, models: int, requests: int) -> list[list[object]]:
     import httpx
 
     catalog = backends.catalog_url()
     server = launch(work / "search", catalog=catalog)  # creates the schema
     server.stop()
-    filled = fill(catalog, server.data, models)
+    filled = fill_catalog(catalog or f"sqlite:///{server.data / 'catalog.sqlite3'}", models, WORDS,
+                          namespace="fill")
     server.start()
     try:
         times = []

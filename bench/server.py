@@ -22,9 +22,7 @@ which otherwise makes whichever upload comes last look slow.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -38,6 +36,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _util import fill_catalog  # noqa: E402
+
 WORDS = ["poet", "haiku", "sonnet", "chat", "code", "legal", "medical", "story", "tiny", "math",
          "summarise", "translate", "french", "german", "spanish", "sql", "python", "rust", "news", "finance"]
 
@@ -132,39 +135,6 @@ def curl_upload_rate(endpoint: str, token: str, repo: str, path: Path) -> float:
     return size / float(out)
 
 
-def insert_catalog(data: Path, count: int) -> None:
-    """Insert ``count`` public models with manifests straight into the catalog (fast path)."""
-    sys.path.insert(0, str(ROOT))
-    from gptstore.server.db import connect
-    from gptstore.server.metadata import repo_metadata
-    from gptstore.server.search import index_manifest
-    from gptstore.server.timeutil import now
-
-    db = connect(data / "catalog.sqlite3")
-    rng = random.Random(0)
-    with db.transaction():
-        db.execute("INSERT OR IGNORE INTO namespaces (name, kind, created_at) VALUES ('bench', 'user', ?)", (now(),))
-        for i in range(count):
-            words = rng.sample(WORDS, 3)
-            summary = {"name": f"bench/model-{i}", "version": "1.0.0", "task": "text-generation",
-                       "description": f"A {words[0]} model that writes {words[1]} and {words[2]}.",
-                       "provider": {"name": f"provider{i % 50}"}, "license": "mit", "tags": words,
-                       "pricing": {"model": "free", "amount": 0.0, "currency": "USD"}}
-            meta = repo_metadata({}, summary)
-            stamp = now()
-            repo = db.execute("INSERT INTO repos (namespace, name, private, created_at, last_modified, downloads, "
-                              "summary, library_name, pipeline_tag) VALUES ('bench', ?, 0, ?, ?, ?, ?, ?, ?)",
-                              (f"{words[0]}-{i}", stamp, stamp, rng.randrange(10_000), json.dumps(summary),
-                               meta.library_name, meta.pipeline_tag)).lastrowid
-            commit = f"{rng.getrandbits(160):040x}"
-            db.execute("INSERT INTO commits (id, repo, parent, author, title, message, created_at) "
-                       "VALUES (?, ?, NULL, 'bench', 'initial commit', '', ?)", (commit, repo, stamp))
-            db.execute("INSERT INTO refs (repo, kind, name, target) VALUES (?, 'branch', 'main', ?)", (repo, commit))
-            db.executemany("INSERT INTO repo_tags (repo, tag) VALUES (?, ?)", [(repo, t) for t in meta.tags])
-            index_manifest(db, repo, summary)
-    db.close()
-
-
 def concurrent_load(url: str, clients: int, seconds: float, expected: int) -> tuple[float, int, int, float]:
     """(bytes/s, downloads, errors, wall seconds) of ``clients`` curl loops for ``seconds``."""
     deadline = time.time() + seconds
@@ -252,7 +222,7 @@ def main() -> None:
         static_rate = curl_rate(f"http://127.0.0.1:{static_port}/weights.bin", args.runs)
         store_rate = curl_rate(f"{endpoint}/bench/big/resolve/main/weights.bin", args.runs)
 
-        insert_catalog(data, args.models)
+        fill_catalog(f"sqlite:///{data / 'catalog.sqlite3'}", args.models, WORDS)
         latencies = []
         for i in range(200):
             start = time.perf_counter()

@@ -117,16 +117,8 @@ def test_a_multipart_upload_of_wrong_bytes_is_refused_at_completion(store, s3):
     honest = os.urandom(1100 * KiB)
     oid = sha(honest)
     with store.http("bob") as bob:
-        offer = bob.post("/bob/parts.git/info/lfs/objects/batch",
-                         json={"operation": "upload", "transfers": ["basic", "multipart"],
-                               "objects": [{"oid": oid, "size": len(honest)}]}).json()["objects"][0]
-        upload = offer["actions"]["upload"]
-        etags = []
-        for n in range(1, 6):
-            piece = os.urandom(len(honest[(n - 1) * 256 * KiB:n * 256 * KiB]))
-            put = httpx.put(upload["header"][str(n)], content=piece)
-            assert put.status_code == 200, put.text
-            etags.append({"partNumber": n, "etag": put.headers["etag"]})
+        upload = _offer(bob, "bob/parts", oid, len(honest))["actions"]["upload"]
+        etags = _put_parts(upload, os.urandom(len(honest)))  # five parts of other bytes
         done = bob.post(upload["href"], json={"oid": oid, "parts": etags})
         assert done.status_code == 400 and "hash" in done.json()["error"]
         assert bob.post(upload["href"], json={"oid": oid, "parts": [{"partNumber": 1, "etag": "x" * 32}]}
@@ -139,13 +131,9 @@ def test_a_retried_multipart_completion_succeeds_once_the_object_is_stored(store
     data = os.urandom(1100 * KiB)
     oid = sha(data)
     with store.http("bob") as bob:
-        offer = bob.post("/bob/retry.git/info/lfs/objects/batch",
-                         json={"operation": "upload", "transfers": ["basic", "multipart"],
-                               "objects": [{"oid": oid, "size": len(data)}]}).json()["objects"][0]
+        offer = _offer(bob, "bob/retry", oid, len(data))
         upload = offer["actions"]["upload"]
-        etags = [{"partNumber": n, "etag": httpx.put(upload["header"][str(n)],
-                                                     content=data[(n - 1) * 256 * KiB:n * 256 * KiB]).headers["etag"]}
-                 for n in range(1, 6)]
+        etags = _put_parts(upload, data)
         for _ in range(2):  # the answer to the first one was lost: the client sends it again
             done = bob.post(upload["href"], json={"oid": oid, "parts": etags})
             assert done.status_code == 200, done.text

@@ -196,17 +196,16 @@ def query_models(db: Database, query: ModelQuery, *, visible: tuple[str, ...],
     if match:
         params["match"] = match
     if query.sort in WALKABLE_SORTS and query.offset + query.limit <= min(window, WINDOWED_DEPTH):
-        inner = order.replace("r.", "")
         joins, condition = dialect.fts_row_match(db.dialect, ("manifest_fts", "catalogue_fts"), "match") \
             if match else ("", "")
         clause = _ID_LIKE + (f" OR {condition}" if condition else "")
         params["window"] = window
         rows = _page(db, select.format(
-            source=f"(SELECT * FROM repos ORDER BY {inner}, namespace, name LIMIT :window)", joins=joins,
+            source=f"(SELECT * FROM repos r ORDER BY {order}, r.namespace, r.name LIMIT :window)", joins=joins,
             where=" AND ".join([*where, f"({clause})"])), params)
         if len(rows) == query.limit:
             return rows
-    found = [f"SELECT id FROM repos WHERE {_ID_LIKE.replace('r.', '')}"]
+    found = [f"SELECT r.id FROM repos r WHERE {_ID_LIKE}"]
     if match:
         found += [dialect.fts_match(db.dialect, table, "match") for table in ("manifest_fts", "catalogue_fts")]
     return _page(db, select.format(source="repos", joins="", where=" AND ".join(

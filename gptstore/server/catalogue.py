@@ -3,8 +3,9 @@ listing can filter and sort on, and what the store adds (rating, recent download
 
 One row of ``catalogue`` per repo whose ``main`` holds a ``gptstore.json``: category, use cases,
 languages, license, full model or adapter, parameters, pricing, and the key id of the
-namespace's registered signing key that the ``gptstore.sig`` verifies with (the "verified
-publisher" mark); ``catalogue_fts`` indexes its text (use cases and category included) for
+namespace's registered signing key that the ``gptstore.sig`` or OpenSSF ``model.sig`` verifies
+with, checked as the commit check does (:func:`gptstore.oms.check_any`; the "verified publisher"
+mark); ``catalogue_fts`` indexes its text (use cases and category included) for
 search. Rows are made by :func:`refresh` from the stored manifest and signature, and a row is
 *stale* when main's manifest digest (the repo's summary) or the repo's id changed, or when a key
 was registered for the namespace after a signature that did not verify was checked. The listing
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import GPTStoreError, ManifestError
-from ..manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
+from ..manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest, parse_bytes
 from . import dialect
 from .catalog import MAIN
 from .db import Database
@@ -72,8 +73,10 @@ def trending_since(today: datetime | None = None) -> str:
     return (today - timedelta(days=TRENDING_DAYS - 1)).strftime("%Y-%m-%d")
 
 
-#: per thread: ``{id(db): db.version()}`` when :func:`refresh` last left nothing to do there
-_checked = threading.local()
+def _checked(db: Database) -> threading.local:
+    """Per thread, ``version``: ``db.version()`` when :func:`refresh` last left nothing to do in
+    ``db``; kept on the Database itself, so it goes with it."""
+    return db.__dict__.setdefault("_catalogue_checked", threading.local())  # setdefault: one per db, even in a race
 
 
 def refresh(db: Database, storage: Storage) -> int:
@@ -82,17 +85,15 @@ def refresh(db: Database, storage: Storage) -> int:
     Finding stale rows scans every repo (~25 ms at 10,000), so it is skipped while nothing was
     committed to the catalog since this thread's last refresh (``Database.version``): staleness
     depends on the catalog's content only, so an unchanged catalog has nothing new to refresh."""
-    marks = getattr(_checked, "marks", None)
-    if marks is None:
-        marks = _checked.marks = {}
-    if marks.get(id(db)) == db.version():
+    checked = _checked(db)
+    if getattr(checked, "version", None) == db.version():
         return 0
     seen: set[int] = set()
     keys = SigningKeys(db)
     while True:
         rows = [row for row in db.all(_stale_sql(db.dialect)) if row["id"] not in seen]
         if not rows:  # none left, or only ones that stay stale (a manifest that no longer parses)
-            marks[id(db)] = db.version()
+            checked.version = db.version()
             return len(seen)
         # read outside the write: a row that stays stale with no catalogue row to remove (its manifest
         # cannot be read) writes nothing, so it does not move the version other threads and replicas
@@ -113,7 +114,7 @@ _CATALOGUE_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in _CATALOGUE_COLUMNS.
 
 def _manifest_of(db: Database, storage: Storage, row: Any) -> Manifest | None:
     """The manifest at main of a stale row's repo; None when it has none (or it no longer parses)."""
-    return None if row["gone"] or row["head"] is None else _read_manifest(db, storage, row["head"])
+    return None if row["gone"] or row["head"] is None else read_manifest(db, storage, row["head"])
 
 
 def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any, manifest: Manifest | None) -> None:
@@ -123,8 +124,9 @@ def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any, ma
         db.execute("DELETE FROM catalogue WHERE repo = ?", (repo,))
         return
     repo_id = f"{row['namespace']}/{row['name']}"
-    signature = _read_file(db, storage, row["head"], SIGNATURE_FILE, MAX_SIGNATURE + 1)
-    signer = _verified_signer(manifest, signature, repo_id, row["namespace"], keys)
+    signature, oms = (read_file(db, storage, row["head"], name, MAX_SIGNATURE + 1)
+                      for name in (SIGNATURE_FILE, OMS_SIGNATURE_FILE))
+    signer = _verified_signer(manifest, signature, oms, repo_id, row["namespace"], keys)
     pricing = manifest.pricing
     db.execute(
         f"INSERT INTO catalogue (repo, {_CATALOGUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -132,7 +134,7 @@ def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any, ma
         (repo, repo_id, manifest.digest, manifest.category, json.dumps(manifest.use_cases or []),
          json.dumps([language.lower() for language in manifest.languages]), manifest.license.lower(),
          int(manifest.format.base is not None), manifest.format.parameters, pricing.model,
-         pricing.amount, pricing.currency, int(signature is not None), signer, now()))
+         pricing.amount, pricing.currency, int(signature is not None or oms is not None), signer, now()))
     db.execute("INSERT INTO catalogue_fts (rowid, name, description, tags, provider, category, use_cases) "
                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                (repo, f"{repo_id} {manifest.name}", manifest.description, " ".join(manifest.tags),
@@ -140,7 +142,8 @@ def _refresh_one(db: Database, storage: Storage, keys: SigningKeys, row: Any, ma
                 " ; ".join(manifest.use_cases or [])))
 
 
-def _read_file(db: Database, storage: Storage, commit: str, path: str, limit: int) -> bytes | None:
+def read_file(db: Database, storage: Storage, commit: str, path: str, limit: int) -> bytes | None:
+    """The bytes of ``path`` at ``commit``; None when it is absent, larger than ``limit`` or unreadable."""
     found = db.one("SELECT sha256, size FROM files WHERE commit_id = ? AND path = ?", (commit, path))
     if found is None or found["size"] > limit:
         return None
@@ -151,8 +154,9 @@ def _read_file(db: Database, storage: Storage, commit: str, path: str, limit: in
         return None
 
 
-def _read_manifest(db: Database, storage: Storage, commit: str) -> Manifest | None:
-    data = _read_file(db, storage, commit, MANIFEST_FILE, MAX_MANIFEST)
+def read_manifest(db: Database, storage: Storage, commit: str) -> Manifest | None:
+    """The manifest at ``commit``; None when it has none, or one too large or that no longer parses."""
+    data = read_file(db, storage, commit, MANIFEST_FILE, MAX_MANIFEST)
     if data is None:
         return None
     try:
@@ -161,18 +165,19 @@ def _read_manifest(db: Database, storage: Storage, commit: str) -> Manifest | No
         return None  # the commit check refused such a manifest; an old catalog may still hold one
 
 
-def _verified_signer(manifest: Manifest, signature: bytes | None, repo_id: str, namespace: str,
-                     keys: SigningKeys) -> str | None:
-    """The key id of ``namespace``'s registered key that signed this very manifest for this repo."""
-    if signature is None or manifest.repo_id.lower() != repo_id.lower():
+def _verified_signer(manifest: Manifest, signature: bytes | None, oms: bytes | None, repo_id: str,
+                     namespace: str, keys: SigningKeys) -> str | None:
+    """The key id of ``namespace``'s registered key that signed this very manifest for this repo,
+    with ``gptstore.sig`` (``signature``) or ``model.sig`` (``oms``)."""
+    if (signature is None and oms is None) or manifest.repo_id.lower() != repo_id.lower():
         return None
     trusted = keys.trusted(namespace)
     if not trusted:
         return None
-    from ..signing import check_signature
+    from ..oms import check_any
 
     try:
-        result = check_signature(manifest, signature, trusted, namespace=namespace)
+        result, _ = check_any(manifest, signature, oms, trusted, namespace=namespace)
     except GPTStoreError as exc:  # e.g. the signing extra is missing: no mark, and say why once
         log.warning("cannot check the signature of %s: %s", repo_id, exc.message)
         return None

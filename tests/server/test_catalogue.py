@@ -289,3 +289,46 @@ def test_a_catalog_upgraded_from_schema_4_gets_its_catalogue(shop, catalogue):
     assert after["category"] == before["category"] == "chat" and after["verified"] is True
     assert after["rating"] == {"average": None, "count": 0}  # the reviews went with the dropped table
     assert ids(listing(shop, search="support", category="chat")) == ["alice/helpdesk"]
+
+
+# -- an OpenSSF model.sig alone earns the mark, as it passes the commit check --------------------------
+def test_a_model_signed_only_with_model_sig_is_verified(shop, catalogue, tmp_path):
+    import hashlib
+
+    from gptstore.manifest import OMS_SIGNATURE_FILE, SIGNATURE_FILE, dumps, validate
+    from gptstore.oms import sign_package
+    from gptstore.signing import export_public_key, generate_key
+    from gptstore.testing import PACKAGE_FORMAT
+
+    keyid = generate_key("alice-oms", type="ec-p256").keyid
+    pub = tmp_path / "alice-oms.pub"
+    pub.write_text(export_public_key("alice-oms"))
+    shop.admin("key", "add", "alice", str(pub))
+    folder = tmp_path / "oms-poet"
+    folder.mkdir()
+    data = b"weights of alice/oms-poet"
+    (folder / "weights.bin").write_bytes(data)
+    entry = {"path": "weights.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = validate({"namespace": "alice", "name": "oms-poet", "version": "1.0.0", "category": "chat",
+                         "format": {**PACKAGE_FORMAT, "parameters": 1000}, "files": [entry]})
+    (folder / "gptstore.json").write_bytes(dumps(manifest))
+    sign_package(folder, key="alice-oms", format="oms")
+    assert (folder / OMS_SIGNATURE_FILE).exists() and not (folder / SIGNATURE_FILE).exists()
+    api, registered = shop.api("alice"), True
+    api.create_repo("alice/oms-poet")
+    try:
+        api.upload_folder(folder_path=folder, repo_id="alice/oms-poet")
+        assert "alice/oms-poet" in ids(listing(shop, verified="true"))
+        raw = shop.http().get("/api/models/alice/oms-poet").json()["gptstore"]
+        assert raw["verified"] is True and raw["signer"] == keyid
+        page = shop.http().get("/alice/oms-poet")
+        assert page.status_code == 200 and f'Signed by <code class="signer">{keyid}</code>' in page.text
+        shop.admin("key", "rm", "alice", keyid)  # still signed, by a key no longer registered
+        registered = False
+        assert "alice/oms-poet" not in ids(listing(shop, verified="true"))
+        page = shop.http().get("/alice/oms-poet")
+        assert "but not by a key registered for alice" in page.text and "Not signed." not in page.text
+    finally:
+        api.delete_repo("alice/oms-poet")
+        if registered:
+            shop.admin("key", "rm", "alice", keyid)

@@ -45,14 +45,23 @@ def access_context(call: Call, repo: Repo) -> dict[str, Any]:
     return {"gated": mode, "state": state}
 
 
-def _page_repo(call: Call, namespace: str, name: str) -> Repo:
+def visible_repo(call: Call, namespace: str, name: str) -> Repo | None:
+    """The model ``namespace/name``, if this visitor may see it."""
     repo = call.state.catalog.repo(namespace, name)
     if repo is None or not can_read(web_principal(call), repo):
+        return None
+    return repo
+
+
+def _page_repo(call: Call, namespace: str, name: str) -> Repo:
+    repo = visible_repo(call, namespace, name)
+    if repo is None:
         raise HubError(404, "There is no such model on this store (or it is private).")
     return repo
 
 
 def model_path(repo: Repo) -> str:
+    """The model page's path."""
     return f"/{quote(repo.namespace, safe='')}/{quote(repo.name, safe='')}"
 
 

@@ -19,20 +19,19 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from ...errors import GPTStoreError, ManifestError
-from ...manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, parse_bytes
+from ...errors import GPTStoreError
+from ...manifest import OMS_SIGNATURE_FILE, SIGNATURE_FILE, Manifest
 from ...refs import parse_reference
 from ..api_store import ReviewBody
-from ..auth import can_read
 from ..catalog import MAIN, Repo
-from ..catalogue import MAX_MANIFEST, facets, refresh
+from ..catalogue import facets, read_file, read_manifest, refresh
 from ..context import Call
 from ..http import HubError, bad_request, forbidden, validation_message
 from ..keys import MAX_SIGNATURE
 from ..reviews import Reviews
 from .charts import bar_chart
 from .markdown import MAX_CARD_CHARS, render_card
-from .pages_access import access_context
+from .pages_access import access_context, model_path, visible_repo
 from .pages_store import html_errors, not_found_page, price_text
 from .sessions import form, web_principal
 from .templating import redirect, render
@@ -49,29 +48,11 @@ README = "README.md"
 
 def _repo(call: Call) -> Repo | None:
     """The model the path names, if this visitor may see it."""
-    repo = call.state.catalog.repo(call.params["namespace"], call.params["name"])
-    if repo is None or not can_read(web_principal(call), repo):
-        return None
-    return repo
+    return visible_repo(call, call.params["namespace"], call.params["name"])
 
 
 def _read(call: Call, commit: str, path: str, limit: int) -> bytes | None:
-    row = call.state.catalog.file(commit, path)
-    if row is None or row.size > limit:
-        return None
-    try:
-        with call.state.storage.blobs.open(row.sha256) as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
-
-
-def _manifest(call: Call, commit: str) -> Manifest | None:
-    data = _read(call, commit, MANIFEST_FILE, MAX_MANIFEST)
-    try:
-        return parse_bytes(data, source=MANIFEST_FILE) if data is not None else None
-    except ManifestError:
-        return None
+    return read_file(call.state.db, call.state.storage, commit, path, limit)
 
 
 def _signature(call: Call, repo: Repo, commit: str, facet: dict[str, Any] | None) -> dict[str, Any]:
@@ -80,8 +61,9 @@ def _signature(call: Call, repo: Repo, commit: str, facet: dict[str, Any] | None
     if facet and facet.get("verified"):
         return {"state": "verified", "keyids": [facet["signer"]]}
     data = _read(call, commit, SIGNATURE_FILE, MAX_SIGNATURE)
-    if data is None:
-        return {"state": "unsigned", "keyids": []}
+    if data is None:  # a model.sig names no key id gptstore can read without checking it
+        signed = _read(call, commit, OMS_SIGNATURE_FILE, MAX_SIGNATURE) is not None
+        return {"state": "unverified" if signed else "unsigned", "keyids": []}
     from ...signing import parse_envelope
 
     try:
@@ -167,7 +149,7 @@ def model_page(call: Call) -> Response:
         return not_found_page(call)
     refresh(db, call.state.storage)
     facet = facets(db, [repo.id]).get(repo.id)
-    manifest = _manifest(call, head)
+    manifest = read_manifest(db, call.state.storage, head)
     readme = _read(call, head, README, 4 * MAX_CARD_CHARS)
     card_html = render_card(readme.decode("utf-8", "replace")) if readme else None
     files = catalog.files(head)
@@ -201,12 +183,6 @@ def _writable_review(call: Call) -> tuple[Repo, str, dict[str, str]]:
     return repo, principal.user, fields
 
 
-def _model_path(repo: Repo) -> str:
-    from urllib.parse import quote
-
-    return f"/{quote(repo.namespace, safe='')}/{quote(repo.name, safe='')}"
-
-
 @html_errors
 def save_review(call: Call) -> Response:
     repo, user, fields = _writable_review(call)
@@ -219,11 +195,11 @@ def save_review(call: Call) -> Response:
     except ValidationError as exc:
         raise bad_request(validation_message(exc, "review")) from None
     Reviews(call.state.db).put(repo.id, user, body.stars, body.text)
-    return redirect(call, _model_path(repo) + "?saved=1#reviews")
+    return redirect(call, model_path(repo) + "?saved=1#reviews")
 
 
 @html_errors
 def delete_review(call: Call) -> Response:
     repo, user, _ = _writable_review(call)
     Reviews(call.state.db).delete(repo.id, user)
-    return redirect(call, _model_path(repo) + "#reviews")
+    return redirect(call, model_path(repo) + "#reviews")

@@ -126,6 +126,14 @@ class Catalog:
                           (name, name))
         return row["name"] if row else None
 
+    def repos_of(self, namespace: str, *, limit: int | None = None) -> list[Repo]:
+        """The repos of ``namespace`` by name, the first ``limit`` of them when given
+        (:meth:`repos_in` without the storage it sums)."""
+        cut = "" if limit is None else " LIMIT ?"
+        rows = self.db.all(f"SELECT * FROM repos WHERE namespace = ? ORDER BY name{cut}",
+                           (namespace,) if limit is None else (namespace, limit))
+        return [repo_from_row(row) for row in rows]
+
     def repos_in(self, namespace: str) -> list[tuple[Repo, int]]:
         """Every repo of ``namespace`` with its storage: the bytes of the distinct blobs its commits hold."""
         rows = self.db.all(
@@ -244,12 +252,14 @@ class Catalog:
                 return found[0]["id"]
         return None
 
-    def branch_head(self, repo: Repo, branch: str) -> str | None:
-        """The branch's head; inside a transaction on PostgreSQL the ref row stays locked until it
-        ends, so concurrent commits to one branch (from any replica) take turns and the later one
-        sees the earlier one's head (SQLite's BEGIN IMMEDIATE already admits one writer)."""
-        lock = " FOR UPDATE" if self.db.dialect == dialect.POSTGRESQL else ""
-        row = self.db.one(f"SELECT target FROM refs WHERE repo = ? AND kind = 'branch' AND name = ?{lock}",
+    def branch_head(self, repo: Repo, branch: str, *, lock: bool = False) -> str | None:
+        """The branch's head. With ``lock`` (the commit path), inside a transaction on PostgreSQL
+        the ref row stays locked until it ends, so concurrent commits to one branch (from any
+        replica) take turns and the later one sees the earlier one's head (SQLite's BEGIN
+        IMMEDIATE already admits one writer). Readers leave it unlocked: a page view must not
+        wait behind a commit in progress."""
+        suffix = " FOR UPDATE" if lock and self.db.dialect == dialect.POSTGRESQL else ""
+        row = self.db.one(f"SELECT target FROM refs WHERE repo = ? AND kind = 'branch' AND name = ?{suffix}",
                           (repo.id, branch))
         return row["target"] if row else None
 

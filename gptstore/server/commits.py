@@ -235,7 +235,7 @@ class Committer:
                 if op.declared_size is not None and op.declared_size != op.row.size:
                     raise bad_request(f"lfsFile {op.row.path}: declared size {op.declared_size} differs from the "
                                       f"uploaded {op.row.size} bytes")
-            head = self.catalog.branch_head(repo, branch)
+            head = self.catalog.branch_head(repo, branch, lock=True)
             if head is None:
                 raise revision_not_found(branch)
             parent = header.parentCommit

@@ -231,3 +231,24 @@ def test_a_database_refusing_the_trigram_extension_still_migrates_and_searches(t
         assert list(api.list_models(search="zzq")) == []  # no page in the window: the set of matches
     finally:
         store.stop()
+
+
+def test_a_model_page_does_not_wait_behind_a_commit_in_progress(replicas):
+    """Only the commit path locks its branch's ref row: while a commit holds it (here a transaction
+    of our own holding ``FOR UPDATE`` on main), the model page and the API still answer at once."""
+    import time
+
+    import psycopg
+
+    first, _ = replicas
+    first.api("alice").create_repo("alice/locked-page")
+    first.api("alice").upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="alice/locked-page")
+    with psycopg.connect(first.catalog) as conn:  # a transaction: the lock holds until the block ends
+        conn.execute("SELECT target FROM refs r JOIN repos p ON p.id = r.repo WHERE p.namespace = 'alice' "
+                     "AND p.name = 'locked-page' AND r.kind = 'branch' AND r.name = 'main' FOR UPDATE")
+        started = time.monotonic()
+        with first.http() as http:
+            assert http.get("/alice/locked-page", timeout=10).status_code == 200
+            assert http.get("/api/models/alice/locked-page", timeout=10).status_code == 200
+        assert time.monotonic() - started < 5
+        conn.rollback()

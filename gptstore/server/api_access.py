@@ -87,10 +87,9 @@ def handle_request(call: Call) -> Response:
         raise bad_request("name exactly one of user or requestId")
     user = body.user
     if user is None:
-        row = call.state.db.one("SELECT user FROM access_requests WHERE repo = ? AND id = ?", (repo.id, body.requestId))
-        if row is None:
+        user = gating.user_of_request(call.state.db, repo, body.requestId)
+        if user is None:
             raise HubError(404, f"no access request {body.requestId!r} for {repo.repo_id}", code="EntryNotFound")
-        user = row["user"]
     request = gating.handle(call.state.db, repo, user, body.status, by=owner,  # type: ignore[arg-type]
                             reason=body.rejectionReason)
     return JSONResponse(_json(call, request))

@@ -92,9 +92,13 @@ def gate_paid_by_default(db: Database, repo_id: int) -> None:
 def has_access(db: Database, principal: Principal | None, repo: Repo) -> bool:
     if principal is not None and principal.member_of(repo.namespace):
         return True
-    if not gated(db, repo.id):
+    # one query: the setting (no row: never gated) and the signed-in caller's request, if any
+    row = db.one("SELECT g.mode, a.status FROM repo_gating g "
+                 "LEFT JOIN access_requests a ON a.repo = g.repo AND a.user = ? WHERE g.repo = ?",
+                 (principal.user if principal is not None else None, repo.id))
+    if row is None or row["mode"] == "off":
         return True
-    return principal is not None and status_of(db, repo, principal.user) == "accepted"
+    return principal is not None and row["status"] == "accepted"
 
 
 def require_access(db: Database, principal: Principal | None, repo: Repo, page_url: str) -> None:
@@ -109,6 +113,12 @@ def require_access(db: Database, principal: Principal | None, repo: Repo, page_u
 
 
 # -- requests --------------------------------------------------------------------------------
+def user_of_request(db: Database, repo: Repo, request_id: str) -> str | None:
+    """Who made the request ``request_id`` on ``repo`` (None when there is no such request)."""
+    row = db.one("SELECT user FROM access_requests WHERE repo = ? AND id = ?", (repo.id, request_id))
+    return row["user"] if row else None
+
+
 def request_of(db: Database, repo: Repo, user: str) -> AccessRequest | None:
     row = db.one("SELECT * FROM access_requests WHERE repo = ? AND user = ?", (repo.id, user))
     return _request(row) if row else None
@@ -160,17 +170,7 @@ def ask(db: Database, repo: Repo, user: str, fields: dict[str, str]) -> AccessRe
     decision, decided_by = _decide(repo, user, fields, mode)
     if decision is None and mode == "auto":
         decision, decided_by = "accepted", "auto"
-    stamp = now()
-    with db.transaction():
-        db.execute("INSERT INTO access_requests (id, repo, user, status, fields, reason, decided_by, created_at, "
-                   "updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (repo, user) DO UPDATE SET "
-                   "status = excluded.status, fields = excluded.fields, reason = NULL, "
-                   "decided_by = excluded.decided_by, updated_at = excluded.updated_at",
-                   (secrets.token_hex(12), repo.id, user, decision or "pending", json.dumps(fields), decided_by,
-                    stamp, stamp))
-    found = request_of(db, repo, user)
-    assert found is not None
-    return found
+    return _upsert(db, repo, user, decision or "pending", decided_by, fields=json.dumps(fields))
 
 
 def _decide(repo: Repo, user: str, fields: dict[str, str], mode: str) -> tuple[Status | None, str | None]:
@@ -208,12 +208,20 @@ def grant(db: Database, repo: Repo, user: str, *, by: str) -> AccessRequest:
     """Give ``user`` access without a request (400 when they already have it)."""
     if status_of(db, repo, user) == "accepted":
         raise HubError(400, f"{user} already has access to {repo.repo_id}")
+    return _upsert(db, repo, user, "accepted", by)
+
+
+def _upsert(db: Database, repo: Repo, user: str, status: Status, decided_by: str | None, *,
+            fields: str | None = None) -> AccessRequest:
+    """Write ``user``'s request for ``repo`` (a new one, or theirs updated, its reason cleared)
+    and read it back. Without ``fields`` (a grant) a request keeps the fields it was asked with."""
     stamp = now()
     with db.transaction():
         db.execute("INSERT INTO access_requests (id, repo, user, status, fields, reason, decided_by, created_at, "
-                   "updated_at) VALUES (?, ?, ?, 'accepted', NULL, NULL, ?, ?, ?) ON CONFLICT (repo, user) DO "
-                   "UPDATE SET status = 'accepted', reason = NULL, decided_by = excluded.decided_by, "
-                   "updated_at = excluded.updated_at", (secrets.token_hex(12), repo.id, user, by, stamp, stamp))
+                   "updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (repo, user) DO UPDATE SET "
+                   "status = excluded.status, fields = COALESCE(excluded.fields, access_requests.fields), "
+                   "reason = NULL, decided_by = excluded.decided_by, updated_at = excluded.updated_at",
+                   (secrets.token_hex(12), repo.id, user, status, fields, decided_by, stamp, stamp))
     found = request_of(db, repo, user)
     assert found is not None
     return found

@@ -41,6 +41,10 @@ def _review(row: Any) -> Review:
     return Review(row["user"], row["stars"], row["text"], row["created_at"], row["updated_at"], bool(row["downloaded"]))
 
 
+def _summary(average: Any, count: int) -> dict[str, Any]:
+    return {"average": round(average, 2) if average is not None else None, "count": count}
+
+
 class Reviews:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -58,8 +62,15 @@ class Reviews:
     def summary(self, repo: int) -> dict[str, Any]:
         """``{"average": 4.5 | None, "count": n}``."""
         row = self.db.one("SELECT AVG(stars) AS average, COUNT(*) AS count FROM reviews WHERE repo = ?", (repo,))
-        average = row["average"] if row else None
-        return {"average": round(average, 2) if average is not None else None, "count": row["count"] if row else 0}
+        return _summary(row["average"] if row else None, row["count"] if row else 0)
+
+    def summaries(self, repos: list[int]) -> dict[int, dict[str, Any]]:
+        """:meth:`summary` of each of ``repos`` in one query (a repo without reviews has count 0)."""
+        marks = ",".join("?" * len(repos)) or "NULL"
+        rows = self.db.all(f"SELECT repo, AVG(stars) AS average, COUNT(*) AS count FROM reviews "
+                           f"WHERE repo IN ({marks}) GROUP BY repo", repos)
+        found = {row["repo"]: _summary(row["average"], row["count"]) for row in rows}
+        return {repo: found.get(repo) or _summary(None, 0) for repo in repos}
 
     def put(self, repo: int, user: str, stars: int, text: str) -> tuple[Review, bool]:
         """Write ``user``'s review of ``repo`` (replacing theirs); the review and whether it is new.

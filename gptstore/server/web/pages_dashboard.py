@@ -42,13 +42,13 @@ def _models(call: Call, namespace: str) -> list[dict[str, Any]]:
     """Each model of ``namespace``: downloads per day (chart + non-zero days), rating, gating."""
     db = call.state.db
     days = _days()
-    repos = [repo for repo, _ in call.state.catalog.repos_in(namespace)][:MAX_MODELS]
+    repos = call.state.catalog.repos_of(namespace, limit=MAX_MODELS)
     counts: dict[int, dict[str, int]] = {repo.id: {} for repo in repos}
     marks = ",".join("?" * len(repos)) or "NULL"
     for row in db.all(f"SELECT repo, day, count FROM daily_downloads WHERE repo IN ({marks}) AND day >= ?",
                       [*(repo.id for repo in repos), days[0]]):
         counts[row["repo"]][row["day"]] = row["count"]
-    reviews = Reviews(db)
+    ratings = Reviews(db).summaries([repo.id for repo in repos])
     gates = gating.gated_many(db, [repo.id for repo in repos])
     models = []
     for repo in repos:
@@ -57,7 +57,7 @@ def _models(call: Call, namespace: str) -> list[dict[str, Any]]:
             "repo": repo, "downloads": repo.downloads, "recent": sum(v for _, v in points),
             "chart": bar_chart(points, width=360, height=60, label=f"{repo.name}: downloads per day"),
             "days": [(day, count) for day, count in reversed(points) if count],
-            "rating": reviews.summary(repo.id), "gated": gates.get(repo.id, False),
+            "rating": ratings[repo.id], "gated": gates.get(repo.id, False),
         })
     return models
 

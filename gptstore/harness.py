@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .blobs import hash_file
 from .engines.params import GenerationParams
 from .errors import MissingDependency, UsageError
 
@@ -140,11 +141,7 @@ def _data_identity(name: str, config: Any) -> tuple[str, str]:
                                   "current directory)")
         if path.stat().st_size > MAX_DATA_BYTES:
             raise UsageError(f"task {name!r}'s data file {path} is over {MAX_DATA_BYTES >> 20} MiB")
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digests.append((path.name, digest.hexdigest()))
+        digests.append((path.name, hash_file(path)[0]))
     if len(digests) == 1:
         return digests[0]
     listing = "".join(f"{sha}  {file}\n" for file, sha in digests)  # as training.data.dataset_identity

@@ -20,7 +20,9 @@ either one verifies. ``model_signing`` (the ``signing`` extra) is imported only 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -76,6 +78,19 @@ def _verified_files(data: bytes, pem: str) -> tuple[dict[str, str], dict] | None
     del ms
     files = {rd.identifier: rd.digest.digest_hex for rd in manifest.resource_descriptors()}
     return files, dict(manifest.serialization_type)
+
+
+def listed_manifest_sha256(data: bytes) -> str | None:
+    """The sha256 a ``model.sig`` lists for ``gptstore.json`` (one ``gptstore sign --format oms``
+    made), read without checking the signature; None when it lists none or cannot be read."""
+    try:
+        statement = json.loads(base64.b64decode(json.loads(data)["dsseEnvelope"]["payload"]))
+        for resource in statement["predicate"]["resources"]:
+            if resource["name"] == MANIFEST_FILE and resource["algorithm"] == "sha256":
+                return str(resource["digest"])
+    except (ValueError, KeyError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        return None
+    return None
 
 
 def _is_git_path(path: str) -> bool:
@@ -191,14 +206,16 @@ def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = 
     signing.check_package(root, manifest)
     written: list[Path] = []
     if format in ("gptstore", "both"):
-        written.append(signing.sign_package(root, key=key, passphrase=passphrase, checked=True).path)
+        written.append(signing.write_signature(root, manifest, private_key, info).path)
     if format in ("oms", "both"):
         from . import config
-        secret = passphrase if passphrase is not None else (config.key_passphrase() if info.encrypted else None)
-        written.append(sign_directory(root, info.path, secret if info.encrypted else None))
+        # model_signing reads the key file itself, so it needs the passphrase load_private_key used
+        secret = (passphrase if passphrase is not None else config.key_passphrase()) if info.encrypted else None
+        written.append(sign_directory(root, info.path, secret))
     del private_key
     return SignResult(written[0], signing.reference_of(manifest), manifest.digest, info.name, info.keyid,
                       tuple(written))
 
 
-__all__ = ["FORMATS", "GIT_PATHS", "sign_directory", "sign_package", "check_oms", "check_any", "read_oms"]
+__all__ = ["FORMATS", "GIT_PATHS", "sign_directory", "sign_package", "check_oms", "check_any", "read_oms",
+           "listed_manifest_sha256"]

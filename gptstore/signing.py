@@ -453,17 +453,19 @@ def check_package(root: Path, manifest: Manifest) -> None:
                                f"{manifest.version}` again to record the files, then sign")
 
 
-def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None,
-                 checked: bool = False) -> SignResult:
-    """Write ``package_dir/gptstore.sig`` after checking every file against the manifest
-    (``checked``: the caller just did)."""
+def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = None) -> SignResult:
+    """Write ``package_dir/gptstore.sig`` after checking every file against the manifest."""
     root = Path(package_dir)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="give the package directory to sign")
     manifest = load_manifest(root)
     private_key, info = load_private_key(key, passphrase)
-    if not checked:
-        check_package(root, manifest)
+    check_package(root, manifest)
+    return write_signature(root, manifest, private_key, info)
+
+
+def write_signature(root: Path, manifest: Manifest, private_key: Any, info: KeyInfo) -> SignResult:
+    """Write ``root/gptstore.sig`` over ``manifest``; the caller has checked the files against it."""
     target = root / SIGNATURE_FILE
     atomic_write(target, make_envelope(manifest, private_key))
     return SignResult(target, reference_of(manifest), manifest.digest, info.name, info.keyid, (target,))
@@ -473,5 +475,6 @@ __all__ = [
     "PAYLOAD_TYPE", "KeyInfo", "SignResult", "Envelope", "SignatureCheck",
     "generate_key", "list_keys", "get_key", "export_public_key", "load_private_key", "load_public_key",
     "key_id", "key_type", "KEY_TYPES", "sign_bytes", "verify_bytes", "check_package", "pae", "make_envelope", "parse_envelope", "check_signature", "sign_package", "reference_of",
+    "write_signature",
     "MAX_SIGNATURE_BYTES",
 ]

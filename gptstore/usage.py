@@ -147,6 +147,19 @@ _lock = threading.Lock()
 _open: dict[str, Any] = {"path": None, "conn": None}
 
 
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A ``BEGIN IMMEDIATE`` transaction (the write lock taken at once): committed when the block
+    ends, rolled back when it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _connection(db: Path) -> sqlite3.Connection:
     """The process's connection to ``db`` (reopened when GPTSTORE_HOME changes); hold ``_lock``."""
     if _open["path"] != str(db):
@@ -156,20 +169,18 @@ def _connection(db: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(db, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("BEGIN IMMEDIATE")  # one process upgrades an old log; the others then see it done
         try:
-            conn.execute(_SCHEMA)
-            conn.execute(_CHAIN_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
-            if "key" not in columns:
-                conn.execute("ALTER TABLE generations ADD COLUMN key TEXT NOT NULL DEFAULT ''")
-            if "hash" not in columns:
-                conn.execute("ALTER TABLE generations ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
-            if conn.execute("SELECT 1 FROM chain_head").fetchone() is None:
-                _chain_as_found(conn)
-            conn.execute("COMMIT")
+            with immediate(conn):  # one process upgrades an old log; the others then see it done
+                conn.execute(_SCHEMA)
+                conn.execute(_CHAIN_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
+                if "key" not in columns:
+                    conn.execute("ALTER TABLE generations ADD COLUMN key TEXT NOT NULL DEFAULT ''")
+                if "hash" not in columns:
+                    conn.execute("ALTER TABLE generations ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+                if conn.execute("SELECT 1 FROM chain_head").fetchone() is None:
+                    _chain_as_found(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
             conn.close()
             raise
         _open.update(path=str(db), conn=conn)
@@ -230,8 +241,7 @@ def record(entry: UsageRecord) -> bool:
     values["allow_unsafe"] = int(entry.allow_unsafe)
     with _lock:
         conn = _connection(path())
-        conn.execute("BEGIN IMMEDIATE")  # head read, row and head written as one: appenders queue here
-        try:
+        with immediate(conn):  # head read, row and head written as one: appenders queue here
             last_id, previous = conn.execute("SELECT last_id, hash FROM chain_head WHERE id = 1").fetchone()
             newest = conn.execute("SELECT MAX(id) FROM generations").fetchone()[0] or 0
             row_id = max(last_id, newest) + 1  # never reuse the id of a deleted last row
@@ -241,10 +251,6 @@ def record(entry: UsageRecord) -> bool:
                          f"VALUES ({', '.join('?' for _ in range(len(_COLUMNS) + 2))})",
                          [row_id, *(values[c] for c in _COLUMNS), values["hash"]])
             conn.execute("UPDATE chain_head SET last_id = ?, hash = ? WHERE id = 1", (row_id, values["hash"]))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return True
 
 

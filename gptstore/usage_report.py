@@ -143,8 +143,7 @@ def prepare(store: str) -> dict[str, Any] | None:
     origins: dict[str, bool] = {}
     with usage.connection() as conn:
         _tables(conn)
-        conn.execute("BEGIN IMMEDIATE")  # two reporters at once build the same report, once
-        try:
+        with usage.immediate(conn):  # two reporters at once build the same report, once
             body = _build(conn, store, origins)
             if body is not None:
                 flat = body.pop("_flat")
@@ -154,10 +153,6 @@ def prepare(store: str) -> dict[str, Any] | None:
                               body["range"]["hash"], json.dumps(body, sort_keys=True), _now()))
                 conn.executemany("INSERT OR IGNORE INTO usage_reported_versions (store, digest, report) "
                                  "VALUES (?, ?, ?)", [(store, digest, body["id"]) for digest in flat])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return body
 
 
@@ -247,8 +242,7 @@ def drop_pending(report_id: str, store: str | None = None) -> dict[str, Any]:
                          hint="copy the id from the error of `gptstore usage report`")
     with usage.connection() as conn:
         _tables(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with usage.immediate(conn):
             row = conn.execute("SELECT store, body, sent_at, dropped_at FROM usage_reports WHERE id = ?",
                                (report_id,)).fetchone()
             if row is None or (store is not None and row[0] != store_key(store)):
@@ -260,10 +254,6 @@ def drop_pending(report_id: str, store: str | None = None) -> dict[str, Any]:
             if row[3] is None:
                 conn.execute("UPDATE usage_reports SET dropped_at = ? WHERE id = ?", (_now(), report_id))
                 conn.execute("DELETE FROM usage_reported_versions WHERE report = ?", (report_id,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     rows = json.loads(row[1])["rows"]
     cost: dict[str, float] = {}
     for item in rows:

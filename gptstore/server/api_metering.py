@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated
@@ -23,8 +22,9 @@ from typing import Annotated
 from pydantic import Field, StrictInt, field_validator
 from starlette.responses import JSONResponse, Response
 
+from .accounts import Principal
 from .auth import require_read
-from .catalog import RepoMoved
+from .catalog import Repo, RepoMoved
 from .context import Call
 from .http import Body, HubError, bad_request, conflict, forbidden, unauthorized
 from .metering import DailyUsage, Metering, ReportConflict, usage_of
@@ -97,22 +97,14 @@ def post_usage(call: Call) -> Response:
         raise HubError(413, f"a usage report may hold at most {MAX_REPORT_BYTES} bytes; send it in parts")
     report = call.model(UsageReport, what="usage report")
     seen, rows = set(), []
+    readable: dict[str, Repo] = {}  # by lower-cased repo id: ids match without case
     for row in report.rows:
-        namespace, name = row.repo.split("/", 1)
         if (row.repo.lower(), row.day, row.currency) in seen:
             raise bad_request(f"invalid usage report: {row.repo} appears twice for {row.day} in {row.currency}")
         seen.add((row.repo.lower(), row.day, row.currency))
-        try:
-            found = call.state.catalog.repo(namespace, name)
-        except RepoMoved as moved:  # usage of a model reported under the id it had when pulled
-            found = moved.repo
-        try:
-            repo = require_read(principal, found)
-        except HubError:
-            raise HubError(404, f"no model {row.repo} on this store that {principal.user} may read; "
-                                "nothing of the report was counted", code="RepoNotFound") from None
-        if not math.isfinite(row.cost):
-            raise bad_request("invalid usage report: cost must be a finite number")
+        repo = readable.get(row.repo.lower())
+        if repo is None:
+            repo = readable[row.repo.lower()] = _readable_repo(call, principal, row.repo)
         rows.append(DailyUsage(repo.id, row.day, row.currency, row.calls, row.prompt_tokens,
                                row.completion_tokens, row.cost))
     digest = hashlib.sha256(json.dumps([row.model_dump() for row in report.rows], sort_keys=True).encode()).hexdigest()
@@ -123,6 +115,20 @@ def post_usage(call: Call) -> Response:
     if not counted:
         return JSONResponse({"id": report.id, "duplicate": True})
     return JSONResponse({"id": report.id, "duplicate": False, "rows": len(rows)}, status_code=201)
+
+
+def _readable_repo(call: Call, principal: Principal, repo_id: str) -> Repo:
+    """The repo a report row names, read access checked; 404 ``RepoNotFound`` otherwise."""
+    namespace, name = repo_id.split("/", 1)
+    try:
+        found = call.state.catalog.repo(namespace, name)
+    except RepoMoved as moved:  # usage of a model reported under the id it had when pulled
+        found = moved.repo
+    try:
+        return require_read(principal, found)
+    except HubError:
+        raise HubError(404, f"no model {repo_id} on this store that {principal.user} may read; "
+                            "nothing of the report was counted", code="RepoNotFound") from None
 
 
 def namespace_usage(call: Call) -> Response:

@@ -44,6 +44,13 @@ def error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
+def _planner(body: Any) -> Callable[[Any], generation.Plan]:
+    """How a request is planned on its loaded model (a chat's template adds stop strings)."""
+    if isinstance(body, ChatRequest):
+        return lambda loaded: generation.chat_plan(loaded, body)
+    return lambda loaded: generation.completion_plan(body)
+
+
 class Service:
     """The app's state: settings, the model pool, the metrics."""
 
@@ -138,8 +145,7 @@ class Service:
                     raise APIError(400, "logprobs are not available when streaming", param="logprobs")
                 return await self._stream(body, key, start, endpoint, params)
 
-            def plan(loaded):
-                return generation.chat_plan(loaded, body) if chat else generation.completion_plan(body)
+            plan = _planner(body)
 
             def work(loaded, job):
                 return generation.generate(loaded, plan(loaded), top)
@@ -184,8 +190,7 @@ class Service:
         def emit(item: tuple) -> None:
             loop.call_soon_threadsafe(events.put_nowait, item)
 
-        def plan(loaded):
-            return generation.chat_plan(loaded, body) if chat else generation.completion_plan(body)
+        plan = _planner(body)
 
         def work(loaded, job):
             generation.stream(loaded, job, plan(loaded), emit)

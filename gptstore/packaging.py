@@ -7,6 +7,7 @@ ship a signature that does not match.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from .adapters import Adapter, adapters, get_adapter
 from .blobs import hash_file
 from .errors import ManifestError, PackageError, UsageError
 from .fsutil import package_files
-from .manifest import (MANIFEST_FILE, METADATA_FILES, SCHEMA_VERSION, SIGNATURE_FILE, Manifest, load_manifest, save,
-                       validate)
+from .manifest import (MANIFEST_FILE, METADATA_FILES, OMS_SIGNATURE_FILE, SCHEMA_VERSION, SIGNATURE_FILE, Manifest,
+                       dumps, load_manifest, save, validate)
 from .refs import parse_repo_id
 from .signed_digest import MAX_BYTES, signed_digest
 
@@ -99,18 +100,29 @@ def stale_signature(root: Path, manifest: Manifest) -> str | None:
 
 
 def drop_stale_signature(root: Path, manifest: Manifest) -> bool:
-    """Remove ``root/gptstore.sig`` when it does not sign ``manifest`` (warning once); True if removed."""
+    """Remove ``root/gptstore.sig`` when it does not sign ``manifest``, and ``root/model.sig`` when
+    it lists another ``gptstore.json`` (warning once each); True if either was removed. A
+    ``model.sig`` over the files only (made before packaging) does not cover the manifest: it stays."""
+    removed = False
     sig = root / SIGNATURE_FILE
-    if not sig.is_file():
-        return False
-    signed = _signed(sig)
-    if signed == manifest.digest:
-        return False
-    sig.unlink()
-    was = f"sha256:{signed[:12]}…" if signed else "no readable manifest"
-    log.warning("removed %s: it signed the previous manifest (%s), not this one (sha256:%s…); sign again with "
-                "`gptstore sign %s --key NAME`", sig, was, manifest.digest[:12], root)
-    return True
+    if sig.is_file() and (signed := _signed(sig)) != manifest.digest:
+        sig.unlink()
+        was = f"sha256:{signed[:12]}…" if signed else "no readable manifest"
+        log.warning("removed %s: it signed the previous manifest (%s), not this one (sha256:%s…); sign again with "
+                    "`gptstore sign %s --key NAME`", sig, was, manifest.digest[:12], root)
+        removed = True
+    oms = root / OMS_SIGNATURE_FILE
+    if oms.is_file():
+        from .oms import listed_manifest_sha256
+
+        with oms.open("rb") as fh:
+            listed = listed_manifest_sha256(fh.read(MAX_BYTES + 1))
+        if listed is not None and listed != hashlib.sha256(dumps(manifest)).hexdigest():
+            oms.unlink()
+            log.warning("removed %s: it covered the previous %s, not this one; sign again with "
+                        "`gptstore sign %s --key NAME --format oms`", oms, MANIFEST_FILE, root)
+            removed = True
+    return removed
 
 
 def _signed(sig: Path) -> str | None:

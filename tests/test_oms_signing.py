@@ -298,3 +298,33 @@ def test_a_passphrase_protected_p256_key_signs_both_formats(tiny_gpt, tmp_path, 
     monkeypatch.setenv("GPTSTORE_KEY_PASSPHRASE", "wrong")
     result = CliRunner().invoke(cli, ["sign", str(tiny_gpt), "--key", "locked", "--format", "both"])
     assert result.exit_code != 0 and "wrong passphrase" in result.output
+
+
+def test_repackaging_drops_a_model_sig_that_covered_the_old_manifest(signed, tmp_path, caplog):
+    """model.sig from `--format oms` lists gptstore.json: a rewritten manifest makes it stale, and it
+    goes with gptstore.sig, so the package reads as unsigned rather than as tampered with."""
+    import logging
+
+    root, pub = signed
+    run("trust", "add", "acme", str(pub))
+    with caplog.at_level(logging.WARNING):
+        run("package", str(root), "--name", "acme/tiny", "--version", "1.0.1")
+    assert not (root / SIGNATURE_FILE).exists() and not (root / OMS_SIGNATURE_FILE).exists()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gptstore.packaging"]
+    assert len(lines) == 2 and f"removed {root / OMS_SIGNATURE_FILE}: it covered the previous gptstore.json" in lines[1]
+    verified = CliRunner().invoke(cli, ["verify", str(root)])
+    assert "manifest changed after signing" not in verified.output and "unsigned" in verified.output, verified.output
+
+
+def test_repackaging_keeps_a_model_sig_over_the_files_only(tiny_gpt, tmp_path, gptstore_home):
+    """An author's model_signing signature made before packaging covers the files, not gptstore.json."""
+    _, pub = make_key("author", tmp_path)
+    private = gptstore_home / "keys" / "author.key"
+    result = subprocess.run([str(MODEL_SIGNING), "sign", "key", "--private_key", str(private),
+                             "--signature", str(tiny_gpt / OMS_SIGNATURE_FILE), str(tiny_gpt)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    signature = (tiny_gpt / OMS_SIGNATURE_FILE).read_bytes()
+    package(tiny_gpt, name="acme/tiny", version="1.0.0")
+    package(tiny_gpt, name="acme/tiny", version="1.0.1")
+    assert (tiny_gpt / OMS_SIGNATURE_FILE).read_bytes() == signature

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from .errors import DigestMismatch
-from .fsutil import fsync_dir
+from .fsutil import fsync_dir, libc_function
 
 CHUNK = 4 * 1024 * 1024
 #: a writer starts the write-back of what it wrote each time this much more has been written
@@ -106,15 +106,11 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     global _sync_file_range
     if _sync_file_range is None:
         _sync_file_range = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
+        if (function := libc_function("sync_file_range")) is not None:
+            import ctypes
 
-                function = ctypes.CDLL(None, use_errno=True).sync_file_range
-                function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                _sync_file_range = function
-            except (OSError, AttributeError):
-                pass
+            function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = function
     if _sync_file_range and length > 0:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure: the fsync still comes
 

@@ -19,8 +19,6 @@ their own fsyncs.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import shutil
 import sys
@@ -29,7 +27,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 _local = threading.local()
 #: fsyncs in flight at once where there is no syncfs
@@ -55,24 +53,41 @@ class DurableBatch:
         self.dirs.clear()
 
 
-def _load_syncfs():
+def libc_function(name: str) -> Any:
+    """The C library's function ``name`` as a ctypes function (errno kept), on Linux; None elsewhere
+    or where the C library has no such function. Callers look it up on first use, not at import,
+    where importing ctypes and finding the library would cost every command milliseconds."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
+    import ctypes
+
+    for library in (None, "libc.so.6"):  # None: the symbols already loaded into the process
+        try:
+            return getattr(ctypes.CDLL(library, use_errno=True), name)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _load_syncfs() -> Any:
+    fn = libc_function("syncfs")
+    if fn is not None:
+        import ctypes
+
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
     return fn
 
 
-_SYNCFS = _load_syncfs()
+#: the ``syncfs`` function, looked up on first use (``...`` until then); None where there is none
+_SYNCFS: Any = ...
 
 
 def _syncfs(root: Path) -> bool:
     """One ``syncfs`` of the filesystem that holds ``root``; False where there is none (or it failed)."""
+    global _SYNCFS
+    if _SYNCFS is ...:
+        _SYNCFS = _load_syncfs()
     if _SYNCFS is None:
         return False
     try:

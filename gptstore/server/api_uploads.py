@@ -31,7 +31,7 @@ from .storage import FileRow, UploadRejected
 
 #: an upload's body is hashed and written in buffers of this size (two per upload; see _stream_into)
 WRITE_BATCH = 8 * 1024 * 1024
-#: the GIL switch interval (s) of a server process that streams uploads; see _shorten_gil_switches
+#: the GIL switch interval (s) of a server process that streams uploads; see shorten_gil_switches
 UPLOAD_SWITCH_INTERVAL = 0.0005
 LFS_MEDIA = "application/vnd.git-lfs+json"
 #: most parts one object may be uploaded in (as on S3); a larger object needs a larger --part-size
@@ -152,8 +152,9 @@ def lfs_batch(call: Call) -> Response:
         elif signed_parts + count > MAX_BATCH_PARTS:
             entry["error"] = {"code": 413, "message": f"more than {MAX_BATCH_PARTS} parts in one batch; "
                               "request fewer large objects per batch"}
-        elif blobs.has(item.oid) and catalog.object_available(repo, item.oid, principal.namespaces):
-            if blobs.size(item.oid) != item.size:
+        elif ((stored := _stored_size(blobs, item.oid)) is not None
+              and catalog.object_available(repo, item.oid, principal.namespaces)):
+            if stored != item.size:
                 entry["error"] = {"code": 422, "message": f"object {item.oid} is stored with another size"}
         elif multipart and "multipart" not in body.transfers:
             entry["error"] = {"code": 413, "message": f"objects above {settings.max_body} bytes need multipart"}
@@ -174,6 +175,14 @@ def lfs_batch(call: Call) -> Response:
         objects.append(entry)
     transfer = "multipart" if "multipart" in body.transfers else "basic"
     return JSONResponse({"transfer": transfer, "objects": objects, "hash_algo": "sha256"}, media_type=LFS_MEDIA)
+
+
+def _stored_size(blobs, oid: str) -> int | None:
+    """The size of blob ``oid`` in the store, None when it is not there (one stat, or one HEAD in a bucket)."""
+    try:
+        return blobs.size(oid)
+    except FileNotFoundError:
+        return None
 
 
 def _bucket_actions(call: Call, repo_id: str, oid: str, size: int, parts: int) -> dict:
@@ -210,7 +219,6 @@ async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
     if size > call.state.settings.max_body:
         raise HubError(413, f"an upload of {size} bytes is larger than the limit of "
                             f"{call.state.settings.max_body} bytes; use multipart")
-    _shorten_gil_switches()
     loop = asyncio.get_running_loop()
     batch = max(1, min(size, WRITE_BATCH))
     buffer, spare = bytearray(batch), bytearray(batch)
@@ -236,8 +244,9 @@ async def _stream_into(call: Call, writer: BlobWriter, size: int) -> None:
         await loop.run_in_executor(None, writer.write, memoryview(buffer)[:filled])
 
 
-def _shorten_gil_switches() -> None:
-    """Let the hashing and writing threads get the GIL back promptly during an upload.
+def shorten_gil_switches() -> None:
+    """Let the hashing and writing threads get the GIL back promptly during an upload (called once
+    as the server starts: see app.open_state).
 
     While a body streams in, the event loop thread holds the GIL almost all the time; a worker
     thread that comes back from hashing or writing (both done without the GIL) waits up to the
@@ -316,53 +325,41 @@ def _promote(call: Call, oid: str, size: int) -> None:
     _grant(call, oid)
 
 
-def _complete_in_bucket(call: Call, oid: str) -> Response:
+def lfs_complete(call: Call) -> Response:
+    """Complete a multipart upload: assemble the parts sent through this server, or (``--blobs
+    s3://…``) complete the bucket's multipart upload and verify what landed (:func:`_promote`)."""
+    oid = call.params["oid"]
+    storage, catalog = call.state.storage, call.state.catalog
+    remote = storage.remote
     query = dict(call.request.query_params)
     upload_id = query.get("upload_id", "")
-    size = call.state.signer.check(f"complete:{upload_id}", call.repo_id, oid, query)
-    body = call.model(Completion, what="multipart completion")
-    if body.oid != oid:
-        raise bad_request(f"completion for {body.oid} sent to the URL of {oid}")
-    if [part.partNumber for part in body.parts] != list(range(1, len(body.parts) + 1)):
-        raise bad_request("parts must be numbered 1, 2, 3, … in order")
-    remote, catalog = call.state.storage.remote, call.state.catalog
-    assert remote is not None
-    repo = catalog.repo(call.params["namespace"], call.params["name"])
-    if (repo is not None and not remote.staged(oid, call.repo_id) and remote.has(oid)
-            and catalog.object_available(repo, oid, ())):
-        return JSONResponse({"oid": oid, "size": size})  # a retried completion
-    etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
-    try:
-        remote.complete_multipart(oid, call.repo_id, upload_id, etags)
-    except ValueError as exc:
-        raise bad_request(f"multipart completion rejected by the bucket: {exc}") from None
-    _promote(call, oid, size)
-    return JSONResponse({"oid": oid, "size": size})
-
-
-def lfs_complete(call: Call) -> Response:
-    oid = call.params["oid"]
-    if call.state.storage.remote is not None:
-        return _complete_in_bucket(call, oid)
-    size = call.state.signer.check("upload", call.repo_id, oid, dict(call.request.query_params))
+    purpose = "upload" if remote is None else f"complete:{upload_id}"
+    size = call.state.signer.check(purpose, call.repo_id, oid, query)
     body = call.model(Completion, what="multipart completion")
     if body.oid != oid:
         raise bad_request(f"completion for {body.oid} sent to the URL of {oid}")
     numbers = [part.partNumber for part in body.parts]
     if numbers != list(range(1, len(numbers) + 1)):
         raise bad_request("parts must be numbered 1, 2, 3, … in order")
-    storage, catalog = call.state.storage, call.state.catalog
     repo = catalog.repo(call.params["namespace"], call.params["name"])
-    if repo is not None and storage.blobs.has(oid) and catalog.object_available(repo, oid, ()):
+    if (repo is not None and (remote is None or not remote.staged(oid, call.repo_id))
+            and storage.blobs.has(oid) and catalog.object_available(repo, oid, ())):
         return JSONResponse({"oid": oid, "size": size})  # a retried completion
     etags = [part.etag.strip().removeprefix("W/").strip('"') for part in body.parts]
-    try:  # always from this upload's own parts, even when the blob exists: the bytes must be proven
-        storage.assemble(oid, call.repo_id, size, etags)
-    except UploadRejected as exc:
-        raise bad_request(f"multipart completion rejected: {exc}") from None
-    except DigestMismatch as exc:
-        raise bad_request(f"upload rejected: {exc.message}") from None
-    _grant(call, oid)
+    if remote is not None:
+        try:
+            remote.complete_multipart(oid, call.repo_id, upload_id, etags)
+        except ValueError as exc:
+            raise bad_request(f"multipart completion rejected by the bucket: {exc}") from None
+        _promote(call, oid, size)
+    else:
+        try:  # always from this upload's own parts, even when the blob exists: the bytes must be proven
+            storage.assemble(oid, call.repo_id, size, etags)
+        except UploadRejected as exc:
+            raise bad_request(f"multipart completion rejected: {exc}") from None
+        except DigestMismatch as exc:
+            raise bad_request(f"upload rejected: {exc.message}") from None
+        _grant(call, oid)
     return JSONResponse({"oid": oid, "size": size})
 
 
@@ -379,10 +376,11 @@ def lfs_verify(call: Call) -> Response:
         if remote.staged(body.oid, call.repo_id):
             _promote(call, body.oid, size)
     namespaces = call.principal.namespaces if call.principal else ()
-    if not blobs.has(body.oid) or not call.state.catalog.object_available(repo, body.oid, namespaces):
+    stored = _stored_size(blobs, body.oid)
+    if stored is None or not call.state.catalog.object_available(repo, body.oid, namespaces):
         raise entry_not_found(f"LFS object {body.oid}")
-    if blobs.size(body.oid) != body.size:
-        raise bad_request(f"LFS object {body.oid[:12]}… has {blobs.size(body.oid)} bytes, not {body.size}")
+    if stored != body.size:
+        raise bad_request(f"LFS object {body.oid[:12]}… has {stored} bytes, not {body.size}")
     return JSONResponse({"oid": body.oid, "size": body.size})
 
 

@@ -173,6 +173,7 @@ def open_state(settings: ServerSettings) -> State:
     storage = Storage(settings.blobs_path, settings.uploads_path, blobs_url=settings.blobs,
                       url_ttl=settings.upload_url_ttl, public_endpoint=settings.blobs_public_url)
     storage.clean(max_age=settings.upload_url_ttl)
+    api_uploads.shorten_gil_switches()
     catalog = Catalog(db)
     return State(settings, db, Accounts(db), catalog, storage,
                  UrlSigner(settings.signing_key(), settings.upload_url_ttl),

@@ -17,6 +17,7 @@ transactions are ``BEGIN IMMEDIATE`` (writers queue on SQLite's lock for up to
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import weakref
@@ -122,7 +123,6 @@ class Database:
         self.url = url
         self.engine = engine
         self.dialect = _dialect.POSTGRESQL if engine.dialect.name == "postgresql" else _dialect.SQLITE
-        self.path = Path(engine.url.database) if self.dialect == _dialect.SQLITE else None
         self._local = threading.local()
         self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -150,10 +150,13 @@ class Database:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         holder = self._holder
-        if self.dialect == _dialect.POSTGRESQL and _has_nul(params) and sql.lstrip()[:6].upper() in ("SELECT", "DELETE"):
+        if self.dialect != _dialect.POSTGRESQL:
+            return holder.conn.execute(sql, params)
+        verb = sql.lstrip()[:6].upper()
+        if verb in ("SELECT", "DELETE") and _has_nul(params):
             return _NoRows()  # PostgreSQL text cannot hold NUL, so no row matches one (SQLite: none does either)
         cursor = holder.conn.execute(self._sql(sql), params)
-        if self.dialect == _dialect.POSTGRESQL and not holder.depth and sql.lstrip()[:6].upper() in _WRITES:
+        if not holder.depth and verb in _WRITES:
             holder.conn.execute("SELECT nextval('catalog_version')")
         return cursor
 
@@ -283,17 +286,24 @@ def _dbapi(engine: Any) -> Any:
     raw = conn.dbapi_connection
     conn.detach()
     if engine.dialect.name == "postgresql":
-        from psycopg.adapt import Loader
-
-        class _NumberLoader(Loader):  # SUM()/AVG() give numeric: int when whole, else float (as SQLite)
-            def load(self, data: Any) -> Any:
-                text = bytes(data).decode()
-                return int(text) if text.lstrip("-").isdigit() else float(text)
-
         raw.autocommit = True
         raw.row_factory = _row_factory
-        raw.adapters.register_loader("numeric", _NumberLoader)
+        raw.adapters.register_loader("numeric", _number_loader())
     return raw
+
+
+@functools.cache
+def _number_loader() -> type:
+    """The psycopg loader of ``numeric`` (SUM()/AVG() results): int when whole, else float, as
+    SQLite gives them. Made once, on first use: psycopg is imported only for PostgreSQL catalogs."""
+    from psycopg.adapt import Loader
+
+    class _NumberLoader(Loader):
+        def load(self, data: Any) -> Any:
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
+    return _NumberLoader
 
 
 def connect(target: Path | str) -> Database:

@@ -103,12 +103,6 @@ class Report:
                 "bytes_copied": self.bytes_copied, "blobs_verified": self.blobs_verified}
 
 
-def _q(name: str) -> str:
-    """A column name as written in the catalog's one SQL text (``user`` is quoted for PostgreSQL by
-    ``dialect.postgres_sql``; SQLite takes it bare)."""
-    return name
-
-
 def open_source(data: Path) -> sqlite3.Connection:
     """The source catalog, read-only (never created, upgraded or written)."""
     path = Path(data) / "catalog.sqlite3"
@@ -119,13 +113,10 @@ def open_source(data: Path) -> sqlite3.Connection:
                            timeout=_db.BUSY_TIMEOUT, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    try:
-        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.OperationalError:
-        revision = None
-    if version != _db.SCHEMA_VERSION or (revision[0] if revision else None) != migrations.HEAD:
+    revision = _db._stamp(conn)
+    if version != _db.SCHEMA_VERSION or revision != migrations.HEAD:
         conn.close()  # the tables must have the target's columns: bring the source to this schema first
-        raise StoreError(f"the source catalog's schema ({version}, revision {revision[0] if revision else 'none'}) "
+        raise StoreError(f"the source catalog's schema ({version}, revision {'none' if revision is None else revision}) "
                          f"is not this gptstore's ({_db.SCHEMA_VERSION}, revision {migrations.HEAD})",
                          hint=f"stop its server and run `gptstore server --data {data} migrate` first "
                               "(or use the gptstore that wrote it)")
@@ -177,8 +168,9 @@ def migrate_store(source_data: Path, catalog_url: str, blobs_url: str, *, verify
                                    "(SELECT COALESCE(MAX(id), 0) + 1 FROM repos), false)")
         finally:
             source.execute("COMMIT")
-        _copy_blobs(Path(source_data) / "blobs", source, target, blobs, report, progress)
-        _verify(target, blobs, report, verify_all, progress)
+        referenced = target.all("SELECT DISTINCT sha256, size FROM files")
+        bad = _copy_blobs(Path(source_data) / "blobs", source, referenced, blobs, report, progress)
+        _verify(referenced, bad, blobs, report, verify_all, progress)
     finally:
         source.close()
         target.close()
@@ -213,7 +205,7 @@ def _columns(source: sqlite3.Connection, table: Table) -> list[str]:
 
 
 def _rows(source: sqlite3.Connection, table: Table, columns: list[str]) -> Iterator[list[tuple]]:
-    cursor = source.execute(f"SELECT {', '.join(_q(c) for c in columns)} FROM {table.name}")
+    cursor = source.execute(f"SELECT {', '.join(columns)} FROM {table.name}")
     while batch := cursor.fetchmany(BATCH):
         yield [tuple(row) for row in batch]
 
@@ -224,15 +216,15 @@ def _count(target: _db.Database, table: str) -> int:
 
 def _copy_table(source: sqlite3.Connection, target: _db.Database, table: Table) -> dict[str, int]:
     columns = _columns(source, table)
-    names = ", ".join(_q(c) for c in columns)
+    names = ", ".join(columns)
     insert = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
     if table.mode == INSERT:
         insert += " ON CONFLICT DO NOTHING"
     elif table.mode == UPSERT:
         rest = [c for c in columns if c not in table.key]
-        insert += f" ON CONFLICT ({', '.join(_q(c) for c in table.key)}) DO " + (
-            "UPDATE SET " + ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in rest) if rest else "NOTHING")
-    where = " AND ".join(f"{_q(c)} = ?{' COLLATE NOCASE' if table.nocase else ''}" for c in table.key)
+        insert += f" ON CONFLICT ({', '.join(table.key)}) DO " + (
+            "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "NOTHING")
+    where = " AND ".join(f"{c} = ?{' COLLATE NOCASE' if table.nocase else ''}" for c in table.key)
     at = [columns.index(c) for c in table.key]
     before, rows = _count(target, table.name), 0
     for batch in _rows(source, table, columns):
@@ -245,7 +237,7 @@ def _copy_table(source: sqlite3.Connection, target: _db.Database, table: Table) 
 
 def _remove_stale(source: sqlite3.Connection, target: _db.Database, table: Table) -> int:
     """Delete the target's rows of ``table`` whose key the source no longer has; how many."""
-    keys = ", ".join(("rowid" if c == "rowid" else _q(c)) for c in table.key)
+    keys = ", ".join(table.key)
 
     def norm(row: Any) -> tuple:
         return tuple(v.lower() if table.nocase and isinstance(v, str) else v for v in row)
@@ -254,7 +246,7 @@ def _remove_stale(source: sqlite3.Connection, target: _db.Database, table: Table
                                                  f"{'repos' if table.cache else table.name}")}
     stale = [tuple(row) for row in target.all(f"SELECT {keys} FROM {table.name}") if norm(row) not in mine]
     if stale:
-        where = " AND ".join(f"{_q(c)} = ?" for c in table.key)
+        where = " AND ".join(f"{c} = ?" for c in table.key)
         target.executemany(f"DELETE FROM {table.name} WHERE {where}", stale)
     return len(stale)
 
@@ -306,16 +298,20 @@ def _copy_one(path: Path, sha: str, size: int | None, blobs: Any) -> int:
         return reader.size
 
 
-def _copy_blobs(root: Path, source: sqlite3.Connection, target: _db.Database, blobs: Any, report: Report,
-                progress: Callable[[str], None]) -> None:
+def _copy_blobs(root: Path, source: sqlite3.Connection, referenced: list[Any], blobs: Any, report: Report,
+                progress: Callable[[str], None]) -> set[str]:
+    """Copy every blob the source catalog or ``referenced`` (the target catalog's ``(sha256, size)``
+    rows) names that the target lacks; returns the digests that could not be copied."""
     store = BlobStore(root)
     wanted = _wanted(source)
+    bad: set[str] = set()
     # digests the target catalog references beyond the source snapshot (pushes since) come along too
-    for row in target.all("SELECT DISTINCT sha256, size FROM files"):
+    for row in referenced:
         wanted.setdefault(row[0], row[1])
     for n, (sha, size) in enumerate(sorted(wanted.items()), 1):
         if not is_sha256(sha):
             report.bad_blobs.append(f"{str(sha)[:80]!r} is not a sha256 digest")
+            bad.add(sha)
             continue
         if blobs.has(sha):
             report.blobs_skipped += 1
@@ -323,27 +319,30 @@ def _copy_blobs(root: Path, source: sqlite3.Connection, target: _db.Database, bl
         path = store.path(sha)
         if not path.is_file():
             report.bad_blobs.append(f"{sha} is missing from {root}")
+            bad.add(sha)
             continue
         try:
             report.bytes_copied += _copy_one(path, sha, size, blobs)
         except DigestMismatch:
             report.bad_blobs.append(f"{sha} in {root} is corrupt (its bytes do not hash to its name)")
+            bad.add(sha)
             continue
         report.blobs_copied += 1
         if n % 100 == 0:
             progress(f"blobs: {n}/{len(wanted)}")
     progress(f"blobs: {report.blobs_copied} copied ({report.bytes_copied} bytes), {report.blobs_skipped} "
              "already there")
+    return bad
 
 
-def _verify(target: _db.Database, blobs: Any, report: Report, verify_all: bool,
+def _verify(referenced: list[Any], bad: set[str], blobs: Any, report: Report, verify_all: bool,
             progress: Callable[[str], None]) -> None:
-    """Every digest the target catalog references is in the target blob store with its size (and,
-    with ``verify_all``, hashes to its name read back from there)."""
-    bad = set(report.bad_blobs)
+    """Every digest the target catalog references (``referenced``: its ``(sha256, size)`` rows) is
+    in the target blob store with its size (and, with ``verify_all``, hashes to its name read back
+    from there); the ``bad`` ones, reported already, are skipped."""
     problems: list[str] = []
-    for sha, size in target.all("SELECT DISTINCT sha256, size FROM files"):
-        if any(sha in b for b in bad):
+    for sha, size in referenced:
+        if sha in bad:
             continue
         try:
             actual = blobs.size(sha)

@@ -67,8 +67,6 @@ class S3Blobs:
     """The blob interface of :class:`gptstore.blobs.BlobStore` (has, size, open, read_bytes,
     put_bytes, iter_range, delete) over one bucket, plus presigned uploads and downloads."""
 
-    remote = True
-
     def __init__(self, url: str, *, url_ttl: int = 3600, public_endpoint: str | None = None) -> None:
         import boto3
         from botocore.config import Config
@@ -90,7 +88,8 @@ class S3Blobs:
     def staging_key(self, oid: str, repo_id: str) -> str:
         """Where a client's upload of ``oid`` to ``repo_id`` lands until verified (the repo id is
         hashed, never used as given)."""
-        return f"{self.prefix}uploads/{self.key(oid).rsplit('/', 1)[1]}/" \
+        self.key(oid)  # refuses anything but a sha256
+        return f"{self.prefix}uploads/{oid}/" \
                f"{hashlib.sha256(repo_id.encode()).hexdigest()[:32]}"
 
     # -- reading -------------------------------------------------------------------------------

@@ -20,9 +20,7 @@ either one verifies. ``model_signing`` (the ``signing`` extra) is imported only 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 
@@ -78,19 +76,6 @@ def _verified_files(data: bytes, pem: str) -> tuple[dict[str, str], dict] | None
     del ms
     files = {rd.identifier: rd.digest.digest_hex for rd in manifest.resource_descriptors()}
     return files, dict(manifest.serialization_type)
-
-
-def listed_manifest_sha256(data: bytes) -> str | None:
-    """The sha256 a ``model.sig`` lists for ``gptstore.json`` (one ``gptstore sign --format oms``
-    made), read without checking the signature; None when it lists none or cannot be read."""
-    try:
-        statement = json.loads(base64.b64decode(json.loads(data)["dsseEnvelope"]["payload"]))
-        for resource in statement["predicate"]["resources"]:
-            if resource["name"] == MANIFEST_FILE and resource["algorithm"] == "sha256":
-                return str(resource["digest"])
-    except (ValueError, KeyError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
-        return None
-    return None
 
 
 def _is_git_path(path: str) -> bool:
@@ -217,5 +202,4 @@ def sign_package(package_dir: Path | str, *, key: str, passphrase: str | None = 
                       tuple(written))
 
 
-__all__ = ["FORMATS", "GIT_PATHS", "sign_directory", "sign_package", "check_oms", "check_any", "read_oms",
-           "listed_manifest_sha256"]
+__all__ = ["FORMATS", "GIT_PATHS", "sign_directory", "sign_package", "check_oms", "check_any", "read_oms"]

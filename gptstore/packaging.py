@@ -7,7 +7,9 @@ ship a signature that does not match.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -113,16 +115,28 @@ def drop_stale_signature(root: Path, manifest: Manifest) -> bool:
         removed = True
     oms = root / OMS_SIGNATURE_FILE
     if oms.is_file():
-        from .oms import listed_manifest_sha256
-
         with oms.open("rb") as fh:
-            listed = listed_manifest_sha256(fh.read(MAX_BYTES + 1))
+            listed = _oms_listed_manifest(fh.read(MAX_BYTES + 1))
         if listed is not None and listed != hashlib.sha256(dumps(manifest)).hexdigest():
             oms.unlink()
             log.warning("removed %s: it covered the previous %s, not this one; sign again with "
                         "`gptstore sign %s --key NAME --format oms`", oms, MANIFEST_FILE, root)
             removed = True
     return removed
+
+
+def _oms_listed_manifest(data: bytes) -> str | None:
+    """The sha256 a ``model.sig`` lists for ``gptstore.json`` (as ``gptstore sign --format oms``
+    writes it), read without checking the signature (gptstore.oms does that); None when it lists
+    none or cannot be read."""
+    try:
+        statement = json.loads(base64.b64decode(json.loads(data)["dsseEnvelope"]["payload"]))
+        for resource in statement["predicate"]["resources"]:
+            if resource["name"] == MANIFEST_FILE and resource["algorithm"] == "sha256":
+                return str(resource["digest"])
+    except (ValueError, KeyError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        return None
+    return None
 
 
 def _signed(sig: Path) -> str | None:

@@ -16,7 +16,7 @@ from huggingface_hub import CommitOperationDelete
 from huggingface_hub.errors import BadRequestError
 
 from gptstore.cli.main import cli
-from gptstore.manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE
+from gptstore.manifest import MANIFEST_FILE, OMS_SIGNATURE_FILE, SIGNATURE_FILE, dumps, validate
 from gptstore.packaging import package
 from gptstore.server.db import SCHEMA_VERSION, connect
 from gptstore.server.keys import SigningKeys, needs_signature
@@ -355,7 +355,11 @@ def test_model_sig_by_an_unregistered_key_is_refused(signed_store, tiny_gpt_dir,
 def test_model_sig_of_an_edited_manifest_or_other_files_is_refused(signed_store, tiny_gpt_dir, tmp_path):
     register(signed_store, "alice", make_p256_key("oms-editor", tmp_path))
     folder = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-edited", "oms-editor")
-    package(folder, name="alice/oms-edited", version="1.0.0", description="Now free of charge!", license="mit")
+    # edited by hand, model.sig kept (re-packaging would drop the stale model.sig, as it drops gptstore.sig)
+    edited = json.loads((folder / MANIFEST_FILE).read_text())
+    edited.update(description="Now free of charge!", license="mit")
+    (folder / MANIFEST_FILE).write_bytes(dumps(validate(edited)))
+    assert (folder / OMS_SIGNATURE_FILE).exists()
     message = refused(signed_store, folder, "alice/oms-edited", "has a manifest that differs from the signed one")
     assert "model.sig" in message
     one = make_oms_package(tiny_gpt_dir, tmp_path, "alice/oms-one", "oms-editor")
